@@ -1,0 +1,258 @@
+"""Configuration: dataclasses parsed by ``HfArgumentParser`` from a YAML file and the command line.
+
+``--config run.yaml`` supplies values, flags on the command line override them, and a key in the
+YAML that no dataclass knows is an error naming the key. The fine-tuning options live in
+:class:`TransferTrainingArguments`, a ``transformers.TrainingArguments`` with the transfer-learning
+fields added, so one flat YAML (or one set of flags) configures a run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from transformers import HfArgumentParser, TrainingArguments
+
+from hftl.freezing import STRATEGIES, check_num_trainable_layers
+
+logger = logging.getLogger(__name__)
+
+
+class ConfigError(ValueError):
+    """A configuration problem, with a one-line message that says where and what to do."""
+
+
+@dataclass
+class ModelArguments:
+    """Which pretrained model to start from."""
+
+    model_name_or_path: str = field(
+        metadata={
+            "help": "Hub model id (e.g. google/vit-base-patch16-224-in21k) or local directory."
+        }
+    )
+    revision: str = field(default="main", metadata={"help": "Branch, tag or commit of the model."})
+    cache_dir: str | None = field(
+        default=None, metadata={"help": "Where downloaded models are cached."}
+    )
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "Allow custom modelling code."}
+    )
+
+
+@dataclass
+class TransferTrainingArguments(TrainingArguments):
+    """``TrainingArguments`` plus the transfer-learning options.
+
+    The new fields:
+        strategy: ``feature_extraction`` (head only), ``partial`` (top ``num_trainable_layers``
+            blocks + head), ``full`` (everything), ``gradual`` (head first, then one more block
+            every ``unfreeze_every`` ``unfreeze_unit``\\ s, top-down, until everything trains).
+        num_trainable_layers: how many top blocks train under ``partial``.
+        layer_decay: layer-wise LR decay; depth ``d`` trains at ``lr * layer_decay ** (L + 1 - d)``.
+        head_lr_multiplier: the new head trains at ``learning_rate * head_lr_multiplier``.
+        unfreeze_every / unfreeze_unit: the gradual-unfreezing schedule.
+    """
+
+    strategy: Literal["feature_extraction", "partial", "full", "gradual"] = field(
+        default="full", metadata={"help": f"Transfer strategy: one of {', '.join(STRATEGIES)}."}
+    )
+    num_trainable_layers: int | None = field(
+        default=None,
+        metadata={"help": "strategy=partial: how many top blocks train (plus the head)."},
+    )
+    layer_decay: float = field(
+        default=1.0,
+        metadata={
+            "help": "Layer-wise LR decay in (0, 1]: each block down trains at this factor "
+            "times the LR of the block above. 1.0 = off."
+        },
+    )
+    head_lr_multiplier: float = field(
+        default=1.0, metadata={"help": "The head trains at learning_rate times this."}
+    )
+    unfreeze_every: int = field(
+        default=1, metadata={"help": "strategy=gradual: unfreeze one more block every N units."}
+    )
+    unfreeze_unit: Literal["epoch", "step"] = field(
+        default="epoch", metadata={"help": "strategy=gradual: the unit of unfreeze_every."}
+    )
+
+    def __post_init__(self):
+        if self.strategy not in STRATEGIES:
+            raise ValueError(
+                f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}"
+            )
+        if not 0.0 < self.layer_decay <= 1.0:
+            raise ValueError(f"layer_decay must be in (0, 1] (1.0 = off), got {self.layer_decay}")
+        if self.head_lr_multiplier <= 0:
+            raise ValueError(f"head_lr_multiplier must be > 0, got {self.head_lr_multiplier}")
+        if self.strategy == "partial":
+            if self.num_trainable_layers is None:
+                raise ValueError(
+                    "strategy=partial needs num_trainable_layers (how many top blocks train)"
+                )
+            if self.num_trainable_layers < 0:
+                raise ValueError(
+                    f"num_trainable_layers must be >= 0, got {self.num_trainable_layers}"
+                )
+        elif self.num_trainable_layers is not None:
+            logger.warning(
+                "num_trainable_layers=%s is ignored: it applies to strategy=partial, not %s",
+                self.num_trainable_layers,
+                self.strategy,
+            )
+        if self.unfreeze_every < 1:
+            raise ValueError(f"unfreeze_every must be >= 1, got {self.unfreeze_every}")
+        if self.strategy == "gradual" and self.ddp_find_unused_parameters is False:
+            raise ValueError(
+                "strategy=gradual needs ddp_find_unused_parameters=true under DDP (frozen blocks get "
+                "no gradient); leave it unset or set it to true"
+            )
+        super().__post_init__()
+
+
+# --------------------------------------------------------------------------------------------
+# Parsing: YAML + command line
+# --------------------------------------------------------------------------------------------
+
+
+class _RaisingParser(HfArgumentParser):
+    def error(self, message):  # argparse would print usage and exit; we want one clear line
+        raise ConfigError(message)
+
+
+def parse_config(
+    dataclass_types: Sequence[type],
+    args: Sequence[str] | None = None,
+    *,
+    prog: str | None = None,
+) -> tuple:
+    """Parse ``dataclass_types`` from ``--config file.yaml`` and command-line flags.
+
+    Values from the YAML file come first; flags on the command line override them. A YAML file
+    may also be given as the first positional argument (as in the Hugging Face examples).
+
+    Args:
+        dataclass_types: the dataclasses to fill, e.g. ``(ModelArguments, TransferTrainingArguments)``.
+        args: the command line without the program name (default ``sys.argv[1:]``).
+
+    Returns:
+        One instance per dataclass type, in order.
+
+    Raises:
+        ConfigError: unknown YAML key (named, with a suggestion), a value of the wrong type, or an
+            invalid combination; the message is a single line.
+    """
+    argv = list(sys.argv[1:] if args is None else args)
+    config_path, argv = _pop_config_path(argv)
+    parser = _RaisingParser(dataclass_types, prog=prog)
+    yaml_argv: list[str] = []
+    if config_path is not None:
+        yaml_argv = _yaml_to_argv(config_path, dataclass_types, parser)
+    try:
+        parsed = parser.parse_args_into_dataclasses(args=yaml_argv + argv, look_for_args_file=False)
+    except ConfigError as error:
+        raise ConfigError(f"command line: {error}") from None
+    except ValueError as error:  # __post_init__ checks
+        where = f"{config_path} + command line" if config_path else "command line"
+        raise ConfigError(f"{where}: {_one_line(error)}") from None
+    _check_against_model(parsed)
+    return tuple(parsed)
+
+
+def _pop_config_path(argv: list[str]) -> tuple[Path | None, list[str]]:
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config", default=None)
+    known, rest = pre.parse_known_args(argv)
+    if known.config is None and rest and rest[0].endswith((".yaml", ".yml")):
+        known.config, rest = rest[0], rest[1:]
+    return (Path(known.config) if known.config else None), rest
+
+
+def _yaml_to_argv(path: Path, dataclass_types: Sequence[type], parser: _RaisingParser) -> list[str]:
+    """Turn the YAML mapping into flags, so argparse types, choices and bools apply to it too."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {_one_line(error)}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of option: value, got {type(data).__name__}")
+    known = {f.name for cls in dataclass_types for f in fields(cls) if f.init}
+    argv: list[str] = []
+    for key, value in data.items():
+        if key not in known:
+            close = difflib.get_close_matches(str(key), known, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ConfigError(f"{path}: unknown key '{key}'{hint}; remove it or fix its name")
+        if value is None:
+            parser.set_defaults(**{key: None})
+            continue
+        flag = [f"--{key}", *_as_tokens(value)]
+        try:  # check this key alone, so a bad value is reported against the file and key
+            parser.parse_known_args(flag)
+        except ConfigError as error:
+            raise ConfigError(f"{path}: key '{key}': {error}") from None
+        argv += flag
+    return argv
+
+
+def _as_tokens(value: Any) -> list[str]:
+    if isinstance(value, bool):
+        return ["true" if value else "false"]
+    if isinstance(value, dict):
+        return [json.dumps(value)]
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value]
+    return [str(value)]
+
+
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split())
+
+
+def _check_against_model(parsed: Sequence[Any]) -> None:
+    """Check num_trainable_layers against the model's real depth, if its config is reachable."""
+    model_args = next((p for p in parsed if hasattr(p, "model_name_or_path")), None)
+    train_args = next((p for p in parsed if isinstance(p, TransferTrainingArguments)), None)
+    if model_args is None or train_args is None or train_args.strategy != "partial":
+        return
+    blocks = count_blocks_from_config(model_args.model_name_or_path, revision=model_args.revision)
+    if blocks is not None:
+        try:
+            check_num_trainable_layers(
+                train_args.num_trainable_layers, blocks, model_args.model_name_or_path
+            )
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+
+
+def count_blocks_from_config(model_name_or_path: str, **config_kwargs) -> int | None:
+    """L for a checkpoint, from its config alone (weights are not loaded: meta device).
+
+    Returns None where the config cannot be read (e.g. offline with a Hub id); the check then
+    happens again when the model is loaded.
+    """
+    import torch
+    from transformers import AutoConfig, AutoModel
+
+    from hftl.layers import build_layer_map
+
+    try:
+        config = AutoConfig.from_pretrained(model_name_or_path, **config_kwargs)
+        with torch.device("meta"):
+            model = AutoModel.from_config(config)
+        return build_layer_map(model).num_blocks
+    except Exception as error:  # noqa: BLE001 - any failure just defers the check
+        logger.debug("could not count blocks of %s from its config: %s", model_name_or_path, error)
+        return None

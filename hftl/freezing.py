@@ -1,0 +1,154 @@
+"""Transfer-learning strategies as freezing rules over the layer map.
+
+Every strategy reduces to one number, the lowest depth that trains:
+
+=====================  ===========================================================
+``feature_extraction``  head only (depth ``L + 1``)
+``partial``             top ``num_trainable_layers`` blocks + head
+``full``                everything (depth 0)
+``gradual``             head only at first, then one more block per stage, top-down,
+                        until the embeddings train too (stage ``L + 1``)
+=====================  ===========================================================
+
+The rules are pure functions; :func:`set_trainable` is the one place that flips ``requires_grad``.
+Frozen parts stay frozen for real: no gradient (so AdamW skips them, weight decay included), and
+their BatchNorm running statistics are kept (see :func:`keep_frozen_norms_in_eval`).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from torch import nn
+
+from hftl.layers import LayerMap
+
+logger = logging.getLogger(__name__)
+
+STRATEGIES = ("feature_extraction", "partial", "full", "gradual")
+
+
+def min_trainable_depth(
+    strategy: str,
+    num_blocks: int,
+    *,
+    num_trainable_layers: int | None = None,
+    stage: int = 0,
+) -> int:
+    """The lowest depth that trains under ``strategy``.
+
+    Args:
+        strategy: one of :data:`STRATEGIES`.
+        num_blocks: L, the model's number of blocks.
+        num_trainable_layers: for ``partial``, how many top blocks train (0..L).
+        stage: for ``gradual``, how many unfreezing stages have passed (0 = head only).
+
+    Raises:
+        ValueError: unknown strategy, or ``num_trainable_layers`` missing or out of 0..L.
+    """
+    head = num_blocks + 1
+    if strategy == "feature_extraction":
+        return head
+    if strategy == "full":
+        return 0
+    if strategy == "partial":
+        check_num_trainable_layers(num_trainable_layers, num_blocks)
+        return head - num_trainable_layers
+    if strategy == "gradual":
+        return max(0, head - max(0, stage))
+    raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+
+
+def check_num_trainable_layers(
+    num_trainable_layers: int | None, num_blocks: int, model_name: str = "the model"
+) -> None:
+    if num_trainable_layers is None:
+        raise ValueError(
+            "strategy 'partial' needs num_trainable_layers (how many top blocks train)"
+        )
+    if not 0 <= num_trainable_layers <= num_blocks:
+        raise ValueError(
+            f"num_trainable_layers={num_trainable_layers} but {model_name} has {num_blocks} blocks: "
+            f"use 0..{num_blocks} (or strategy 'full' to train everything)"
+        )
+
+
+def set_trainable(model: nn.Module, layer_map: LayerMap, min_depth: int) -> dict[str, int]:
+    """Train exactly the parameters at depth >= ``min_depth``; freeze the rest.
+
+    Also makes sure frozen BatchNorm layers keep their running statistics
+    (:func:`keep_frozen_norms_in_eval`). Returns ``{"trainable": n, "frozen": m}`` tensor counts.
+    """
+    counts = {"trainable": 0, "frozen": 0}
+    for name, param in model.named_parameters():
+        trainable = layer_map.depths[name] >= min_depth
+        param.requires_grad_(trainable)
+        if not trainable:
+            param.grad = None
+        counts["trainable" if trainable else "frozen"] += 1
+    keep_frozen_norms_in_eval(model)
+    return counts
+
+
+def apply_strategy(
+    model: nn.Module,
+    layer_map: LayerMap,
+    strategy: str,
+    *,
+    num_trainable_layers: int | None = None,
+) -> int:
+    """Freeze ``model`` as ``strategy`` says (``gradual`` starts at stage 0). Returns the min depth."""
+    min_depth = min_trainable_depth(
+        strategy, layer_map.num_blocks, num_trainable_layers=num_trainable_layers
+    )
+    counts = set_trainable(model, layer_map, min_depth)
+    logger.info(
+        "strategy %s: depths >= %d train (%d tensors), %d tensors frozen",
+        strategy,
+        min_depth,
+        counts["trainable"],
+        counts["frozen"],
+    )
+    return min_depth
+
+
+def gradual_stage(progress: int, every: int) -> int:
+    """Stage of gradual unfreezing after ``progress`` epochs or steps, unfreezing every ``every``."""
+    if every < 1:
+        raise ValueError(f"unfreeze_every must be >= 1, got {every}")
+    return max(0, progress) // every
+
+
+# --------------------------------------------------------------------------------------------
+# BatchNorm: requires_grad=False does not stop running statistics from moving
+# --------------------------------------------------------------------------------------------
+
+
+def keep_frozen_norms_in_eval(model: nn.Module) -> int:
+    """Keep every BatchNorm-like layer whose parameters are all frozen in eval mode.
+
+    ``Trainer`` (and any loop) calls ``model.train()``, which would let frozen BatchNorm layers keep
+    updating their running mean/var. A forward pre-hook puts such a layer back in eval mode just
+    before it runs, for as long as its parameters are frozen; once they are unfrozen it follows
+    ``model.train()`` / ``model.eval()`` again. Installing twice is a no-op. Returns how many
+    layers are guarded.
+    """
+    guarded = 0
+    for module in model.modules():
+        if not _has_running_stats(module) or not any(
+            True for _ in module.parameters(recurse=False)
+        ):
+            continue
+        if getattr(module, "_hftl_norm_guard", None) is None:
+            module._hftl_norm_guard = module.register_forward_pre_hook(_eval_if_frozen)
+        guarded += 1
+    return guarded
+
+
+def _has_running_stats(module: nn.Module) -> bool:
+    return isinstance(module, nn.modules.batchnorm._NormBase) and module.track_running_stats
+
+
+def _eval_if_frozen(module: nn.Module, _inputs) -> None:
+    if module.training and not any(p.requires_grad for p in module.parameters(recurse=False)):
+        module.train(False)

@@ -1,0 +1,285 @@
+"""Map every parameter of a model to a depth: 0 = embeddings / stem, 1..L = blocks, L+1 = head.
+
+The map is what every strategy and every learning-rate rule in hftl is written against, so it is
+computed in one place, from the model's own structure, and returned as data:
+
+* Hugging Face models (``AutoModelFor...``): the head is everything outside ``model.base_model``
+  plus the base model's pooler (pooler-to-classifier). The blocks are the children of the largest
+  ``nn.ModuleList`` / ``nn.Sequential`` of identical, parameterised modules inside the base model
+  (``encoder.layer`` of BERT/ViT, ``transformer.layer`` of DistilBERT, ``encoder.stages`` of
+  ResNet/ConvNeXt). CNNs thus get one depth per stage, transformers one per layer.
+* timm models (bare, or wrapped by ``TimmWrapperForImageClassification``): the head is
+  ``get_classifier()``, the blocks come from timm's own ``group_matcher(coarse=True)`` (one depth per
+  stage for CNNs, per block for ViTs; parts timm merges into the previous group, such as a final
+  norm, share the last block's depth).
+* Parameters that are neither head nor block (embeddings, stems, final norms) are placed by
+  registration order, which for these models is forward order: before the first block -> 0,
+  between blocks -> the next block's depth, after the last block -> L.
+
+When the structure cannot be read (no repeated block list, no way to tell the head), a
+:class:`LayerMapError` names the parameters that could not be placed; ``overrides`` places them.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+HEAD = "head"
+
+
+class LayerMapError(ValueError):
+    """Raised when hftl cannot place some parameters of a model in the layer map."""
+
+
+@dataclass(frozen=True)
+class LayerMap:
+    """Depth of every parameter (by name, as ``model.named_parameters()`` spells it).
+
+    Attributes:
+        depths: parameter name -> depth (0 embeddings/stem, 1..num_blocks blocks, head_depth head).
+        num_blocks: L, the number of blocks.
+    """
+
+    depths: dict[str, int]
+    num_blocks: int
+
+    @property
+    def head_depth(self) -> int:
+        return self.num_blocks + 1
+
+    def names_at(self, depth: int) -> list[str]:
+        return [name for name, d in self.depths.items() if d == depth]
+
+    def summary(self) -> str:
+        """One line per depth: how many tensors sit there and one example name."""
+        lines = []
+        for depth in sorted(set(self.depths.values())):
+            names = self.names_at(depth)
+            role = "embeddings" if depth == 0 else "head" if depth == self.head_depth else "block"
+            lines.append(f"  depth {depth:>3} {role:<10} {len(names):>4} tensors  e.g. {names[0]}")
+        return "\n".join(lines)
+
+
+def layer_ids(model: nn.Module, overrides: Mapping[str, int | str] | None = None) -> dict[str, int]:
+    """Map every parameter name of ``model`` to its depth.
+
+    Args:
+        model: a transformers ``PreTrainedModel`` (any ``AutoModelFor...``), a timm model, a
+            ``TimmWrapperForImageClassification``, or one of these wrapped by PEFT or DDP.
+        overrides: optional ``{regex: depth}``; a parameter whose name matches a regex
+            (``re.search``) gets that depth, or the head's depth where the value is ``"head"``.
+
+    Returns:
+        ``{parameter name: depth}`` with 0 for embeddings / stem, 1..L for the blocks in forward
+        order and L+1 for the task head.
+
+    Raises:
+        LayerMapError: naming the parameters that could not be placed.
+
+    Example:
+        >>> ids = layer_ids(BertForSequenceClassification(BertConfig(num_hidden_layers=2)))
+        >>> ids["bert.embeddings.word_embeddings.weight"], ids["classifier.weight"]
+        (0, 3)
+    """
+    return build_layer_map(model, overrides).depths
+
+
+def build_layer_map(model: nn.Module, overrides: Mapping[str, int | str] | None = None) -> LayerMap:
+    """Like :func:`layer_ids`, returning a :class:`LayerMap` that also knows L."""
+    prefix, core = _find_core(model)
+    named = list(core.named_parameters())
+    if not named:
+        raise LayerMapError(f"{type(model).__name__} has no parameters to place.")
+    override_rules = [(re.compile(pattern), depth) for pattern, depth in (overrides or {}).items()]
+
+    head_ids, block_of = _timm_structure(core) if _is_timm(core) else _hf_structure(core)
+    if not block_of and not override_rules:
+        shown = ", ".join(name for name, _ in named[:8])
+        raise LayerMapError(
+            f"hftl cannot place the {len(named)} parameters of {type(core).__name__} ({shown}, ...): "
+            "it found no repeated block list (nn.ModuleList of identical layers) and no timm "
+            "group_matcher. Pass overrides={regex: depth} to layer_ids / build_layer_map."
+        )
+
+    # Everything that is neither head nor block goes by registration (= forward) order.
+    head = {name for name, param in named if id(param) in head_ids}
+    depths: dict[str, int] = {}
+    pending: list[str] = []
+    seen_block = False
+    for name, _ in named:
+        if name in head:
+            continue
+        if name in block_of:
+            for waiting in pending:  # between blocks: joins the block that runs next
+                depths[waiting] = block_of[name]
+            pending.clear()
+            depths[name] = block_of[name]
+            seen_block = True
+        elif seen_block:
+            pending.append(name)
+        else:
+            depths[name] = 0
+    last_block = max(block_of.values(), default=0)
+    depths.update(dict.fromkeys(pending, last_block))  # after the last block: final norms etc.
+
+    if override_rules:
+        placed = set()
+        for name, _ in named:
+            for pattern, value in override_rules:
+                if pattern.search(name):
+                    placed.add(name)
+                    if value == HEAD:
+                        head.add(name)
+                        depths.pop(name, None)
+                    else:
+                        head.discard(name)
+                        depths[name] = int(value)
+                    break
+        unplaced = [name for name, _ in named if name not in placed] if not block_of else []
+        if unplaced:
+            raise LayerMapError(
+                f"hftl cannot place {len(unplaced)} parameters of {type(core).__name__}: "
+                f"{', '.join(unplaced[:10])}{' ...' if len(unplaced) > 10 else ''}. "
+                "It found no block list, so overrides must place every parameter."
+            )
+    num_blocks = max(depths.values(), default=0)
+    depths.update(dict.fromkeys(head, num_blocks + 1))
+    ordered = {prefix + name: depths[name] for name, _ in named}
+    return LayerMap(depths=ordered, num_blocks=num_blocks)
+
+
+def num_blocks(model: nn.Module) -> int:
+    """L, the number of blocks hftl sees in ``model`` (see :func:`layer_ids`)."""
+    return build_layer_map(model).num_blocks
+
+
+# --------------------------------------------------------------------------------------------
+# Finding the model inside its wrappers
+# --------------------------------------------------------------------------------------------
+
+
+def _find_core(model: nn.Module) -> tuple[str, nn.Module]:
+    """The module whose structure we read (HF or timm model), and its name prefix in ``model``."""
+    target = model
+    while True:
+        if hasattr(target, "get_base_model") and callable(target.get_base_model):  # PEFT
+            target = target.get_base_model()
+        elif isinstance(getattr(target, "module", None), nn.Module) and not _is_model(target):
+            target = target.module  # DDP / FSDP-style wrappers
+        else:
+            break
+    if _is_model(target) and hasattr(target, "timm_model"):  # TimmWrapperFor... / TimmWrapperModel
+        target = target.timm_model
+    return _prefix_of(model, target), target
+
+
+def _is_model(module: nn.Module) -> bool:
+    return hasattr(module, "base_model_prefix") or _is_timm(module)
+
+
+def _is_timm(module: nn.Module) -> bool:
+    return callable(getattr(module, "get_classifier", None)) and not hasattr(
+        module, "base_model_prefix"
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Reading the structure: which parameters are the head, which block each other one is in
+# --------------------------------------------------------------------------------------------
+
+
+def _hf_structure(core: nn.Module) -> tuple[set[int], dict[str, int]]:
+    base = getattr(core, "base_model", core)
+    base_param_ids = {id(p) for p in base.parameters()}
+    head_ids = {id(p) for p in core.parameters() if id(p) not in base_param_ids}
+    for name, module in base.named_modules():
+        if name.split(".")[-1] == "pooler":
+            head_ids |= {id(p) for p in module.parameters()}
+    container = _largest_block_list(base, exclude=head_ids)
+    return head_ids, _blocks_from_container(core, container) if container is not None else {}
+
+
+def _timm_structure(core: nn.Module) -> tuple[set[int], dict[str, int]]:
+    head_ids = {id(p) for p in core.get_classifier().parameters()}
+    matcher = core.group_matcher(coarse=True) if hasattr(core, "group_matcher") else None
+    if not isinstance(matcher, Mapping):
+        container = _largest_block_list(core, exclude=head_ids)
+        return head_ids, _blocks_from_container(core, container) if container is not None else {}
+
+    from timm.models._manipulate import group_with_matcher
+
+    names = [n for n, p in core.named_parameters() if id(p) not in head_ids]
+    stem = [re.compile(p) for p in _patterns(matcher.get("stem"))]
+    blocks = [
+        re.compile(p) for key, spec in matcher.items() if key != "stem" for p in _patterns(spec)
+    ]
+    in_blocks = [
+        n for n in names if not any(s.match(n) for s in stem) and any(b.match(n) for b in blocks)
+    ]
+    groups = group_with_matcher(((n, None) for n in in_blocks), matcher)
+    block_of = {
+        name: i + 1 for i, (_, group) in enumerate(sorted(groups.items())) for name in group
+    }
+    return head_ids, block_of
+
+
+def _patterns(spec) -> list[str]:
+    if spec is None:
+        return []
+    if isinstance(spec, str):
+        return [spec]
+    return [s[0] if isinstance(s, (tuple, list)) else s for s in spec]
+
+
+def _largest_block_list(root: nn.Module, exclude: set[int]) -> nn.Module | None:
+    """The ModuleList/Sequential of identical parameterised modules holding the most parameters."""
+    best, best_size = None, 0
+    for module in root.modules():
+        if not isinstance(module, (nn.ModuleList, nn.Sequential)) or len(module) == 0:
+            continue
+        children = list(module)
+        if isinstance(module, nn.Sequential) and len(children) < 2:
+            continue
+        if len({type(c) for c in children}) != 1:
+            continue
+        sizes = [sum(p.numel() for p in c.parameters() if id(p) not in exclude) for c in children]
+        if min(sizes) == 0:
+            continue
+        if sum(sizes) > best_size:  # strict: on ties the outermost (first visited) wins
+            best, best_size = module, sum(sizes)
+    return best
+
+
+def _blocks_from_container(core: nn.Module, container: nn.Module) -> dict[str, int]:
+    """{parameter name in core: 1-based index of the container child that holds it}."""
+    block_of = {}
+    for index, child in enumerate(container):
+        child_ids = {id(p) for p in child.parameters()}
+        for param_name, param in core.named_parameters():
+            if id(param) in child_ids:
+                block_of[param_name] = index + 1
+    return block_of
+
+
+def _prefix_of(root: nn.Module, target: nn.Module) -> str:
+    if target is root:
+        return ""
+    for name, module in root.named_modules():
+        if module is target:
+            return name + "."
+    raise LayerMapError(f"{type(target).__name__} is not inside {type(root).__name__}.")
+
+
+def count_by_depth(depths: Mapping[str, int], names: Iterable[str] | None = None) -> dict[int, int]:
+    """How many tensors sit at each depth (optionally among ``names`` only)."""
+    counts: dict[int, int] = {}
+    for name in depths if names is None else names:
+        counts[depths[name]] = counts.get(depths[name], 0) + 1
+    return dict(sorted(counts.items()))

@@ -1,0 +1,136 @@
+"""Tiny random models built from configs, offline: for tests, examples and smoke runs.
+
+Every builder returns a real ``AutoModelFor...``-style classification model with random weights,
+small enough to train on a CPU in seconds. Nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+TEXT_VOCAB = 64
+
+
+def tiny_bert(num_labels: int = 2, layers: int = 2) -> nn.Module:
+    from transformers import BertConfig, BertForSequenceClassification
+
+    config = BertConfig(
+        vocab_size=TEXT_VOCAB,
+        hidden_size=32,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=37,
+        max_position_embeddings=64,
+        num_labels=num_labels,
+    )
+    return BertForSequenceClassification(config)
+
+
+def tiny_roberta(num_labels: int = 2, layers: int = 2) -> nn.Module:
+    from transformers import RobertaConfig, RobertaForSequenceClassification
+
+    config = RobertaConfig(
+        vocab_size=TEXT_VOCAB,
+        hidden_size=32,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=37,
+        max_position_embeddings=70,
+        num_labels=num_labels,
+    )
+    return RobertaForSequenceClassification(config)
+
+
+def tiny_distilbert(num_labels: int = 2, layers: int = 2) -> nn.Module:
+    from transformers import DistilBertConfig, DistilBertForSequenceClassification
+
+    config = DistilBertConfig(
+        vocab_size=TEXT_VOCAB,
+        dim=32,
+        n_layers=layers,
+        n_heads=2,
+        hidden_dim=37,
+        max_position_embeddings=64,
+        num_labels=num_labels,
+    )
+    return DistilBertForSequenceClassification(config)
+
+
+def tiny_vit(num_labels: int = 3, layers: int = 2) -> nn.Module:
+    from transformers import ViTConfig, ViTForImageClassification
+
+    config = ViTConfig(
+        image_size=32,
+        patch_size=8,
+        num_channels=3,
+        hidden_size=32,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=37,
+        num_labels=num_labels,
+    )
+    return ViTForImageClassification(config)
+
+
+def tiny_resnet(num_labels: int = 3, layers: int = 2) -> nn.Module:
+    from transformers import ResNetConfig, ResNetForImageClassification
+
+    config = ResNetConfig(
+        num_channels=3,
+        embedding_size=8,
+        hidden_sizes=[8, 16, 16, 32][:layers],
+        depths=[1, 2, 1, 1][:layers],
+        layer_type="bottleneck",
+        num_labels=num_labels,
+    )
+    return ResNetForImageClassification(config)
+
+
+def tiny_timm_resnet(num_labels: int = 3) -> nn.Module:
+    """timm ``resnet18`` (4 stages, BatchNorm) inside transformers' TimmWrapper."""
+    from transformers import TimmWrapperConfig, TimmWrapperForImageClassification
+
+    config = TimmWrapperConfig(architecture="resnet18", num_labels=num_labels)
+    return TimmWrapperForImageClassification(config)
+
+
+def tiny_timm_vit(num_labels: int = 3, layers: int = 2) -> nn.Module:
+    from transformers import TimmWrapperConfig, TimmWrapperForImageClassification
+
+    config = TimmWrapperConfig(
+        architecture="vit_tiny_patch16_224",
+        num_labels=num_labels,
+        model_args={
+            "img_size": 32,
+            "patch_size": 8,
+            "depth": layers,
+            "embed_dim": 32,
+            "num_heads": 2,
+        },
+    )
+    return TimmWrapperForImageClassification(config)
+
+
+TINY_MODELS: dict[str, Callable[..., nn.Module]] = {
+    "bert": tiny_bert,
+    "roberta": tiny_roberta,
+    "distilbert": tiny_distilbert,
+    "vit": tiny_vit,
+    "resnet": tiny_resnet,
+    "timm-resnet": tiny_timm_resnet,
+    "timm-vit": tiny_timm_vit,
+}
+
+TEXT_MODELS = ("bert", "roberta", "distilbert")
+
+
+def dummy_inputs(kind: str, batch_size: int = 2, seed: int = 0) -> dict[str, torch.Tensor]:
+    """A batch the tiny model called ``kind`` accepts (token ids or 32x32 images)."""
+    generator = torch.Generator().manual_seed(seed)
+    if kind in TEXT_MODELS:
+        ids = torch.randint(3, TEXT_VOCAB, (batch_size, 12), generator=generator)
+        return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    return {"pixel_values": torch.randn(batch_size, 3, 32, 32, generator=generator)}

@@ -1,0 +1,184 @@
+"""``TransferTrainer``: a ``transformers.Trainer`` that knows transfer-learning strategies.
+
+It changes two things and keeps every other Trainer feature (evaluation, checkpoints, resume,
+callbacks, Accelerate / DDP, logging, Hub pushes):
+
+* the strategy is applied before training (``feature_extraction`` / ``partial`` freeze once, before
+  Accelerate wraps the model; ``gradual`` runs :class:`GradualUnfreezingCallback`);
+* the optimizer is built from :func:`hftl.param_groups` (layer-wise LR decay, head LR, no weight
+  decay on norms/biases/tokens, absolute LR per group so the scheduler scales every group).
+
+Gradual unfreezing under DDP: every parameter is trainable when DDP wraps the model (so all of
+them are registered with its reducer and stay synchronised once unfrozen) and is in the optimizer
+from the start; the callback freezes in ``on_train_begin``, after wrapping. Frozen parameters get
+no gradient, so AdamW skips them. This needs ``ddp_find_unused_parameters=True``, which is set.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+from transformers import Trainer, TrainerCallback
+
+try:  # transformers >= 5: optimizer factories (Muon, Dion) build their own groups
+    from transformers.trainer_optimizer import is_optimizer_factory
+except ImportError:  # pragma: no cover - older transformers
+
+    def is_optimizer_factory(optimizer_cls) -> bool:
+        return False
+
+
+from hftl.config import TransferTrainingArguments
+from hftl.freezing import (
+    apply_strategy,
+    check_num_trainable_layers,
+    gradual_stage,
+    keep_frozen_norms_in_eval,
+    min_trainable_depth,
+    set_trainable,
+)
+from hftl.layers import LayerMap, build_layer_map
+from hftl.optim import param_groups
+
+logger = logging.getLogger(__name__)
+
+
+class GradualUnfreezingCallback(TrainerCallback):
+    """Unfreeze one more block, top-down, every ``every`` epochs or steps.
+
+    Stage 0 trains the head only; stage ``s`` trains the top ``s`` blocks and the head; from stage
+    ``L + 1`` on, the embeddings train too. The stage is computed from the trainer state, so a run
+    resumed from a checkpoint continues at the right stage.
+
+    Attributes:
+        history: ``(global_step, epoch, min_trainable_depth)`` each time the frozen set changed.
+    """
+
+    def __init__(self, layer_map: LayerMap, every: int = 1, unit: str = "epoch"):
+        if unit not in ("epoch", "step"):
+            raise ValueError(f"unfreeze_unit must be 'epoch' or 'step', got {unit!r}")
+        gradual_stage(0, every)  # validates `every`
+        self.layer_map, self.every, self.unit = layer_map, every, unit
+        self.min_depth: int | None = None
+        self.history: list[tuple[int, float, int]] = []
+
+    def stage(self, state) -> int:
+        if self.unit == "step":
+            progress = state.global_step
+        else:  # at an epoch's start state.epoch is the number of epochs done (maybe fractional on resume)
+            progress = math.floor((state.epoch or 0.0) + 1e-6)
+        return gradual_stage(progress, self.every)
+
+    def _update(self, model, state) -> None:
+        min_depth = min_trainable_depth(
+            "gradual", self.layer_map.num_blocks, stage=self.stage(state)
+        )
+        if min_depth == self.min_depth:
+            return
+        set_trainable(model, self.layer_map, min_depth)
+        self.min_depth = min_depth
+        self.history.append((state.global_step, state.epoch or 0.0, min_depth))
+        if state.is_world_process_zero:
+            logger.info(
+                "gradual unfreezing at step %d (epoch %.2f): depths >= %d now train (of 0..%d)",
+                state.global_step,
+                state.epoch or 0.0,
+                min_depth,
+                self.layer_map.head_depth,
+            )
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self._update(model, state)
+
+    def on_epoch_begin(self, args, state, control, model=None, **kwargs):
+        if self.unit == "epoch":
+            self._update(model, state)
+
+    def on_step_begin(self, args, state, control, model=None, **kwargs):
+        if self.unit == "step":
+            self._update(model, state)
+
+
+class TransferTrainer(Trainer):
+    """A Trainer that applies ``args.strategy`` and builds layer-wise LR groups.
+
+    Args:
+        model: a model :func:`hftl.layer_ids` understands (any ``AutoModelFor...``, timm).
+        args: :class:`~hftl.TransferTrainingArguments`.
+        layer_map: optional precomputed :class:`~hftl.layers.LayerMap` (e.g. with overrides).
+        *args, **kwargs: everything else ``transformers.Trainer`` takes.
+
+    Example:
+        >>> args = TransferTrainingArguments("out", strategy="partial", num_trainable_layers=2,
+        ...                                  layer_decay=0.8, head_lr_multiplier=10)
+        >>> TransferTrainer(model, args, train_dataset=train, eval_dataset=val).train()
+    """
+
+    def __init__(self, model=None, args=None, *pargs, layer_map: LayerMap | None = None, **kwargs):
+        if model is None:
+            raise ValueError("TransferTrainer needs a model (model_init is not supported)")
+        if args is None:
+            args = TransferTrainingArguments(output_dir="trainer_output")
+        if not isinstance(args, TransferTrainingArguments):
+            raise TypeError(
+                f"TransferTrainer needs hftl.TransferTrainingArguments, got {type(args).__name__}: "
+                "build the arguments with TransferTrainingArguments(...) instead"
+            )
+        self.layer_map = layer_map or build_layer_map(model)
+        if args.strategy == "partial":
+            check_num_trainable_layers(
+                args.num_trainable_layers, self.layer_map.num_blocks, type(model).__name__
+            )
+        if args.strategy == "gradual":
+            # Everything trainable now, so DDP registers every parameter and the optimizer holds
+            # them all; the callback freezes in on_train_begin, after wrapping.
+            set_trainable(model, self.layer_map, 0)
+            if args.ddp_find_unused_parameters is None:
+                args.ddp_find_unused_parameters = True
+            self.unfreezing = GradualUnfreezingCallback(
+                self.layer_map, every=args.unfreeze_every, unit=args.unfreeze_unit
+            )
+            kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), self.unfreezing]
+        else:
+            self.unfreezing = None
+            apply_strategy(
+                model,
+                self.layer_map,
+                args.strategy,
+                num_trainable_layers=args.num_trainable_layers,
+            )
+        keep_frozen_norms_in_eval(model)
+        super().__init__(model, args, *pargs, **kwargs)
+
+    def create_optimizer(self, model=None):
+        """Build the optimizer Trainer would, but over :func:`hftl.param_groups`."""
+        if self.optimizer is not None:
+            return self.optimizer
+        opt_model = self.model if model is None else model
+        if self.optimizer_cls_and_kwargs is not None:
+            optimizer_cls, optimizer_kwargs = self.optimizer_cls_and_kwargs
+        else:
+            optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(
+                self.args, opt_model
+            )
+        if is_optimizer_factory(optimizer_cls) or {"params", "model", "optimizer_dict"} & set(
+            optimizer_kwargs
+        ):
+            raise ValueError(
+                f"optim={self.args.optim} builds its own parameter groups, so hftl cannot apply its "
+                "layer-wise groups; use a standard optimizer such as optim=adamw_torch"
+            )
+        layer_map = self.layer_map if opt_model is self.model else build_layer_map(opt_model)
+        groups = param_groups(
+            opt_model,
+            lr=self.args.learning_rate,
+            layer_decay=self.args.layer_decay,
+            head_lr_multiplier=self.args.head_lr_multiplier,
+            weight_decay=self.args.weight_decay,
+            include_frozen=self.args.strategy == "gradual",
+            layer_map=layer_map,
+            log=self.is_world_process_zero(),
+        )
+        self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
+        return self.optimizer
