@@ -189,6 +189,9 @@ def _yaml_to_argv(path: Path, dataclass_types: Sequence[type], parser: _RaisingP
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of option: value, got {type(data).__name__}")
     known = {f.name for cls in dataclass_types for f in fields(cls) if f.init}
+    checker = _RaisingParser(dataclass_types)  # checks one key at a time: nothing is required
+    for action in checker._actions:
+        action.required = False
     argv: list[str] = []
     for key, value in data.items():
         if key not in known:
@@ -200,7 +203,7 @@ def _yaml_to_argv(path: Path, dataclass_types: Sequence[type], parser: _RaisingP
             continue
         flag = [f"--{key}", *_as_tokens(value)]
         try:  # check this key alone, so a bad value is reported against the file and key
-            parser.parse_known_args(flag)
+            checker.parse_known_args(flag)
         except ConfigError as error:
             raise ConfigError(f"{path}: key '{key}': {error}") from None
         argv += flag
@@ -225,9 +228,12 @@ def _check_against_model(parsed: Sequence[Any]) -> None:
     """Check num_trainable_layers against the model's real depth, if its config is reachable."""
     model_args = next((p for p in parsed if hasattr(p, "model_name_or_path")), None)
     train_args = next((p for p in parsed if isinstance(p, TransferTrainingArguments)), None)
-    if model_args is None or train_args is None or train_args.strategy != "partial":
+    if model_args is None or not model_args.model_name_or_path or train_args is None:
         return
-    blocks = count_blocks_from_config(model_args.model_name_or_path, revision=model_args.revision)
+    if train_args.strategy != "partial":
+        return
+    revision = getattr(model_args, "revision", "main")
+    blocks = count_blocks_from_config(model_args.model_name_or_path, revision=revision)
     if blocks is not None:
         try:
             check_num_trainable_layers(

@@ -134,3 +134,34 @@ def dummy_inputs(kind: str, batch_size: int = 2, seed: int = 0) -> dict[str, tor
         ids = torch.randint(3, TEXT_VOCAB, (batch_size, 12), generator=generator)
         return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
     return {"pixel_values": torch.randn(batch_size, 3, 32, 32, generator=generator)}
+
+
+def keyword_dataset(num_examples: int, *, keyword: int = 7, seed: int = 0, length: int = 12):
+    """Token-id sequences labelled 1 when they contain ``keyword`` (about half of them)."""
+    from datasets import Dataset
+
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.randint(8, TEXT_VOCAB, (num_examples, length), generator=generator)
+    labels = torch.randint(0, 2, (num_examples,), generator=generator)
+    positions = torch.randint(1, length, (num_examples,), generator=generator)
+    ids[labels == 1, positions[labels == 1]] = keyword
+    return Dataset.from_dict(
+        {
+            "input_ids": ids.tolist(),
+            "attention_mask": torch.ones_like(ids).tolist(),
+            "labels": labels.tolist(),
+        }
+    ).with_format("torch")
+
+
+def colour_dataset(num_examples: int, *, num_labels: int = 3, seed: int = 0, size: int = 32):
+    """Noisy 32x32 images whose class is the colour channel that is brightest."""
+    from datasets import Dataset
+
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, num_labels, (num_examples,), generator=generator)
+    images = torch.randn(num_examples, 3, size, size, generator=generator) * 0.5
+    images[torch.arange(num_examples), labels % 3] += 1.0
+    return Dataset.from_dict(
+        {"pixel_values": images.numpy(), "labels": labels.tolist()}
+    ).with_format("torch")

@@ -139,7 +139,8 @@ class TransferTrainer(Trainer):
             self.unfreezing = GradualUnfreezingCallback(
                 self.layer_map, every=args.unfreeze_every, unit=args.unfreeze_unit
             )
-            kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), self.unfreezing]
+            # First, so that the user's callbacks see this step's trainable set.
+            kwargs["callbacks"] = [self.unfreezing, *(kwargs.get("callbacks") or [])]
         else:
             self.unfreezing = None
             apply_strategy(

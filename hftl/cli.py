@@ -1,0 +1,120 @@
+"""The ``hftl`` command line.
+
+hftl groups --model_name_or_path bert-base-uncased --strategy full --layer_decay 0.8
+hftl groups --tiny vit --strategy partial --num_trainable_layers 1
+hftl demo
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass, field
+
+from hftl.config import ConfigError, TransferTrainingArguments, parse_config
+
+
+@dataclass
+class GroupsArguments:
+    """Which model to show the layer map and parameter groups of."""
+
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "Hub model id or local directory of a classification model."},
+    )
+    tiny: str | None = field(
+        default=None,
+        metadata={
+            "help": "Or a built-in tiny random model: bert, roberta, distilbert, "
+            "vit, resnet, timm-resnet, timm-vit."
+        },
+    )
+    num_labels: int = field(default=2, metadata={"help": "Size of the classification head."})
+
+
+def groups_command(argv: list[str]) -> int:
+    """Print the layer map and the optimizer groups a run with these settings would use."""
+    from hftl.freezing import apply_strategy
+    from hftl.layers import build_layer_map
+    from hftl.optim import format_groups, param_groups
+
+    model_args, train_args = parse_config(
+        (GroupsArguments, TransferTrainingArguments), argv, prog="hftl groups"
+    )
+    model = _load_model(model_args)
+    layer_map = build_layer_map(model)
+    print(f"{type(model).__name__}: L = {layer_map.num_blocks} blocks")
+    print(layer_map.summary())
+    apply_strategy(
+        model, layer_map, train_args.strategy, num_trainable_layers=train_args.num_trainable_layers
+    )
+    groups = param_groups(
+        model,
+        lr=train_args.learning_rate,
+        layer_decay=train_args.layer_decay,
+        head_lr_multiplier=train_args.head_lr_multiplier,
+        weight_decay=train_args.weight_decay,
+        include_frozen=train_args.strategy == "gradual",
+        layer_map=layer_map,
+        log=False,
+    )
+    print(f"\nstrategy={train_args.strategy} parameter groups:")
+    print(format_groups(groups, layer_map.num_blocks))
+    return 0
+
+
+def _load_model(args: GroupsArguments):
+    from hftl.testing import TINY_MODELS
+
+    if (args.tiny is None) == (args.model_name_or_path is None):
+        raise ConfigError("give exactly one of --model_name_or_path or --tiny")
+    if args.tiny is not None:
+        if args.tiny not in TINY_MODELS:
+            raise ConfigError(f"--tiny {args.tiny}: choose one of {', '.join(TINY_MODELS)}")
+        return TINY_MODELS[args.tiny](num_labels=args.num_labels)
+    from transformers import (
+        AutoConfig,
+        AutoModelForImageClassification,
+        AutoModelForSequenceClassification,
+    )
+    from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES
+
+    config = AutoConfig.from_pretrained(args.model_name_or_path, num_labels=args.num_labels)
+    auto = (
+        AutoModelForImageClassification
+        if config.model_type in MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES
+        else AutoModelForSequenceClassification
+    )
+    return auto.from_pretrained(
+        args.model_name_or_path, config=config, ignore_mismatched_sizes=True
+    )
+
+
+def demo_command(argv: list[str]) -> int:
+    from hftl.demo import main as demo_main
+
+    return demo_main(argv)
+
+
+COMMANDS = {"groups": groups_command, "demo": demo_command}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(
+        prog="hftl", description="Transfer learning on the Hugging Face stack."
+    )
+    parser.add_argument("command", choices=sorted(COMMANDS), help="what to do")
+    if not argv or argv[0] in ("-h", "--help"):
+        parser.print_help()
+        return 0 if argv else 2
+    known, rest = parser.parse_known_args(argv[:1])
+    try:
+        return COMMANDS[known.command](argv[1:])
+    except ConfigError as error:
+        print(f"hftl {known.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

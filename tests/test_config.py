@@ -1,0 +1,122 @@
+"""YAML + command-line configuration, its errors, and the `hftl` command."""
+
+import pytest
+from conftest import build
+
+from hftl import ConfigError, ModelArguments, TransferTrainingArguments, parse_config
+from hftl.cli import main as hftl_main
+
+BASE = "output_dir: {out}\nreport_to: none\nuse_cpu: true\n"
+
+
+def _yaml(tmp_path, body, name="run.yaml"):
+    path = tmp_path / name
+    path.write_text(BASE.format(out=tmp_path / "out") + body)
+    return path
+
+
+def test_yaml_supplies_values_and_the_command_line_overrides_them(tmp_path):
+    path = _yaml(
+        tmp_path, "strategy: full\nlayer_decay: 0.8\nlearning_rate: 1e-4\nnum_train_epochs: 3\n"
+    )
+    (args,) = parse_config(
+        [TransferTrainingArguments], ["--config", str(path), "--layer_decay", "0.5"]
+    )
+    assert (args.strategy, args.layer_decay, args.learning_rate, args.num_train_epochs) == (
+        "full",
+        0.5,
+        1e-4,
+        3,
+    )
+    (positional,) = parse_config([TransferTrainingArguments], [str(path)])
+    assert positional.layer_decay == 0.8
+
+
+def test_unknown_yaml_key_is_named_with_a_suggestion(tmp_path):
+    path = _yaml(tmp_path, "layer_decy: 0.8\n")
+    with pytest.raises(
+        ConfigError, match=r"run\.yaml: unknown key 'layer_decy' \(did you mean 'layer_decay'\?\)"
+    ):
+        parse_config([TransferTrainingArguments], ["--config", str(path)])
+
+
+def test_wrong_value_type_names_file_and_key(tmp_path):
+    path = _yaml(tmp_path, "learning_rate: fast\n")
+    with pytest.raises(
+        ConfigError, match=r"run\.yaml: key 'learning_rate': .*invalid float value: 'fast'"
+    ):
+        parse_config([TransferTrainingArguments], ["--config", str(path)])
+    path = _yaml(tmp_path, "strategy: lorax\n")
+    with pytest.raises(ConfigError, match=r"key 'strategy'.*invalid choice"):
+        parse_config([TransferTrainingArguments], ["--config", str(path)])
+
+
+@pytest.mark.parametrize(
+    "body,message",
+    [
+        ("layer_decay: 1.5\n", r"layer_decay must be in \(0, 1\]"),
+        ("layer_decay: 0\n", r"layer_decay must be in \(0, 1\]"),
+        ("head_lr_multiplier: -1\n", "head_lr_multiplier must be > 0"),
+        ("strategy: partial\n", "strategy=partial needs num_trainable_layers"),
+        ("strategy: gradual\nunfreeze_every: 0\n", "unfreeze_every must be >= 1"),
+    ],
+)
+def test_invalid_combinations_fail_at_parse_time(tmp_path, body, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_config([TransferTrainingArguments], ["--config", str(_yaml(tmp_path, body))])
+
+
+def test_too_many_trainable_layers_for_the_model_fails_at_parse_time(tmp_path):
+    model_dir = tmp_path / "tiny-bert"
+    build("bert", layers=3).save_pretrained(model_dir)
+    path = _yaml(
+        tmp_path, f"model_name_or_path: {model_dir}\nstrategy: partial\nnum_trainable_layers: 4\n"
+    )
+    with pytest.raises(
+        ConfigError, match=r"num_trainable_layers=4 but .*tiny-bert has 3 blocks: use 0\.\.3"
+    ):
+        parse_config([ModelArguments, TransferTrainingArguments], ["--config", str(path)])
+    model_args, train_args = parse_config(
+        [ModelArguments, TransferTrainingArguments],
+        ["--config", str(path), "--num_trainable_layers", "3"],
+    )
+    assert train_args.num_trainable_layers == 3 and model_args.model_name_or_path == str(model_dir)
+
+
+def test_missing_config_file_is_reported(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        parse_config([TransferTrainingArguments], ["--config", str(tmp_path / "nope.yaml")])
+
+
+def test_hftl_groups_prints_the_table_for_the_strategy(capsys):
+    code = hftl_main(
+        [
+            "groups",
+            "--tiny",
+            "bert",
+            "--strategy",
+            "partial",
+            "--num_trainable_layers",
+            "1",
+            "--layer_decay",
+            "0.5",
+            "--learning_rate",
+            "1e-3",
+            "--report_to",
+            "none",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    table = out.split("parameter groups:")[1].strip().splitlines()
+    depths = {int(row.split()[0]) for row in table[1:-1]}
+    assert depths == {2, 3}  # block 1 and the embeddings are frozen and left out
+    assert "0.0005" in out  # the top block: 1e-3 * 0.5
+
+
+def test_hftl_reports_config_errors_in_one_line(tmp_path, capsys):
+    path = _yaml(tmp_path, "strategy: full\nlayer_decay: 0.8\nbogus_key: 1\n")
+    code = hftl_main(["groups", "--tiny", "bert", "--config", str(path)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err.count("\n") == 0 and "unknown key 'bogus_key'" in err and "Traceback" not in err
