@@ -14,7 +14,9 @@ computed in one place, from the model's own structure, and returned as data:
   norm, share the last block's depth).
 * Parameters that are neither head nor block (embeddings, stems, final norms) are placed by
   registration order, which for these models is forward order: before the first block -> 0,
-  between blocks -> the next block's depth, after the last block -> L.
+  between blocks -> the next block's depth, after the last block -> L. The exceptions known so far,
+  parameters that every block uses but that are registered after the blocks (DeBERTa's and
+  MPNet's relative-position tables), are listed in :data:`SHARED_ACROSS_BLOCKS` and get depth 0.
 
 When the structure cannot be read (no repeated block list, no way to tell the head), a
 :class:`LayerMapError` names the parameters that could not be placed; ``overrides`` places them.
@@ -32,6 +34,14 @@ from torch import nn
 logger = logging.getLogger(__name__)
 
 HEAD = "head"
+
+# Parameters used by every block but registered after the block list, so registration order would
+# put them at depth L. Being shared, they train only when everything trains: depth 0.
+SHARED_ACROSS_BLOCKS: dict[str, tuple[str, ...]] = {
+    "deberta": (r"(^|\.)encoder\.rel_embeddings\.",),
+    "deberta-v2": (r"(^|\.)encoder\.rel_embeddings\.", r"(^|\.)encoder\.LayerNorm\."),
+    "mpnet": (r"(^|\.)encoder\.relative_attention_bias\.",),
+}
 
 
 class LayerMapError(ValueError):
@@ -128,6 +138,11 @@ def build_layer_map(model: nn.Module, overrides: Mapping[str, int | str] | None 
             depths[name] = 0
     last_block = max(block_of.values(), default=0)
     depths.update(dict.fromkeys(pending, last_block))  # after the last block: final norms etc.
+    model_type = getattr(getattr(core, "config", None), "model_type", None)
+    shared = [re.compile(p) for p in SHARED_ACROSS_BLOCKS.get(model_type, ())]
+    for name in depths:
+        if any(p.search(name) for p in shared):
+            depths[name] = 0
 
     if override_rules:
         placed = set()

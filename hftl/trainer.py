@@ -34,7 +34,6 @@ from hftl.freezing import (
     apply_strategy,
     check_num_trainable_layers,
     gradual_stage,
-    keep_frozen_norms_in_eval,
     min_trainable_depth,
     set_trainable,
 )
@@ -149,7 +148,6 @@ class TransferTrainer(Trainer):
                 args.strategy,
                 num_trainable_layers=args.num_trainable_layers,
             )
-        keep_frozen_norms_in_eval(model)
         super().__init__(model, args, *pargs, **kwargs)
 
     def create_optimizer(self, model=None):

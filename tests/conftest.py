@@ -37,3 +37,33 @@ def loss_of(model, kind: str, batch_size: int = 4, seed: int = 0) -> torch.Tenso
     inputs = dummy_inputs(kind, batch_size=batch_size, seed=seed)
     labels = torch.arange(batch_size) % model.config.num_labels
     return model(**inputs, labels=labels).loss
+
+
+def depths_in_forward_order(model, inputs: dict) -> list[int]:
+    """Run ``model`` once; the depth of each parameter-owning module, in the order modules ran.
+
+    Also asserts that no module's own parameters straddle two depths.
+    """
+    from hftl import layer_ids
+
+    depths = layer_ids(model)
+    module_depth = {}
+    for prefix, module in model.named_modules():
+        own = [f"{prefix}.{n}" if prefix else n for n, _ in module.named_parameters(recurse=False)]
+        if own:
+            module_depth[module] = {depths[n] for n in own}
+            assert len(module_depth[module]) == 1, (
+                f"{prefix} straddles depths {module_depth[module]}"
+            )
+    executed = []
+    handles = [
+        m.register_forward_pre_hook(lambda mod, _args: executed.append(mod)) for m in module_depth
+    ]
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(**inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return [next(iter(module_depth[m])) for m in executed]

@@ -1,8 +1,7 @@
 """The layer map: every parameter has a depth, depths follow the forward pass, the head is on top."""
 
 import pytest
-import torch
-from conftest import build
+from conftest import build, depths_in_forward_order
 from torch import nn
 
 from hftl import LayerMapError, build_layer_map, layer_ids
@@ -35,27 +34,9 @@ def test_every_parameter_has_a_depth_in_range(model_kind):
 
 def test_depths_never_decrease_along_the_forward_pass(model_kind):
     """Hook every module that owns parameters; the order they run in must have rising depths."""
-    model = build(model_kind).eval()
-    depths = layer_ids(model)
-    module_depth = {}
-    for prefix, module in model.named_modules():
-        own = [f"{prefix}.{n}" if prefix else n for n, _ in module.named_parameters(recurse=False)]
-        if own:
-            module_depth[module] = {depths[n] for n in own}
-    executed = []
-    handles = [
-        m.register_forward_pre_hook(lambda mod, _args: executed.append(mod)) for m in module_depth
-    ]
-    with torch.no_grad():
-        model(**dummy_inputs(model_kind))
-    for handle in handles:
-        handle.remove()
-
-    seen = [min(module_depth[m]) for m in executed]
+    seen = depths_in_forward_order(build(model_kind), dummy_inputs(model_kind))
     assert len(set(seen)) == EXPECTED[model_kind][0] + 2, "every depth runs"
     assert seen == sorted(seen), f"depth order along the forward pass: {seen}"
-    for module in executed:  # a module's own parameters never straddle two depths
-        assert len(module_depth[module]) == 1
 
 
 def test_depth_grows_with_block_index():
