@@ -172,3 +172,33 @@ def test_learnable_toy_task_is_learned(tmp_path):
     predictions = trainer.predict(test).predictions.argmax(-1)
     accuracy = (predictions == test.with_format("numpy")["labels"]).mean()
     assert accuracy > 0.9
+
+
+def test_resumed_gradual_run_matches_the_uninterrupted_one(tmp_path):
+    """Checkpoints hold the LLRD optimizer; a resumed run picks up the right unfreezing stage."""
+    dataset = keyword_dataset(64)
+
+    def run(output_dir, resume=None):
+        model = build("bert", layers=2)
+        args = _args(
+            output_dir,
+            strategy="gradual",
+            unfreeze_every=2,
+            unfreeze_unit="step",
+            max_steps=6,
+            save_strategy="steps",
+            save_steps=3,
+            layer_decay=0.7,
+        )
+        trainer = TransferTrainer(model, args, train_dataset=dataset)
+        trainer.train(resume_from_checkpoint=resume)
+        return model.state_dict(), trainer.unfreezing.history
+
+    full_weights, full_history = run(tmp_path / "full")
+    resumed_weights, resumed_history = run(
+        tmp_path / "resumed", resume=str(tmp_path / "full" / "checkpoint-3")
+    )
+    assert [depth for _, _, depth in full_history] == [3, 2, 1]
+    assert [(step, depth) for step, _, depth in resumed_history] == [(3, 2), (4, 1)]
+    for name, tensor in full_weights.items():
+        torch.testing.assert_close(resumed_weights[name], tensor, msg=name)
