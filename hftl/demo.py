@@ -25,8 +25,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from transformers import set_seed
 
-    from hftl import TransferTrainer, TransferTrainingArguments
-    from hftl.testing import keyword_dataset, tiny_bert
+    from hftl import TransferTrainer
+    from hftl.testing import keyword_dataset, quiet_training_args, tiny_bert
 
     train, test = keyword_dataset(args.train_examples, seed=0), keyword_dataset(256, seed=1)
     test_labels = np.asarray(test.with_format("numpy")["labels"])
@@ -46,19 +46,13 @@ def main(argv: list[str] | None = None) -> int:
     for strategy, extra in settings.items():
         set_seed(0)
         model = tiny_bert(num_labels=2, layers=4)
-        training_args = TransferTrainingArguments(
-            output_dir=f"{output_root}/{strategy}",
+        training_args = quiet_training_args(
+            f"{output_root}/{strategy}",
             strategy=strategy,
             learning_rate=3e-3,
             num_train_epochs=args.epochs,
             per_device_train_batch_size=32,
             weight_decay=0.01,
-            save_strategy="no",
-            report_to="none",
-            logging_strategy="no",
-            disable_tqdm=True,
-            use_cpu=True,
-            seed=0,
             **extra,
         )
         trainer = TransferTrainer(model, training_args, train_dataset=train)

@@ -165,3 +165,20 @@ def colour_dataset(num_examples: int, *, num_labels: int = 3, seed: int = 0, siz
     return Dataset.from_dict(
         {"pixel_values": images.numpy(), "labels": labels.tolist()}
     ).with_format("torch")
+
+
+def quiet_training_args(output_dir: str, **overrides):
+    """``TransferTrainingArguments`` for short offline runs: CPU, no checkpoints, no reporting,
+    no progress bars, seed 0. ``overrides`` set anything else (strategy, learning_rate, ...)."""
+    from hftl.config import TransferTrainingArguments
+
+    defaults = dict(
+        output_dir=str(output_dir),
+        save_strategy="no",
+        report_to="none",
+        logging_strategy="no",
+        disable_tqdm=True,
+        use_cpu=True,
+        seed=0,
+    )
+    return TransferTrainingArguments(**{**defaults, **overrides})

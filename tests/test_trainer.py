@@ -8,27 +8,16 @@ from transformers import TrainerCallback, TrainerState, TrainingArguments
 from hftl import (
     GradualUnfreezingCallback,
     TransferTrainer,
-    TransferTrainingArguments,
     build_layer_map,
 )
-from hftl.testing import colour_dataset, keyword_dataset
+from hftl.testing import colour_dataset, keyword_dataset, quiet_training_args
 
 
-def _args(tmp_path, **overrides):
+def _args(output_dir, **overrides):
     defaults = dict(
-        output_dir=str(tmp_path),
-        learning_rate=1e-3,
-        per_device_train_batch_size=8,
-        num_train_epochs=1,
-        weight_decay=0.1,
-        save_strategy="no",
-        report_to="none",
-        logging_strategy="no",
-        disable_tqdm=True,
-        use_cpu=True,
-        seed=0,
+        learning_rate=1e-3, per_device_train_batch_size=8, num_train_epochs=1, weight_decay=0.1
     )
-    return TransferTrainingArguments(**{**defaults, **overrides})
+    return quiet_training_args(output_dir, **{**defaults, **overrides})
 
 
 class RecordTrainableDepths(TrainerCallback):

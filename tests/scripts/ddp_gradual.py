@@ -11,14 +11,14 @@ from pathlib import Path
 import torch
 from transformers import set_seed
 
-from hftl import TransferTrainer, TransferTrainingArguments
-from hftl.testing import keyword_dataset, tiny_bert
+from hftl import TransferTrainer
+from hftl.testing import keyword_dataset, quiet_training_args, tiny_bert
 
 out = Path(sys.argv[1])
 set_seed(0)
 model = tiny_bert(num_labels=2, layers=3)
-args = TransferTrainingArguments(
-    output_dir=str(out / "run"),
+args = quiet_training_args(
+    out / "run",
     strategy="gradual",
     unfreeze_every=2,
     unfreeze_unit="step",
@@ -29,12 +29,6 @@ args = TransferTrainingArguments(
     max_grad_norm=1.0,
     max_steps=10,
     per_device_train_batch_size=4,
-    save_strategy="no",
-    report_to="none",
-    logging_strategy="no",
-    disable_tqdm=True,
-    use_cpu=True,
-    seed=0,
 )
 trainer = TransferTrainer(model, args, train_dataset=keyword_dataset(128))
 rank = trainer.args.process_index
