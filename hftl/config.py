@@ -23,6 +23,8 @@ from transformers import HfArgumentParser, TrainingArguments
 
 from hftl.freezing import STRATEGIES, check_num_trainable_layers
 
+ALL_STRATEGIES = (*STRATEGIES, "lora")
+
 logger = logging.getLogger(__name__)
 
 
@@ -55,15 +57,16 @@ class TransferTrainingArguments(TrainingArguments):
     The new fields:
         strategy: ``feature_extraction`` (head only), ``partial`` (top ``num_trainable_layers``
             blocks + head), ``full`` (everything), ``gradual`` (head first, then one more block
-            every ``unfreeze_every`` ``unfreeze_unit``\\ s, top-down, until everything trains).
+            every ``unfreeze_every`` ``unfreeze_unit``\\ s, top-down, until everything trains),
+            ``lora`` (PEFT LoRA adapters in the blocks + the full head).
         num_trainable_layers: how many top blocks train under ``partial``.
         layer_decay: layer-wise LR decay; depth ``d`` trains at ``lr * layer_decay ** (L + 1 - d)``.
         head_lr_multiplier: the new head trains at ``learning_rate * head_lr_multiplier``.
         unfreeze_every / unfreeze_unit: the gradual-unfreezing schedule.
     """
 
-    strategy: Literal["feature_extraction", "partial", "full", "gradual"] = field(
-        default="full", metadata={"help": f"Transfer strategy: one of {', '.join(STRATEGIES)}."}
+    strategy: Literal["feature_extraction", "partial", "full", "gradual", "lora"] = field(
+        default="full", metadata={"help": f"Transfer strategy: one of {', '.join(ALL_STRATEGIES)}."}
     )
     num_trainable_layers: int | None = field(
         default=None,
@@ -84,6 +87,32 @@ class TransferTrainingArguments(TrainingArguments):
     )
     unfreeze_unit: Literal["epoch", "step"] = field(
         default="epoch", metadata={"help": "strategy=gradual: the unit of unfreeze_every."}
+    )
+    lora_r: int = field(default=8, metadata={"help": "strategy=lora: rank of the LoRA update."})
+    lora_alpha: int = field(default=16, metadata={"help": "strategy=lora: LoRA scaling numerator."})
+    lora_dropout: float = field(
+        default=0.1, metadata={"help": "strategy=lora: dropout on the LoRA path."}
+    )
+    lora_target_modules: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "strategy=lora: module names to adapt (default: attention query/value "
+            "projections, else all Linear, else all Conv2d layers in the blocks)."
+        },
+    )
+    merge_lora: bool = field(
+        default=True,
+        metadata={
+            "help": "strategy=lora: save the adapter merged into the base weights (a plain "
+            "model) as well as the adapter alone under adapter/. false: save the adapter only."
+        },
+    )
+    early_stopping_patience: int = field(
+        default=0,
+        metadata={
+            "help": "Stop after this many evaluations without improvement of "
+            "metric_for_best_model (0 = off; needs load_best_model_at_end)."
+        },
     )
 
     def __post_init__(self):
@@ -112,6 +141,17 @@ class TransferTrainingArguments(TrainingArguments):
             )
         if self.unfreeze_every < 1:
             raise ValueError(f"unfreeze_every must be >= 1, got {self.unfreeze_every}")
+        if self.lora_r < 1:
+            raise ValueError(f"lora_r must be >= 1, got {self.lora_r}")
+        if self.early_stopping_patience < 0:
+            raise ValueError(
+                f"early_stopping_patience must be >= 0, got {self.early_stopping_patience}"
+            )
+        if self.early_stopping_patience and not self.load_best_model_at_end:
+            raise ValueError(
+                "early_stopping_patience needs load_best_model_at_end=true (and an eval_strategy "
+                "equal to save_strategy) so the best checkpoint is kept"
+            )
         if self.strategy == "gradual" and self.ddp_find_unused_parameters is False:
             raise ValueError(
                 "strategy=gradual needs ddp_find_unused_parameters=true under DDP (frozen blocks get "

@@ -182,3 +182,178 @@ def quiet_training_args(output_dir: str, **overrides):
         seed=0,
     )
     return TransferTrainingArguments(**{**defaults, **overrides})
+
+
+# --------------------------------------------------------------------------------------------
+# Tiny checkpoints on disk (model + tokenizer / image processor) and toy data as real files,
+# for running the recipes end to end offline.
+# --------------------------------------------------------------------------------------------
+
+TOY_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [
+    "the",
+    "a",
+    "this",
+    "that",
+    "movie",
+    "film",
+    "story",
+    "plot",
+    "acting",
+    "cast",
+    "was",
+    "is",
+    "felt",
+    "seemed",
+    "really",
+    "quite",
+    "very",
+    "and",
+    "but",
+    "with",
+    "of",
+    "to",
+    "it",
+    "i",
+    "we",
+    "good",
+    "great",
+    "wonderful",
+    "bad",
+    "awful",
+    "terrible",
+    "fine",
+    "okay",
+    "average",
+]
+SENTIMENT_WORDS = {
+    "negative": ["bad", "awful", "terrible"],
+    "positive": ["good", "great", "wonderful"],
+    "neutral": ["fine", "okay", "average"],
+}
+_FILLER = [
+    "the",
+    "a",
+    "this",
+    "that",
+    "movie",
+    "film",
+    "story",
+    "plot",
+    "acting",
+    "cast",
+    "was",
+    "is",
+    "felt",
+    "seemed",
+    "really",
+    "quite",
+    "very",
+    "and",
+    "but",
+    "with",
+    "of",
+    "it",
+]
+
+
+def save_tiny_text_checkpoint(path, kind: str = "bert", num_labels: int = 2):
+    """A tiny random text classifier and a matching WordPiece tokenizer, saved like a Hub model."""
+    from transformers import BertTokenizer
+
+    model = TINY_MODELS[kind](num_labels=num_labels)
+    tokenizer = BertTokenizer(vocab={word: i for i, word in enumerate(TOY_VOCAB)})
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def save_tiny_image_checkpoint(path, kind: str = "vit", num_labels: int = 2):
+    """A tiny random image classifier for 32x32 inputs and its image processor, saved to ``path``."""
+    from transformers import (
+        ConvNextImageProcessor,
+        TimmWrapperConfig,
+        TimmWrapperForImageClassification,
+        ViTImageProcessor,
+    )
+
+    if kind == "timm-resnet":
+        import timm
+
+        pretrained_cfg = dict(timm.create_model("resnet18", pretrained=False).pretrained_cfg)
+        pretrained_cfg.update(
+            input_size=(3, 32, 32), crop_pct=1.0, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)
+        )
+        config = TimmWrapperConfig(
+            architecture="resnet18", pretrained_cfg=pretrained_cfg, num_labels=num_labels
+        )
+        TimmWrapperForImageClassification(config).save_pretrained(
+            path
+        )  # processor = pretrained_cfg
+        return path
+    model = TINY_MODELS[kind](num_labels=num_labels)
+    if kind == "resnet":
+        processor = ConvNextImageProcessor(size={"shortest_edge": 32}, crop_pct=0.875)
+    else:
+        processor = ViTImageProcessor(size={"height": 32, "width": 32})
+    model.save_pretrained(path)
+    processor.save_pretrained(path)
+    return path
+
+
+def toy_reviews(num_examples: int, labels=("negative", "positive"), seed: int = 0) -> list[dict]:
+    """Short 'reviews' whose label is given away by one sentiment word among filler words."""
+    import random
+
+    rng = random.Random(seed)
+    rows = []
+    for i in range(num_examples):
+        label = labels[i % len(labels)]
+        words = rng.sample(_FILLER, rng.randint(3, 10))
+        words.insert(rng.randint(0, len(words)), rng.choice(SENTIMENT_WORDS[label]))
+        rows.append({"text": " ".join(words), "label": label})
+    rng.shuffle(rows)
+    return rows
+
+
+def write_toy_reviews_csv(path, num_examples: int, labels=("negative", "positive"), seed: int = 0):
+    import csv
+
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["text", "label"])
+        writer.writeheader()
+        writer.writerows(toy_reviews(num_examples, labels, seed))
+    return path
+
+
+TOY_COLOURS = {"red": (200, 30, 30), "green": (30, 180, 40), "blue": (30, 40, 200)}
+
+
+def write_toy_image_folder(
+    root, per_class: int, classes=("red", "green", "blue"), seed: int = 0, odd_modes: bool = True
+):
+    """An image folder (one sub-folder per class) of noisy 40x48 images whose class is their colour.
+
+    With ``odd_modes`` some images are saved as L (grey), RGBA, P (palette) and CMYK JPEG, as
+    real folders contain them.
+    """
+    from pathlib import Path
+
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    modes = ["RGB", "RGBA", "P", "CMYK"] if odd_modes else ["RGB"]
+    for name in classes:
+        folder = Path(root) / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            pixels = np.clip(
+                np.array(TOY_COLOURS[name]) + rng.normal(0, 25, (40, 48, 3)), 0, 255
+            ).astype("uint8")
+            image = Image.fromarray(pixels)
+            mode = modes[i % len(modes)]
+            if mode == "CMYK":
+                image.convert("CMYK").save(folder / f"{i}.jpg")
+            else:
+                image.convert(mode).save(folder / f"{i}.png")
+    return root

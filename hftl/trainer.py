@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import math
 
-from transformers import Trainer, TrainerCallback
+from transformers import EarlyStoppingCallback, Trainer, TrainerCallback
 
 try:  # transformers >= 5: optimizer factories (Muon, Dion) build their own groups
     from transformers.trainer_optimizer import is_optimizer_factory
@@ -34,10 +34,12 @@ from hftl.freezing import (
     apply_strategy,
     check_num_trainable_layers,
     gradual_stage,
+    keep_frozen_norms_in_eval,
     min_trainable_depth,
     set_trainable,
 )
 from hftl.layers import LayerMap, build_layer_map
+from hftl.models import wrap_with_lora
 from hftl.optim import param_groups
 
 logger = logging.getLogger(__name__)
@@ -124,6 +126,8 @@ class TransferTrainer(Trainer):
                 f"TransferTrainer needs hftl.TransferTrainingArguments, got {type(args).__name__}: "
                 "build the arguments with TransferTrainingArguments(...) instead"
             )
+        if args.strategy == "lora" and not hasattr(model, "peft_config"):
+            model = wrap_with_lora(model, args)
         self.layer_map = layer_map or build_layer_map(model)
         if args.strategy == "partial":
             check_num_trainable_layers(
@@ -140,6 +144,9 @@ class TransferTrainer(Trainer):
             )
             # First, so that the user's callbacks see this step's trainable set.
             kwargs["callbacks"] = [self.unfreezing, *(kwargs.get("callbacks") or [])]
+        elif args.strategy == "lora":
+            self.unfreezing = None  # PEFT froze the base model; frozen BatchNorm stays in eval
+            keep_frozen_norms_in_eval(model)
         else:
             self.unfreezing = None
             apply_strategy(
@@ -148,6 +155,11 @@ class TransferTrainer(Trainer):
                 args.strategy,
                 num_trainable_layers=args.num_trainable_layers,
             )
+        if args.early_stopping_patience:
+            kwargs["callbacks"] = [
+                *(kwargs.get("callbacks") or []),
+                EarlyStoppingCallback(early_stopping_patience=args.early_stopping_patience),
+            ]
         super().__init__(model, args, *pargs, **kwargs)
 
     def create_optimizer(self, model=None):

@@ -1,0 +1,113 @@
+"""Loading a pretrained checkpoint as a classifier for the task's labels, and LoRA on top of it."""
+
+from __future__ import annotations
+
+import logging
+
+from torch import nn
+from transformers import (
+    AutoConfig,
+    AutoImageProcessor,
+    AutoModelForImageClassification,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+)
+
+from hftl.layers import build_layer_map
+
+logger = logging.getLogger(__name__)
+
+TASKS = {"image": AutoModelForImageClassification, "text": AutoModelForSequenceClassification}
+
+# Attention projections LoRA adapts by default, by their names across transformers and timm.
+_ATTENTION_NAMES = ("query", "value", "q_proj", "v_proj", "q_lin", "v_lin", "qkv", "in_proj")
+
+
+def load_classifier(model_args, task: str, labels: list[str]) -> nn.Module:
+    """``AutoModelFor{Image,Sequence}Classification`` with a new head for ``labels``.
+
+    The label names go into the config (``id2label`` / ``label2id``), so the saved model predicts
+    names, not ``LABEL_0``. A pretrained head of another size is replaced (``ignore_mismatched_sizes``).
+    """
+    common = {
+        "revision": model_args.revision,
+        "cache_dir": model_args.cache_dir,
+        "trust_remote_code": model_args.trust_remote_code,
+    }
+    config = AutoConfig.from_pretrained(
+        model_args.model_name_or_path,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
+        **common,
+    )
+    if getattr(config, "model_type", None) == "timm_wrapper":
+        config.label_names = list(labels)
+    return TASKS[task].from_pretrained(
+        model_args.model_name_or_path, config=config, ignore_mismatched_sizes=True, **common
+    )
+
+
+def load_processor(model_args, task: str):
+    """The checkpoint's image processor (images) or tokenizer (text)."""
+    common = {"revision": model_args.revision, "cache_dir": model_args.cache_dir}
+    if task == "image":
+        return AutoImageProcessor.from_pretrained(model_args.model_name_or_path, **common)
+    return AutoTokenizer.from_pretrained(model_args.model_name_or_path, **common)
+
+
+def head_module_names(model: nn.Module) -> list[str]:
+    """Names of the modules that own the head's parameters (for PEFT's ``modules_to_save``)."""
+    layer_map = build_layer_map(model)
+    head = set(layer_map.names_at(layer_map.head_depth))
+    owners = set()
+    for name, module in model.named_modules():
+        for param_name, _ in module.named_parameters(recurse=False):
+            if (f"{name}.{param_name}" if name else param_name) in head:
+                owners.add(name)
+    return sorted(owners)
+
+
+def default_lora_targets(model: nn.Module) -> list[str]:
+    """LoRA targets inside the blocks: attention query/value projections where the model has
+    them, else every Linear layer, else (CNNs) every Conv2d layer."""
+    layer_map = build_layer_map(model)
+    in_blocks = {n for n, d in layer_map.depths.items() if 1 <= d <= layer_map.num_blocks}
+    candidates: dict[type, list[str]] = {nn.Linear: [], nn.Conv2d: []}
+    for name, module in model.named_modules():
+        kind = type(module) if type(module) in candidates else None
+        if kind is not None and f"{name}.weight" in in_blocks:
+            candidates[kind].append(name)
+    attention = [n for n in candidates[nn.Linear] if n.rsplit(".", 1)[-1] in _ATTENTION_NAMES]
+    targets = attention or candidates[nn.Linear] or candidates[nn.Conv2d]
+    if not targets:
+        raise ValueError(
+            f"found no Linear or Conv2d layer in the blocks of {type(model).__name__}; set lora_target_modules"
+        )
+    return targets
+
+
+def wrap_with_lora(model: nn.Module, args) -> nn.Module:
+    """A ``PeftModel``: LoRA on ``args.lora_target_modules`` (default: :func:`default_lora_targets`),
+    the new head trained in full and saved with the adapter (``modules_to_save``)."""
+    from peft import LoraConfig, get_peft_model
+
+    targets = args.lora_target_modules or default_lora_targets(model)
+    config = LoraConfig(
+        r=args.lora_r,
+        lora_alpha=args.lora_alpha,
+        lora_dropout=args.lora_dropout,
+        target_modules=targets,
+        modules_to_save=head_module_names(model),
+    )
+    peft_model = get_peft_model(model, config)
+    trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in peft_model.parameters())
+    logger.info(
+        "LoRA r=%d on %d modules; %s of %s parameters train",
+        args.lora_r,
+        len(targets),
+        f"{trainable:,}",
+        f"{total:,}",
+    )
+    return peft_model

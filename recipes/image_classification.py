@@ -1,0 +1,95 @@
+"""Image classification by transfer learning: any AutoModelForImageClassification or timm model.
+
+    python recipes/image_classification.py --config recipes/configs/vit_base_feature_extraction.yaml
+    accelerate launch --config_file recipes/accelerate/multi_gpu.yaml recipes/image_classification.py \
+        --config recipes/configs/resnet50_partial.yaml --train_dir my_photos/
+
+Data: --dataset_name (Hub), --train_dir/--validation_dir (a folder per class) or --train_file
+(CSV/JSON/Parquet with an image column). The output directory holds a model that
+`pipeline("image-classification", model=OUTPUT_DIR)` loads.
+"""
+
+import logging
+import sys
+
+from transformers import set_seed
+
+from hftl import ModelArguments, TransferTrainer, TransferTrainingArguments, parse_config
+from hftl.config import ConfigError
+from hftl.data import (
+    DataArguments,
+    encode_labels,
+    ensure_validation_split,
+    load_raw_datasets,
+    resolve_columns,
+)
+from hftl.metrics import compute_metrics_fn
+from hftl.models import load_classifier, load_processor
+from hftl.outputs import finish_run, start_log_file
+from hftl.preprocessing import collate_images, image_batch_transform
+
+logger = logging.getLogger("hftl.recipes.image_classification")
+
+
+def main(argv=None) -> dict:
+    model_args, data_args, training_args = parse_config(
+        (ModelArguments, DataArguments, TransferTrainingArguments),
+        argv,
+        prog="image_classification.py",
+    )
+    training_args.remove_unused_columns = False  # the transform needs the raw image column
+
+    # ----- seed and logging -----
+    set_seed(training_args.seed)
+    start_log_file(training_args)
+
+    # ----- data: splits, columns, label names -----
+    raw = load_raw_datasets(data_args, cache_dir=model_args.cache_dir)
+    columns = resolve_columns(raw, data_args, task="image")
+    raw, labels = encode_labels(raw, columns.label)
+    raw = ensure_validation_split(raw, data_args, columns.label, seed=training_args.seed)
+    logger.info(
+        "labels: %s; train %d, validation %d", labels, len(raw["train"]), len(raw["validation"])
+    )
+
+    # ----- model and the preprocessing it was pretrained with -----
+    processor = load_processor(model_args, task="image")
+    model = load_classifier(model_args, task="image", labels=labels)
+    augment = data_args.augmentation
+    train_dataset = raw["train"].with_transform(
+        image_batch_transform(processor, columns.inputs, columns.label, train=augment)
+    )
+    eval_dataset = raw["validation"].with_transform(
+        image_batch_transform(processor, columns.inputs, columns.label, train=False)
+    )
+
+    # ----- trainer: strategy, LLRD groups, metrics, early stopping -----
+    trainer = TransferTrainer(
+        model,
+        training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        data_collator=collate_images,
+        compute_metrics=compute_metrics_fn(labels),
+        processing_class=processor,
+    )
+
+    # ----- train -----
+    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+
+    # ----- evaluate, save model + processor + config + metrics + log -----
+    report = finish_run(trainer, eval_dataset, labels, (model_args, data_args, training_args))
+    logger.info(
+        "validation accuracy %.4f, macro-F1 %.4f -> %s",
+        report["accuracy"],
+        report["f1"],
+        training_args.output_dir,
+    )
+    return report
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except ConfigError as error:
+        sys.exit(f"image_classification.py: error: {error}")

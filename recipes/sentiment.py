@@ -1,0 +1,94 @@
+"""Text classification (sentiment, binary or multi-class) by transfer learning: any
+AutoModelForSequenceClassification checkpoint, BERT family first.
+
+    python recipes/sentiment.py --config recipes/configs/bert_base_full_llrd.yaml
+    accelerate launch --config_file recipes/accelerate/multi_gpu.yaml recipes/sentiment.py \
+        --config recipes/configs/distilbert_gradual.yaml --train_file reviews.csv
+
+Data: --dataset_name (Hub) or --train_file/--validation_file (CSV/JSON/JSONL/Parquet) with a text
+and a label column (auto-detected, or --text_column_name / --label_column_name). The output
+directory holds a model that `pipeline("text-classification", model=OUTPUT_DIR)` loads.
+"""
+
+import logging
+import sys
+
+from transformers import DataCollatorWithPadding, set_seed
+
+from hftl import ModelArguments, TransferTrainer, TransferTrainingArguments, parse_config
+from hftl.config import ConfigError
+from hftl.data import (
+    DataArguments,
+    check_text_rows,
+    encode_labels,
+    ensure_validation_split,
+    load_raw_datasets,
+    resolve_columns,
+)
+from hftl.metrics import compute_metrics_fn
+from hftl.models import load_classifier, load_processor
+from hftl.outputs import finish_run, start_log_file
+from hftl.preprocessing import tokenize_dataset
+
+logger = logging.getLogger("hftl.recipes.sentiment")
+
+
+def main(argv=None) -> dict:
+    model_args, data_args, training_args = parse_config(
+        (ModelArguments, DataArguments, TransferTrainingArguments), argv, prog="sentiment.py"
+    )
+
+    # ----- seed and logging -----
+    set_seed(training_args.seed)
+    start_log_file(training_args)
+
+    # ----- data: splits, columns, label names -----
+    raw = load_raw_datasets(data_args, cache_dir=model_args.cache_dir)
+    columns = resolve_columns(raw, data_args, task="text")
+    check_text_rows(raw, columns.inputs)
+    raw, labels = encode_labels(raw, columns.label)
+    raw = ensure_validation_split(raw, data_args, columns.label, seed=training_args.seed)
+    logger.info(
+        "labels: %s; train %d, validation %d", labels, len(raw["train"]), len(raw["validation"])
+    )
+
+    # ----- model and its tokenizer -----
+    tokenizer = load_processor(model_args, task="text")
+    model = load_classifier(model_args, task="text", labels=labels)
+    with training_args.main_process_first(desc="tokenizing"):
+        tokenized = tokenize_dataset(
+            raw, tokenizer, columns.inputs, columns.label, data_args.max_seq_length
+        )
+
+    # ----- trainer: strategy, LLRD groups, dynamic padding, metrics, early stopping -----
+    trainer = TransferTrainer(
+        model,
+        training_args,
+        train_dataset=tokenized["train"],
+        eval_dataset=tokenized["validation"],
+        data_collator=DataCollatorWithPadding(tokenizer),
+        compute_metrics=compute_metrics_fn(labels),
+        processing_class=tokenizer,
+    )
+
+    # ----- train -----
+    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+
+    # ----- evaluate, save model + tokenizer + config + metrics + log -----
+    report = finish_run(
+        trainer, tokenized["validation"], labels, (model_args, data_args, training_args)
+    )
+    logger.info(
+        "validation accuracy %.4f, macro-F1 %.4f -> %s",
+        report["accuracy"],
+        report["f1"],
+        training_args.output_dir,
+    )
+    return report
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except ConfigError as error:
+        sys.exit(f"sentiment.py: error: {error}")
