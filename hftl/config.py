@@ -116,9 +116,9 @@ class TransferTrainingArguments(TrainingArguments):
     )
 
     def __post_init__(self):
-        if self.strategy not in STRATEGIES:
+        if self.strategy not in ALL_STRATEGIES:
             raise ValueError(
-                f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}"
+                f"strategy must be one of {', '.join(ALL_STRATEGIES)}, got {self.strategy!r}"
             )
         if not 0.0 < self.layer_decay <= 1.0:
             raise ValueError(f"layer_decay must be in (0, 1] (1.0 = off), got {self.layer_decay}")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from enum import Enum
 from pathlib import Path
 
 import transformers
@@ -46,49 +47,56 @@ def start_log_file(training_args) -> None:
 def write_resolved_config(path: Path, *argument_objects) -> None:
     """One flat YAML of every option that ``parse_config`` would read back.
 
-    ``TrainingArguments`` fields are written where they differ from the defaults (there are
-    over a hundred); tokens are never written.
+    ``TrainingArguments`` fields are written where they differ from the field defaults (there are
+    over a hundred); tokens are never written. Nothing is instantiated here: building another
+    ``TrainingArguments`` would reset Accelerate's process state in a running job.
     """
     resolved: dict = {}
     for arguments in argument_objects:
-        if isinstance(arguments, transformers.TrainingArguments):
-            values = arguments.to_dict()  # masks *_token fields
-            defaults = type(arguments)(
-                output_dir=arguments.output_dir, **_required_fine_tuning(arguments)
-            ).to_dict()
-            values = {
-                k: v for k, v in values.items() if v != defaults.get(k) or k in _ALWAYS_WRITTEN
-            }
-        else:
-            values = dataclasses.asdict(arguments)
-        resolved.update(
-            {k: v for k, v in values.items() if not k.endswith("_token") and not k.startswith("_")}
+        values = (
+            arguments.to_dict()
+            if isinstance(arguments, transformers.TrainingArguments)
+            else dataclasses.asdict(arguments)
         )
-    resolved = {k: v for k, v in resolved.items() if v is not None}
+        if isinstance(arguments, transformers.TrainingArguments):
+            defaults = _field_defaults(type(arguments))
+            values = {
+                k: v
+                for k, v in values.items()
+                if k in defaults and (v != defaults[k] or k in _ALWAYS_WRITTEN)
+            }
+        resolved.update(values)
+    resolved = {
+        k: v
+        for k, v in resolved.items()
+        if v is not None
+        and v != []
+        and v != {}
+        and not k.endswith("_token")
+        and not k.startswith("_")
+    }
     path.write_text(
         "# The resolved configuration of this run; rerun it with --config this_file.\n"
         + yaml.safe_dump(resolved, sort_keys=False)
     )
 
 
-_ALWAYS_WRITTEN = {
-    "output_dir",
-    "strategy",
-    "learning_rate",
-    "num_train_epochs",
-    "seed",
-    "layer_decay",
-    "head_lr_multiplier",
-}
+_ALWAYS_WRITTEN = {"output_dir", "strategy", "learning_rate", "num_train_epochs", "seed"}
 
 
-def _required_fine_tuning(arguments) -> dict:
-    # Defaults to compare against must themselves be valid (partial needs its layer count).
-    return (
-        {"strategy": arguments.strategy, "num_trainable_layers": arguments.num_trainable_layers}
-        if hasattr(arguments, "strategy")
-        else {}
-    )
+def _field_defaults(cls) -> dict:
+    defaults = {}
+    for field in dataclasses.fields(cls):
+        if not field.init:
+            continue
+        if field.default is not dataclasses.MISSING:
+            value = field.default
+        elif field.default_factory is not dataclasses.MISSING:
+            value = field.default_factory()
+        else:
+            continue
+        defaults[field.name] = value.value if isinstance(value, Enum) else value
+    return defaults
 
 
 def finish_run(trainer, eval_dataset, labels: list[str], argument_objects: tuple) -> dict:

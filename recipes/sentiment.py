@@ -33,7 +33,8 @@ from hftl.preprocessing import tokenize_dataset
 logger = logging.getLogger("hftl.recipes.sentiment")
 
 
-def main(argv=None) -> dict:
+def main(argv=None) -> tuple[dict, TransferTrainer]:
+    """Run the recipe; returns the validation report and the trainer (its model is the final one)."""
     model_args, data_args, training_args = parse_config(
         (ModelArguments, DataArguments, TransferTrainingArguments), argv, prog="sentiment.py"
     )
@@ -84,7 +85,7 @@ def main(argv=None) -> dict:
         report["f1"],
         training_args.output_dir,
     )
-    return report
+    return report, trainer
 
 
 if __name__ == "__main__":

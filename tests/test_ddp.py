@@ -1,4 +1,4 @@
-"""Two real DDP ranks (gloo, CPU) through `accelerate launch`: gradual unfreezing stays in sync."""
+"""Two real DDP ranks (gloo, CPU) through `accelerate launch`: the core and both recipes stay in sync."""
 
 import json
 import os
@@ -13,15 +13,20 @@ from hftl import build_layer_map
 from hftl.testing import tiny_bert
 
 SCRIPTS = os.path.join(os.path.dirname(__file__), "scripts")
+CPU_2PROC = os.path.join(os.path.dirname(__file__), "..", "recipes", "accelerate", "cpu_2proc.yaml")
 
 
 def accelerate_launch(
-    script: str, *script_args: str, timeout: int = 240
-) -> subprocess.CompletedProcess:
+    script: str, *script_args: str, config_file: str | None = None, timeout: int = 240
+):
+    """Two ranks on the CPU: the flags ENVIRONMENT.md found to start two, or the repo's config."""
+    if config_file is None:
+        topology = ["--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                    "--mixed_precision", "no", "--dynamo_backend", "no"]  # fmt: skip
+    else:
+        topology = ["--config_file", config_file]
     command = [
-        sys.executable, "-m", "accelerate.commands.launch",
-        "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-        "--mixed_precision", "no", "--dynamo_backend", "no",
+        sys.executable, "-m", "accelerate.commands.launch", *topology,
         "--main_process_port", str(free_port()),
         os.path.join(SCRIPTS, script), *script_args,
     ]  # fmt: skip
@@ -55,3 +60,79 @@ def test_gradual_unfreezing_under_ddp_ends_with_identical_weights(tmp_path):
     depths = build_layer_map(tiny_bert(num_labels=2, layers=3)).depths
     unchanged = [name for name in depths if torch.equal(initial[name], rank0[name])]
     assert unchanged == [], f"never trained: {unchanged[:5]}"
+
+
+def _assert_identical_ranks(rank_dir):
+    """Identical parameters on both ranks. (Running statistics of *trainable* BatchNorm layers
+    may differ by the last step: DDP broadcasts buffers from rank 0 at the start of a forward.)"""
+    meta = [json.loads((rank_dir / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert [m["world_size"] for m in meta] == [2, 2]
+    assert meta[0]["wrapped"] == "DistributedDataParallel"
+    rank0, rank1 = (torch.load(rank_dir / f"rank{r}.pt") for r in (0, 1))
+    differing = [
+        name for name in meta[0]["parameters"] if not torch.equal(rank0[name], rank1[name])
+    ]
+    assert differing == [], f"ranks drifted apart in {differing[:5]}"
+    return meta, rank0, rank1
+
+
+def _assert_written_once(out):
+    """Rank 0 alone writes outputs: one model, and each logged line once in train.log."""
+    assert len(list(out.glob("*.safetensors"))) == 1
+    assert (out / "eval_report.json").is_file() and (out / "run_config.yaml").is_file()
+    log = (out / "train.log").read_text()
+    assert log.count("labels: [") == 1, "only rank 0 writes train.log"
+
+
+@pytest.mark.ddp
+def test_sentiment_recipe_under_ddp_with_the_repo_cpu_config(tmp_path):
+    from hftl.testing import save_tiny_text_checkpoint, write_toy_reviews_csv
+
+    save_tiny_text_checkpoint(tmp_path / "bert", "bert")
+    write_toy_reviews_csv(tmp_path / "train.csv", 120, labels=("negative", "neutral", "positive"))
+    out = tmp_path / "out"
+    accelerate_launch(
+        "ddp_recipe.py", "sentiment", str(tmp_path / "ranks"),
+        "--model_name_or_path", str(tmp_path / "bert"), "--train_file", str(tmp_path / "train.csv"),
+        "--output_dir", str(out), "--strategy", "gradual", "--unfreeze_every", "2", "--unfreeze_unit", "step",
+        "--max_steps", "8", "--per_device_train_batch_size", "8", "--weight_decay", "0.1",
+        "--report_to", "none", "--use_cpu", "true", "--save_strategy", "no", "--disable_tqdm", "true",
+        config_file=CPU_2PROC,
+    )  # fmt: skip
+    meta, rank0, rank1 = _assert_identical_ranks(tmp_path / "ranks")
+    assert meta[0]["accuracy"] == meta[1]["accuracy"]
+    assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)  # no BatchNorm: every tensor matches
+    _assert_written_once(out)
+
+
+@pytest.mark.ddp
+def test_image_recipe_under_ddp(tmp_path):
+    from hftl.testing import save_tiny_image_checkpoint, write_toy_image_folder
+
+    save_tiny_image_checkpoint(tmp_path / "model", "timm-resnet")
+    write_toy_image_folder(tmp_path / "train", per_class=12, odd_modes=False)
+    out = tmp_path / "out"
+    accelerate_launch(
+        "ddp_recipe.py", "image_classification", str(tmp_path / "ranks"),
+        "--model_name_or_path", str(tmp_path / "model"), "--train_dir", str(tmp_path / "train"),
+        "--output_dir", str(out), "--strategy", "partial", "--num_trainable_layers", "2",
+        "--max_steps", "4", "--per_device_train_batch_size", "6", "--validation_split_percentage", "25",
+        "--report_to", "none", "--use_cpu", "true", "--save_strategy", "no", "--disable_tqdm", "true",
+        config_file=CPU_2PROC,
+    )  # fmt: skip
+    _, rank0, rank1 = _assert_identical_ranks(tmp_path / "ranks")
+    _assert_written_once(out)
+    # Frozen stages (stem, layer1, layer2) kept their BatchNorm statistics on both ranks.
+    from safetensors.torch import load_file
+
+    initial = load_file(tmp_path / "model" / "model.safetensors")
+    frozen_stats = [
+        k
+        for k in rank0
+        if "running_" in k and not k.startswith(("timm_model.layer3", "timm_model.layer4"))
+    ]
+    assert frozen_stats
+    for name in frozen_stats:
+        assert torch.equal(rank0[name], initial[name]) and torch.equal(
+            rank1[name], initial[name]
+        ), name

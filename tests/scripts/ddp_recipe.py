@@ -1,0 +1,34 @@
+"""Run a recipe under DDP, then let every rank write its final weights. Run by tests/test_ddp.py:
+
+    accelerate launch --config_file recipes/accelerate/cpu_2proc.yaml --main_process_port PORT \
+        tests/scripts/ddp_recipe.py RECIPE RANK_DIR [recipe flags...]
+"""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+recipe, rank_dir, recipe_argv = sys.argv[1], Path(sys.argv[2]), sys.argv[3:]
+path = Path(__file__).resolve().parents[2] / "recipes" / f"{recipe}.py"
+spec = importlib.util.spec_from_file_location(recipe, path)
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+
+report, trainer = module.main(recipe_argv)
+rank = trainer.args.process_index
+model = trainer.accelerator.unwrap_model(trainer.model)
+rank_dir.mkdir(parents=True, exist_ok=True)
+torch.save(model.state_dict(), rank_dir / f"rank{rank}.pt")
+(rank_dir / f"rank{rank}.json").write_text(
+    json.dumps(
+        {
+            "world_size": trainer.args.world_size,
+            "accuracy": report["accuracy"],
+            "wrapped": type(trainer.model_wrapped).__name__,
+            "parameters": [name for name, _ in model.named_parameters()],
+        }
+    )
+)

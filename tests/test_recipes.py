@@ -1,0 +1,373 @@
+"""The recipes end to end, in-process, on tiny checkpoints saved to disk and toy data written as files."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from transformers import AutoModelForSequenceClassification, pipeline
+
+from hftl.testing import (
+    save_tiny_image_checkpoint,
+    save_tiny_text_checkpoint,
+    toy_reviews,
+    write_toy_image_folder,
+    write_toy_reviews_csv,
+)
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+SENTIMENT_LABELS = ("negative", "neutral", "positive")
+QUIET = [
+    "--report_to",
+    "none",
+    "--use_cpu",
+    "true",
+    "--disable_tqdm",
+    "true",
+    "--save_strategy",
+    "no",
+]
+
+
+def load_recipe(name):
+    spec = importlib.util.spec_from_file_location(name, RECIPES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def text_setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("text")
+    save_tiny_text_checkpoint(root / "bert", "bert", num_labels=2)
+    write_toy_reviews_csv(root / "train.csv", 300, labels=SENTIMENT_LABELS, seed=0)
+    write_toy_reviews_csv(root / "validation.csv", 90, labels=SENTIMENT_LABELS, seed=1)
+    return root
+
+
+@pytest.fixture(scope="module")
+def image_setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("images")
+    write_toy_image_folder(root / "train", per_class=24, seed=0)
+    write_toy_image_folder(root / "validation", per_class=8, seed=1)
+    for kind in ("vit", "timm-resnet", "resnet"):
+        save_tiny_image_checkpoint(root / kind, kind, num_labels=2)
+    return root
+
+
+def run_sentiment(setup, out, *extra):
+    argv = ["--model_name_or_path", str(setup / "bert"), "--train_file", str(setup / "train.csv"),
+            "--validation_file", str(setup / "validation.csv"), "--output_dir", str(out),
+            "--per_device_train_batch_size", "16", "--learning_rate", "3e-3", *QUIET, *extra]  # fmt: skip
+    return load_recipe("sentiment").main(argv)
+
+
+def run_images(setup, kind, out, *extra):
+    argv = ["--model_name_or_path", str(setup / kind), "--train_dir", str(setup / "train"),
+            "--validation_dir", str(setup / "validation"), "--output_dir", str(out),
+            "--per_device_train_batch_size", "12", "--learning_rate", "2e-3", *QUIET, *extra]  # fmt: skip
+    return load_recipe("image_classification").main(argv)
+
+
+# --------------------------------------------------------------------------------------------
+# Sentiment
+# --------------------------------------------------------------------------------------------
+
+STRATEGY_FLAGS = {
+    "feature_extraction": [],
+    "partial": ["--num_trainable_layers", "1"],
+    "full": ["--layer_decay", "0.8"],
+    "gradual": ["--unfreeze_every", "2", "--unfreeze_unit", "step"],
+    "lora": ["--lora_r", "4"],
+}
+
+
+@pytest.mark.parametrize("strategy", sorted(STRATEGY_FLAGS))
+def test_sentiment_each_strategy_saves_a_model_pipeline_loads(text_setup, tmp_path, strategy):
+    out = tmp_path / "out"
+    report, trainer = run_sentiment(text_setup, out, "--strategy", strategy, "--max_steps", "6",
+                                    *STRATEGY_FLAGS[strategy])  # fmt: skip
+    assert report["labels"] == list(SENTIMENT_LABELS)
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "run_config.yaml",
+                 "eval_results.json", "confusion_matrix.json", "trainer_state.json", "train.log"):  # fmt: skip
+        assert (out / name).is_file(), name
+    assert json.loads((out / "config.json").read_text())["id2label"] == {
+        "0": "negative",
+        "1": "neutral",
+        "2": "positive",
+    }
+
+    classifier = pipeline("text-classification", model=str(out))
+    texts = [row["text"] for row in toy_reviews(12, SENTIMENT_LABELS, seed=5)]
+    predicted = [p["label"] for p in classifier(texts)]
+    assert set(predicted) <= set(SENTIMENT_LABELS)
+    # The saved model predicts what the trained one did.
+    model = trainer.accelerator.unwrap_model(trainer.model).eval()
+    tokenizer = trainer.processing_class
+    with torch.no_grad():
+        ids = model(**tokenizer(texts, padding=True, return_tensors="pt")).logits.argmax(-1)
+    assert predicted == [SENTIMENT_LABELS[i] for i in ids]
+
+
+def test_feature_extraction_saves_the_pretrained_backbone_unchanged(text_setup, tmp_path):
+    out = tmp_path / "out"
+    run_sentiment(text_setup, out, "--strategy", "feature_extraction", "--max_steps", "4")
+    before = AutoModelForSequenceClassification.from_pretrained(text_setup / "bert").state_dict()
+    after = AutoModelForSequenceClassification.from_pretrained(out).state_dict()
+    changed = {
+        k
+        for k in after
+        if k in before
+        and before[k].shape == after[k].shape
+        and not torch.equal(before[k], after[k])
+    }
+    assert changed == {
+        "bert.pooler.dense.weight",
+        "bert.pooler.dense.bias",
+    }  # the classifier is new
+
+
+def test_lora_adapter_alone_loads_with_peft(text_setup, tmp_path):
+    from peft import PeftModel
+
+    out = tmp_path / "out"
+    _, trainer = run_sentiment(
+        text_setup, out, "--strategy", "lora", "--merge_lora", "false", "--max_steps", "4"
+    )
+    assert (out / "adapter_config.json").is_file() and not (out / "model.safetensors").exists()
+    labels = dict(enumerate(SENTIMENT_LABELS))
+    base = AutoModelForSequenceClassification.from_pretrained(
+        text_setup / "bert", num_labels=3, id2label=labels, label2id={v: k for k, v in labels.items()},
+        ignore_mismatched_sizes=True,
+    )  # fmt: skip
+    loaded = PeftModel.from_pretrained(base, out).eval()
+    inputs = trainer.processing_class(
+        ["the film was great", "it felt awful"], padding=True, return_tensors="pt"
+    )
+    trained = trainer.model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(**inputs).logits, trained(**inputs).logits)
+
+
+def test_lora_merged_output_also_keeps_the_adapter(text_setup, tmp_path):
+    out = tmp_path / "out"
+    run_sentiment(text_setup, out, "--strategy", "lora", "--max_steps", "3")
+    assert (out / "model.safetensors").is_file() and (
+        out / "adapter" / "adapter_config.json"
+    ).is_file()
+    assert not any(
+        "lora" in k for k in AutoModelForSequenceClassification.from_pretrained(out).state_dict()
+    )
+
+
+def test_sentiment_toy_task_is_learned(text_setup, tmp_path):
+    report, _ = run_sentiment(text_setup, tmp_path / "out", "--strategy", "full", "--layer_decay", "0.8",
+                              "--head_lr_multiplier", "2", "--num_train_epochs", "12", "--learning_rate", "1e-3",
+                              "--per_device_train_batch_size", "8")  # fmt: skip
+    assert report["accuracy"] >= 0.9, report  # chance is 1/3
+
+
+# --------------------------------------------------------------------------------------------
+# Images
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kind,strategy",
+    [("vit", s) for s in sorted(STRATEGY_FLAGS)]
+    + [("timm-resnet", "partial"), ("timm-resnet", "lora"), ("resnet", "gradual")],
+)
+def test_images_each_strategy_saves_a_model_pipeline_loads(image_setup, tmp_path, kind, strategy):
+    out = tmp_path / "out"
+    report, _ = run_images(
+        image_setup,
+        kind,
+        out,
+        "--strategy",
+        strategy,
+        "--max_steps",
+        "4",
+        *STRATEGY_FLAGS[strategy],
+    )
+    assert report["labels"] == ["blue", "green", "red"]  # the folder names
+    classifier = pipeline("image-classification", model=str(out))
+    results = classifier(Image.new("RGB", (40, 40), (200, 30, 30)))
+    assert {r["label"] for r in results} == {"blue", "green", "red"}
+
+
+def test_image_toy_task_is_learned_and_timm_output_loads_with_timmwrapper(image_setup, tmp_path):
+    from transformers import TimmWrapperForImageClassification
+
+    out = tmp_path / "out"
+    report, _ = run_images(
+        image_setup, "timm-resnet", out, "--strategy", "full", "--num_train_epochs", "4"
+    )
+    assert report["accuracy"] >= 0.9, report
+    model = TimmWrapperForImageClassification.from_pretrained(out).eval()
+    assert model.config.id2label == {0: "blue", 1: "green", 2: "red"}
+    red = pipeline("image-classification", model=str(out))(
+        Image.new("RGB", (40, 40), (200, 30, 30))
+    )
+    assert red[0]["label"] == "red"
+
+
+# --------------------------------------------------------------------------------------------
+# Data: formats, columns, labels, splits, bad input
+# --------------------------------------------------------------------------------------------
+
+
+def test_jsonl_and_parquet_with_other_column_names(text_setup, tmp_path):
+    import pandas as pd
+
+    rows = toy_reviews(60, ("negative", "positive"), seed=2)
+    short = {"negative": "neg", "positive": "pos"}
+    frame = pd.DataFrame(
+        {
+            "review_body": [r["text"] for r in rows],
+            "stars": [short[r["label"]] for r in rows],
+            "id": range(60),
+        }
+    )
+    frame.to_json(tmp_path / "train.jsonl", orient="records", lines=True)
+    frame.to_parquet(tmp_path / "train.parquet")
+    for path in (tmp_path / "train.jsonl", tmp_path / "train.parquet"):
+        argv = ["--model_name_or_path", str(text_setup / "bert"), "--train_file", str(path), "--output_dir",
+                str(tmp_path / path.suffix[1:]), "--text_column_name", "review_body", "--label_column_name", "stars",
+                "--max_steps", "2", *QUIET]  # fmt: skip
+        report, _ = load_recipe("sentiment").main(argv)
+        assert report["labels"] == ["neg", "pos"]
+        assert sum(report["per_class"][c]["support"] for c in ("neg", "pos")) == 6  # 10% held out
+
+
+@pytest.mark.parametrize(
+    "header,rows,message",
+    [
+        ("text,label", "great film,pos\n,neg\n", "data row 2 has an empty 'text'"),
+        ("text,label", "great film,pos\nawful,\n", "no 'label'"),
+        (
+            "title,body,label",
+            "a,b,pos\nc,d,neg\n",
+            r"more than one column could be the text \(title, body\); choose with --text_column_name",
+        ),
+        (
+            "text,verdict",
+            "a,pos\nb,neg\n",
+            "no label column found among text, verdict; name it with --label_column_name",
+        ),
+    ],
+)
+def test_bad_text_data_gets_a_one_line_error(text_setup, tmp_path, header, rows, message):
+    path = tmp_path / "train.csv"
+    path.write_text(f"{header}\n{rows}")
+    with pytest.raises(Exception, match=message) as error:
+        load_recipe("sentiment").main(["--model_name_or_path", str(text_setup / "bert"), "--train_file",
+                                       str(path), "--output_dir", str(tmp_path / "o"), *QUIET])  # fmt: skip
+    assert "\n" not in str(error.value)
+
+
+def test_recipe_command_line_error_exits_with_one_line(text_setup, tmp_path):
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, str(RECIPES / "sentiment.py"), "--model_name_or_path", str(text_setup / "bert"),
+         "--train_file", str(tmp_path / "missing.csv"), "--output_dir", str(tmp_path / "o")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert (
+        result.stderr.strip().splitlines()[-1]
+        == f"sentiment.py: error: --train_file {tmp_path / 'missing.csv'}: no such file"
+    )
+    assert "Traceback" not in result.stderr
+
+
+def test_carved_validation_split_is_stratified_and_seeded(tmp_path):
+    from datasets import Dataset, DatasetDict
+
+    from hftl.data import DataArguments, encode_labels, ensure_validation_split
+
+    labels = ["a"] * 80 + ["b"] * 20
+    raw = DatasetDict(
+        {"train": Dataset.from_dict({"text": [f"t{i}" for i in range(100)], "label": labels})}
+    )
+    raw, names = encode_labels(raw, "label")
+    args = DataArguments(train_file=None, validation_split_percentage=20)
+    first = ensure_validation_split(DatasetDict(raw), args, "label", seed=3)
+    again = ensure_validation_split(DatasetDict(raw), args, "label", seed=3)
+    other = ensure_validation_split(DatasetDict(raw), args, "label", seed=4)
+    assert names == ["a", "b"]
+    assert np.bincount(first["validation"]["label"]).tolist() == [16, 4]  # 80/20 kept
+    assert first["validation"]["text"] == again["validation"]["text"]
+    assert first["validation"]["text"] != other["validation"]["text"]
+
+
+# --------------------------------------------------------------------------------------------
+# Training features through the recipe: early stopping, resume
+# --------------------------------------------------------------------------------------------
+
+
+def test_early_stopping_keeps_the_best_checkpoint(text_setup, tmp_path):
+    out = tmp_path / "out"
+    flags = ["--strategy", "full", "--learning_rate", "0", "--num_train_epochs", "10", "--eval_strategy", "epoch",
+             "--save_strategy", "epoch", "--load_best_model_at_end", "true", "--metric_for_best_model", "accuracy",
+             "--early_stopping_patience", "2"]  # fmt: skip
+    _, trainer = run_sentiment(text_setup, out, *flags)
+    assert (
+        trainer.state.epoch == 3
+    )  # no improvement after epoch 1: stopped after 2 more evaluations
+    assert trainer.state.best_model_checkpoint is not None
+
+
+def test_resume_from_checkpoint_flag(text_setup, tmp_path):
+    common = [
+        "--strategy",
+        "gradual",
+        "--unfreeze_every",
+        "2",
+        "--unfreeze_unit",
+        "step",
+        "--max_steps",
+        "6",
+    ]
+    _, full = run_sentiment(
+        text_setup, tmp_path / "a", *common, "--save_strategy", "steps", "--save_steps", "3"
+    )
+    _, resumed = run_sentiment(
+        text_setup,
+        tmp_path / "b",
+        *common,
+        "--resume_from_checkpoint",
+        str(tmp_path / "a" / "checkpoint-3"),
+    )
+    assert resumed.state.global_step == 6
+    for name, tensor in full.model.state_dict().items():
+        torch.testing.assert_close(resumed.model.state_dict()[name], tensor, msg=name)
+
+
+def test_run_config_reproduces_the_run_options(text_setup, tmp_path):
+    from hftl import ModelArguments, TransferTrainingArguments, parse_config
+    from hftl.data import DataArguments
+
+    out = tmp_path / "out"
+    run_sentiment(text_setup, out, "--strategy", "partial", "--num_trainable_layers", "1", "--layer_decay", "0.7",
+                  "--max_steps", "2", "--max_seq_length", "64")  # fmt: skip
+    model_args, data_args, training_args = parse_config(
+        (ModelArguments, DataArguments, TransferTrainingArguments),
+        ["--config", str(out / "run_config.yaml")],
+    )
+    assert model_args.model_name_or_path == str(text_setup / "bert")
+    assert data_args.max_seq_length == 64 and data_args.train_file == str(text_setup / "train.csv")
+    assert (
+        training_args.strategy,
+        training_args.num_trainable_layers,
+        training_args.layer_decay,
+    ) == ("partial", 1, 0.7)
+    assert (training_args.max_steps, training_args.learning_rate, training_args.output_dir) == (
+        2,
+        3e-3,
+        str(out),
+    )
