@@ -164,8 +164,9 @@ def test_lora_merged_output_also_keeps_the_adapter(text_setup, tmp_path):
 
 
 def test_sentiment_toy_task_is_learned(text_setup, tmp_path):
-    report, _ = run_sentiment(text_setup, tmp_path / "out", "--strategy", "full", "--layer_decay", "0.8",
-                              "--head_lr_multiplier", "2", "--num_train_epochs", "12", "--learning_rate", "1e-3",
+    # These settings learned the 3-class task on 5 of 5 seeds; lr 1e-3 without warmup on 1 of 5.
+    report, _ = run_sentiment(text_setup, tmp_path / "out", "--strategy", "full", "--layer_decay", "0.9",
+                              "--learning_rate", "5e-4", "--warmup_steps", "0.1", "--num_train_epochs", "20",
                               "--per_device_train_batch_size", "8")  # fmt: skip
     assert report["accuracy"] >= 0.9, report  # chance is 1/3
 
