@@ -342,7 +342,7 @@ def write_toy_image_folder(
     from PIL import Image
 
     rng = np.random.default_rng(seed)
-    modes = ["RGB", "RGBA", "P", "CMYK"] if odd_modes else ["RGB"]
+    modes = ["RGB", "L", "RGBA", "P", "CMYK"] if odd_modes else ["RGB"]
     for name in classes:
         folder = Path(root) / name
         folder.mkdir(parents=True, exist_ok=True)

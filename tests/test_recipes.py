@@ -372,3 +372,29 @@ def test_run_config_reproduces_the_run_options(text_setup, tmp_path):
         3e-3,
         str(out),
     )
+
+
+def test_dataset_name_takes_a_dataset_directory_with_its_own_splits(
+    text_setup, image_setup, tmp_path
+):
+    """--dataset_name goes through load_dataset(name): a Hub id online, a local dataset dir here."""
+    import shutil
+
+    text_dir = tmp_path / "reviews"
+    text_dir.mkdir()
+    shutil.copy(text_setup / "train.csv", text_dir / "train.csv")
+    shutil.copy(text_setup / "validation.csv", text_dir / "test.csv")  # a 'test' split only
+    report, _ = load_recipe("sentiment").main(
+        ["--model_name_or_path", str(text_setup / "bert"), "--dataset_name", str(text_dir),
+         "--output_dir", str(tmp_path / "t"), "--max_steps", "2", *QUIET]
+    )  # fmt: skip
+    assert sum(c["support"] for c in report["per_class"].values()) == 90  # evaluated on test.csv
+
+    images = tmp_path / "images"
+    shutil.copytree(image_setup / "train", images / "train")
+    shutil.copytree(image_setup / "validation", images / "validation")
+    argv = ["--model_name_or_path", str(image_setup / "vit"), "--dataset_name", str(images),
+            "--output_dir", str(tmp_path / "j"), "--max_steps", "2", *QUIET]  # fmt: skip
+    report, _ = load_recipe("image_classification").main(argv)
+    assert report["labels"] == ["blue", "green", "red"]
+    assert sum(c["support"] for c in report["per_class"].values()) == 24
