@@ -78,7 +78,10 @@ class DataArguments:
             if value
         ]
         if len(sources) > 1:
-            raise ValueError(f"give one data source, not {' and '.join(sources)}")
+            raise ValueError(
+                f"give one data source, not {' and '.join(sources)} (to replace a config's "
+                f'{sources[0]} on the command line, add --{sources[0]} "")'
+            )
         if not 0 < self.validation_split_percentage < 100:
             raise ValueError(
                 f"validation_split_percentage must be in (0, 100), got {self.validation_split_percentage}"

@@ -398,3 +398,21 @@ def test_dataset_name_takes_a_dataset_directory_with_its_own_splits(
     report, _ = load_recipe("image_classification").main(argv)
     assert report["labels"] == ["blue", "green", "red"]
     assert sum(c["support"] for c in report["per_class"].values()) == 24
+
+
+def test_a_config_data_source_is_replaced_on_the_command_line(tmp_path):
+    from hftl import ConfigError, ModelArguments, TransferTrainingArguments, parse_config
+    from hftl.data import DataArguments
+
+    config = (
+        Path(__file__).resolve().parents[1] / "recipes" / "configs" / "bert_base_full_llrd.yaml"
+    )
+    schema = (ModelArguments, DataArguments, TransferTrainingArguments)
+    with pytest.raises(
+        ConfigError, match='not dataset_name and train_file .*add --dataset_name ""'
+    ):
+        parse_config(schema, ["--config", str(config), "--train_file", "reviews.csv"])
+    _, data_args, _ = parse_config(
+        schema, ["--config", str(config), "--train_file", "reviews.csv", "--dataset_name", ""]
+    )
+    assert (data_args.dataset_name, data_args.train_file) == ("", "reviews.csv")
