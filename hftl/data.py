@@ -231,6 +231,43 @@ def check_text_rows(dataset: DatasetDict, text_column: str) -> None:
                 )
 
 
+def check_images(dataset: DatasetDict, image_column: str) -> DatasetDict:
+    """Stop decoding images in ``datasets`` (hftl decodes them, naming any file that fails) and
+    open every image's header now, so an unreadable file stops the run before training starts."""
+    from PIL import Image as PILImage
+
+    dataset = dataset.cast_column(image_column, Image(decode=False))
+    for split, data in dataset.items():
+        for index, value in enumerate(data[image_column]):
+            try:
+                with open_image(value) as image:
+                    image.size  # noqa: B018 - reading the header is the check
+            except (OSError, PILImage.DecompressionBombError, ValueError) as error:
+                where = value.get("path") or f"data row {index + 1}"
+                raise ConfigError(
+                    f"split '{split}': image {where} cannot be read ({_first_line(error)}); "
+                    "remove or replace it"
+                ) from None
+    return dataset
+
+
+def open_image(value):
+    """A PIL image from a ``datasets`` undecoded image value ({'path', 'bytes'}) or a PIL image."""
+    from io import BytesIO
+
+    from PIL import Image as PILImage
+
+    if isinstance(value, PILImage.Image):
+        return value
+    if value.get("bytes"):
+        return PILImage.open(BytesIO(value["bytes"]))
+    return PILImage.open(value["path"])
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
 def _pick(
     kind: str, given: str | None, columns: list[str], typed: list[str], by_name: list[str]
 ) -> str:

@@ -64,7 +64,7 @@ def image_batch_transform(processor, image_column: str, label_column: str, train
     augment = train_image_transform(processor) if train else None
 
     def transform(batch: dict) -> dict:
-        images = [to_rgb(image) for image in batch[image_column]]
+        images = [_decode(value) for value in batch[image_column]]
         if augment is not None:
             pixels = [augment(image) for image in images]
         else:
@@ -72,6 +72,21 @@ def image_batch_transform(processor, image_column: str, label_column: str, train
         return {"pixel_values": pixels, "labels": batch[label_column]}
 
     return transform
+
+
+def _decode(value) -> PILImage.Image:
+    from hftl.config import ConfigError
+    from hftl.data import open_image
+
+    try:
+        image = open_image(value)
+        image.load()
+    except OSError as error:
+        where = value.get("path") if isinstance(value, dict) else None
+        raise ConfigError(
+            f"image {where or '(in memory)'} cannot be decoded ({error}); remove or replace it"
+        ) from None
+    return to_rgb(image)
 
 
 def collate_images(examples: list[dict]) -> dict[str, torch.Tensor]:

@@ -18,6 +18,7 @@ from hftl import ModelArguments, TransferTrainer, TransferTrainingArguments, par
 from hftl.config import ConfigError
 from hftl.data import (
     DataArguments,
+    check_images,
     encode_labels,
     ensure_validation_split,
     load_raw_datasets,
@@ -47,6 +48,7 @@ def main(argv=None) -> tuple[dict, TransferTrainer]:
     # ----- data: splits, columns, label names -----
     raw = load_raw_datasets(data_args, cache_dir=model_args.cache_dir)
     columns = resolve_columns(raw, data_args, task="image")
+    raw = check_images(raw, columns.inputs)
     raw, labels = encode_labels(raw, columns.label)
     raw = ensure_validation_split(raw, data_args, columns.label, seed=training_args.seed)
     logger.info(

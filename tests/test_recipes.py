@@ -416,3 +416,20 @@ def test_a_config_data_source_is_replaced_on_the_command_line(tmp_path):
         schema, ["--config", str(config), "--train_file", "reviews.csv", "--dataset_name", ""]
     )
     assert (data_args.dataset_name, data_args.train_file) == ("", "reviews.csv")
+
+
+def test_unreadable_image_is_named_before_training(image_setup, tmp_path):
+    import shutil
+
+    folder = tmp_path / "train"
+    shutil.copytree(image_setup / "train", folder)
+    (folder / "green" / "broken.png").write_bytes(b"not an image at all")
+    with pytest.raises(
+        Exception,
+        match=r"split 'train': image .*green/broken\.png cannot be read .*remove or replace it",
+    ):
+        load_recipe("image_classification").main(
+            ["--model_name_or_path", str(image_setup / "vit"), "--train_dir", str(folder),
+             "--output_dir", str(tmp_path / "out"), "--max_steps", "1", *QUIET]
+        )  # fmt: skip
+    assert not (tmp_path / "out" / "model.safetensors").exists()
