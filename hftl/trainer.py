@@ -1,12 +1,14 @@
 """``TransferTrainer``: a ``transformers.Trainer`` that knows transfer-learning strategies.
 
-It changes two things and keeps every other Trainer feature (evaluation, checkpoints, resume,
+It adds to Trainer and keeps every other Trainer feature (evaluation, checkpoints, resume,
 callbacks, Accelerate / DDP, logging, Hub pushes):
 
 * the strategy is applied before training (``feature_extraction`` / ``partial`` freeze once, before
-  Accelerate wraps the model; ``gradual`` runs :class:`GradualUnfreezingCallback`);
+  Accelerate wraps the model; ``gradual`` runs :class:`GradualUnfreezingCallback`; ``lora`` wraps
+  the model with PEFT, see :func:`hftl.models.wrap_with_lora`);
 * the optimizer is built from :func:`hftl.param_groups` (layer-wise LR decay, head LR, no weight
-  decay on norms/biases/tokens, absolute LR per group so the scheduler scales every group).
+  decay on norms/biases/tokens, absolute LR per group so the scheduler scales every group);
+* ``early_stopping_patience`` adds transformers' ``EarlyStoppingCallback``.
 
 Gradual unfreezing under DDP: every parameter is trainable when DDP wraps the model (so all of
 them are registered with its reducer and stay synchronised once unfrozen) and is in the optimizer
