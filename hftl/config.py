@@ -38,7 +38,8 @@ class ModelArguments:
 
     model_name_or_path: str = field(
         metadata={
-            "help": "Hub model id (e.g. google/vit-base-patch16-224-in21k) or local directory."
+            "help": "Hub model id (e.g. google/vit-base-patch16-224-in21k), local directory, "
+            "or an offline hftl asset (hftl:minilm, hftl:efficientnet-lite0)."
         }
     )
     revision: str = field(default="main", metadata={"help": "Branch, tag or commit of the model."})
@@ -47,6 +48,10 @@ class ModelArguments:
     )
     trust_remote_code: bool = field(
         default=False, metadata={"help": "Allow custom modelling code."}
+    )
+    from_scratch: bool = field(
+        default=False,
+        metadata={"help": "Same architecture, random weights: the baseline transfer must beat."},
     )
 
 

@@ -94,6 +94,15 @@ class DataArguments:
                 )
 
 
+def _with_assets_resolved(args: DataArguments) -> DataArguments:
+    from dataclasses import replace
+
+    from hftl.assets import resolve
+
+    names = ("dataset_name", "train_dir", "validation_dir", "train_file", "validation_file")
+    return replace(args, **{name: resolve(getattr(args, name)) for name in names})
+
+
 @dataclass(frozen=True)
 class Columns:
     label: str
@@ -101,7 +110,12 @@ class Columns:
 
 
 def load_raw_datasets(args: DataArguments, cache_dir: str | None = None) -> DatasetDict:
-    """Load the splits the arguments point at (at least ``train``)."""
+    """Load the splits the arguments point at (at least ``train``).
+
+    Paths may name hftl's offline assets, e.g. ``--train_dir hftl:mnist/train`` (fetched on first
+    use, see :mod:`hftl.assets`).
+    """
+    args = _with_assets_resolved(args)
     if args.dataset_name:
         return load_dataset(args.dataset_name, args.dataset_config_name, cache_dir=cache_dir)
     if args.train_dir:

@@ -13,6 +13,7 @@ from transformers import (
     AutoTokenizer,
 )
 
+from hftl.assets import resolve
 from hftl.layers import build_layer_map
 
 logger = logging.getLogger(__name__)
@@ -34,8 +35,9 @@ def load_classifier(model_args, task: str, labels: list[str]) -> nn.Module:
         "cache_dir": model_args.cache_dir,
         "trust_remote_code": model_args.trust_remote_code,
     }
+    path = resolve(model_args.model_name_or_path)
     config = AutoConfig.from_pretrained(
-        model_args.model_name_or_path,
+        path,
         num_labels=len(labels),
         id2label=dict(enumerate(labels)),
         label2id={label: i for i, label in enumerate(labels)},
@@ -43,17 +45,19 @@ def load_classifier(model_args, task: str, labels: list[str]) -> nn.Module:
     )
     if getattr(config, "model_type", None) == "timm_wrapper":
         config.label_names = list(labels)
-    return TASKS[task].from_pretrained(
-        model_args.model_name_or_path, config=config, ignore_mismatched_sizes=True, **common
-    )
+    if getattr(model_args, "from_scratch", False):
+        logger.info("from_scratch: %s architecture with random weights", config.model_type)
+        return TASKS[task].from_config(config, trust_remote_code=model_args.trust_remote_code)
+    return TASKS[task].from_pretrained(path, config=config, ignore_mismatched_sizes=True, **common)
 
 
 def load_processor(model_args, task: str):
     """The checkpoint's image processor (images) or tokenizer (text)."""
     common = {"revision": model_args.revision, "cache_dir": model_args.cache_dir}
+    path = resolve(model_args.model_name_or_path)
     if task == "image":
-        return AutoImageProcessor.from_pretrained(model_args.model_name_or_path, **common)
-    return AutoTokenizer.from_pretrained(model_args.model_name_or_path, **common)
+        return AutoImageProcessor.from_pretrained(path, **common)
+    return AutoTokenizer.from_pretrained(path, **common)
 
 
 def head_module_names(model: nn.Module) -> list[str]:

@@ -273,3 +273,55 @@ def test_minilm_conversion_copies_the_model_files(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names)
     with pytest.raises(AssetError, match="config.json is missing"):
         assets.convert_minilm(zipped({}), tmp_path)
+
+
+def test_recipes_read_assets_by_hftl_name(tmp_path, monkeypatch):
+    """`hftl:<asset>/<path>` resolves inside the cached asset; a complete asset is not re-fetched."""
+    from hftl.assets import resolve
+    from hftl.testing import save_tiny_text_checkpoint, write_toy_reviews_csv
+
+    cache = tmp_path / "cache"
+    model, data = cache / "toy-model", cache / "toy-reviews"
+    save_tiny_text_checkpoint(model, "bert")
+    data.mkdir(parents=True)
+    write_toy_reviews_csv(data / "train.csv", 40)
+    registry = {}
+    for directory in (model, data):
+        asset = Asset(name=directory.name, requirement=f"{directory.name}==1", sha256="a" * 64, license="x",
+                      source="y", convert=copy_member("none"), description="z")  # fmt: skip
+        (directory / "asset.json").write_text(
+            json.dumps({"sha256": asset.sha256, "requirement": asset.requirement})
+        )
+        registry[directory.name] = asset
+    monkeypatch.setattr(assets, "ASSETS", registry)
+    monkeypatch.setenv("HFTL_CACHE", str(cache))
+
+    assert resolve("hftl:toy-reviews/train.csv") == str(data / "train.csv")
+    assert resolve("google-bert/bert-base-uncased") == "google-bert/bert-base-uncased"
+    from test_recipes import QUIET, load_recipe
+
+    report, trainer = load_recipe("sentiment").main(
+        ["--model_name_or_path", "hftl:toy-model", "--train_file", "hftl:toy-reviews/train.csv",
+         "--output_dir", str(tmp_path / "out"), "--max_steps", "1", *QUIET]
+    )  # fmt: skip
+    assert report["labels"] == ["negative", "positive"]
+
+
+def test_from_scratch_is_the_same_architecture_with_random_weights(tmp_path):
+    from transformers import AutoModelForSequenceClassification
+
+    from hftl import ModelArguments
+    from hftl.models import load_classifier
+    from hftl.testing import save_tiny_text_checkpoint
+
+    save_tiny_text_checkpoint(tmp_path, "bert")
+    pretrained = AutoModelForSequenceClassification.from_pretrained(tmp_path).state_dict()
+    scratch = load_classifier(
+        ModelArguments(str(tmp_path), from_scratch=True), "text", ["a", "b", "c"]
+    )
+    loaded = load_classifier(ModelArguments(str(tmp_path)), "text", ["a", "b", "c"])
+    name = "bert.encoder.layer.0.attention.self.query.weight"
+    assert torch.equal(loaded.state_dict()[name], pretrained[name])
+    assert not torch.equal(scratch.state_dict()[name], pretrained[name])
+    assert scratch.state_dict().keys() == loaded.state_dict().keys()
+    assert scratch.config.id2label == {0: "a", 1: "b", 2: "c"}

