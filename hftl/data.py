@@ -109,6 +109,32 @@ class Columns:
     inputs: str  # the text or image column
 
 
+def load_classification_data(
+    args: DataArguments, task: str, *, seed: int, cache_dir: str | None = None
+) -> tuple[DatasetDict, Columns, list[str]]:
+    """Everything a classification recipe needs from its data, checked.
+
+    Loads the splits, finds the label and input columns, refuses empty texts / unreadable images
+    (naming them), makes the labels a ClassLabel with names from the data, and makes sure there is
+    a validation split.
+
+    Returns:
+        (datasets with ``train`` and ``validation``, the columns, the label names)
+    """
+    raw = load_raw_datasets(args, cache_dir=cache_dir)
+    columns = resolve_columns(raw, args, task=task)
+    if task == "image":
+        raw = check_images(raw, columns.inputs)
+    else:
+        check_text_rows(raw, columns.inputs)
+    raw, labels = encode_labels(raw, columns.label)
+    raw = ensure_validation_split(raw, args, columns.label, seed=seed)
+    logger.info(
+        "labels: %s; train %d, validation %d", labels, len(raw["train"]), len(raw["validation"])
+    )
+    return raw, columns, labels
+
+
 def load_raw_datasets(args: DataArguments, cache_dir: str | None = None) -> DatasetDict:
     """Load the splits the arguments point at (at least ``train``).
 

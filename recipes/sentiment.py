@@ -17,14 +17,7 @@ from transformers import DataCollatorWithPadding, set_seed
 
 from hftl import ModelArguments, TransferTrainer, TransferTrainingArguments, parse_config
 from hftl.config import ConfigError
-from hftl.data import (
-    DataArguments,
-    check_text_rows,
-    encode_labels,
-    ensure_validation_split,
-    load_raw_datasets,
-    resolve_columns,
-)
+from hftl.data import DataArguments, load_classification_data
 from hftl.metrics import compute_metrics_fn
 from hftl.models import load_classifier, load_processor
 from hftl.outputs import finish_run, start_log_file
@@ -43,14 +36,9 @@ def main(argv=None) -> tuple[dict, TransferTrainer]:
     set_seed(training_args.seed)
     start_log_file(training_args)
 
-    # ----- data: splits, columns, label names -----
-    raw = load_raw_datasets(data_args, cache_dir=model_args.cache_dir)
-    columns = resolve_columns(raw, data_args, task="text")
-    check_text_rows(raw, columns.inputs)
-    raw, labels = encode_labels(raw, columns.label)
-    raw = ensure_validation_split(raw, data_args, columns.label, seed=training_args.seed)
-    logger.info(
-        "labels: %s; train %d, validation %d", labels, len(raw["train"]), len(raw["validation"])
+    # ----- data: splits, columns, label names (checked) -----
+    raw, columns, labels = load_classification_data(
+        data_args, task="text", seed=training_args.seed, cache_dir=model_args.cache_dir
     )
 
     # ----- model and its tokenizer -----
