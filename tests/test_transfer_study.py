@@ -1,0 +1,60 @@
+"""scripts/transfer_study.py: its arms are valid recipe arguments, its bookkeeping is right.
+(The study itself runs for an hour; `--quick` is the CI-sized run, not part of this suite.)"""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from hftl import ModelArguments, TransferTrainingArguments, parse_config
+from hftl.data import DataArguments
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "transfer_study.py"
+
+
+@pytest.fixture(scope="module")
+def study():
+    spec = importlib.util.spec_from_file_location("transfer_study", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("task", ["text", "image"])
+def test_every_arm_is_a_valid_recipe_configuration(study, task, tmp_path):
+    spec = study.TASKS[task]
+    for arm in study.ARMS:
+        argv = ["--model_name_or_path", spec["model"], *spec["data"], *study.arm_flags(arm, spec, steps=90),
+                "--output_dir", str(tmp_path), "--report_to", "none"]  # fmt: skip
+        model_args, _, training_args = parse_config(
+            (ModelArguments, DataArguments, TransferTrainingArguments), argv
+        )
+        assert model_args.from_scratch == (arm == "scratch")
+        if arm == "gradual":
+            assert (training_args.unfreeze_unit, training_args.unfreeze_every) == ("step", 10)
+    high, normal = (study.arm_flags(a, spec, 90) for a in ("full_high_lr", "full_llrd"))
+    assert float(high[high.index("--learning_rate") + 1]) == pytest.approx(
+        30 * float(normal[normal.index("--learning_rate") + 1])
+    )
+
+
+def test_epochs_give_about_the_same_steps_at_every_size(study):
+    assert study.epochs_for(1000, 32, steps=60) == 2
+    assert study.epochs_for(200, 16, steps=60) == 5
+    assert study.epochs_for(50, 16, steps=60) == 20
+    assert study.epochs_for(10, 32, steps=60, max_epochs=30) == 30
+
+
+def test_summary_and_plot_from_rows(study, tmp_path):
+    rows = []
+    for task in ("text", "image"):
+        for size, base in ((50, 0.5), (200, 0.7)):
+            for seed in (0, 1):
+                for arm in ("scratch", "full_llrd"):
+                    accuracy = round(base + 0.1 * seed, 4)
+                    rows.append({"task": task, "size": size, "seed": seed, "arm": arm, "epochs": 2,
+                                 "accuracy": accuracy, "macro_f1": accuracy, "seconds": 1.0})  # fmt: skip
+    summary = study.summarise(rows)
+    assert summary["text/200/full_llrd"] == {"mean": 0.75, "min": 0.7, "max": 0.8, "n": 2}
+    study.plot(rows, tmp_path / "plot.png", image_size=112)
+    assert (tmp_path / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
