@@ -56,5 +56,14 @@ def test_summary_and_plot_from_rows(study, tmp_path):
                                  "accuracy": accuracy, "macro_f1": accuracy, "seconds": 1.0})  # fmt: skip
     summary = study.summarise(rows)
     assert summary["text/200/full_llrd"] == {"mean": 0.75, "min": 0.7, "max": 0.8, "n": 2}
-    study.plot(rows, tmp_path / "plot.png", image_size=112)
-    assert (tmp_path / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    meta = {
+        "command": "c",
+        "hardware": "h",
+        "wall_time_minutes": 1,
+        "steps_per_run": 60,
+        "image_size": 112,
+    }
+    study.write_report(rows, meta, tmp_path)
+    assert (tmp_path / "accuracy_vs_size.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report = (tmp_path / "results.md").read_text()
+    assert "| full_llrd | 55.0% [50.0%-60.0%] | 75.0% [70.0%-80.0%] |" in report
