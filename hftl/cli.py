@@ -2,7 +2,9 @@
 
 hftl groups --model_name_or_path bert-base-uncased --strategy full --layer_decay 0.8
 hftl groups --tiny vit --strategy partial --num_trainable_layers 1
-hftl demo
+hftl assets [--list]
+hftl card OUTPUT_DIR [--repo_id ORG/NAME]
+hftl push OUTPUT_DIR --repo_id ORG/NAME [--private] [--revision BRANCH] [--commit_message MSG]
 """
 
 from __future__ import annotations
@@ -115,7 +117,63 @@ def assets_command(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"groups": groups_command, "assets": assets_command}
+def card_command(argv: list[str]) -> int:
+    """Write the model card (README.md, confusion matrix, training curves) of a finished run."""
+    from hftl.cards import CardError, write_card
+
+    parser = argparse.ArgumentParser(prog="hftl card", description=card_command.__doc__)
+    parser.add_argument("output_dir", help="the --output_dir of a finished hftl run")
+    parser.add_argument("--repo_id", help="ORG/NAME the usage snippets load from")
+    parser.add_argument("--license", help="licence id for the card (default: the base model's)")
+    args = parser.parse_args(argv)
+    try:
+        path = write_card(args.output_dir, args.repo_id, license=args.license)
+    except CardError as error:
+        print(f"hftl card: error: {error}", file=sys.stderr)
+        return 2
+    print(path)
+    return 0
+
+
+def push_command(argv: list[str]) -> int:
+    """Push a finished run (model, processor, card, metrics) to the Hugging Face Hub."""
+    from hftl.cards import CardError
+    from hftl.hub import PushError, push_run
+
+    parser = argparse.ArgumentParser(prog="hftl push", description=push_command.__doc__)
+    parser.add_argument("output_dir", help="the --output_dir of a finished hftl run")
+    parser.add_argument("--repo_id", required=True, help="ORG/NAME (or NAME under your user)")
+    parser.add_argument("--private", action="store_true", help="create the repository private")
+    parser.add_argument("--revision", help="branch to push to (created if missing)")
+    parser.add_argument("--commit_message", help="default: 'Upload hftl run'")
+    parser.add_argument("--license", help="licence id for the card (default: the base model's)")
+    parser.add_argument(
+        "--token", help="Hub token (default: HF_TOKEN or `hf auth login`); never printed"
+    )
+    args = parser.parse_args(argv)
+    try:
+        url = push_run(
+            args.output_dir,
+            args.repo_id,
+            private=args.private or None,
+            revision=args.revision,
+            commit_message=args.commit_message,
+            token=args.token,
+            license=args.license,
+        )
+    except (CardError, PushError) as error:
+        print(f"hftl push: error: {error}", file=sys.stderr)
+        return 1
+    print(url)
+    return 0
+
+
+COMMANDS = {
+    "groups": groups_command,
+    "assets": assets_command,
+    "card": card_command,
+    "push": push_command,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,7 +5,10 @@
     adapter/                              strategy=lora with merge_lora: the adapter alone
     run_config.yaml                       the resolved configuration; `--config` accepts it
     eval_results.json, all_results.json   metrics of the final model on the validation split
+    eval_report.json                      accuracy, macro-F1, per-class precision / recall / F1
     confusion_matrix.json                 rows = true label, columns = predicted label
+    run_info.json                         what the model card needs: base model, data, strategy,
+                                          LR and trainable state per depth, hardware, wall time
     trainer_state.json, train.log         the training log (log_history) and the text log
 
 Only the main process writes; every process takes part in evaluation.
@@ -16,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
 
@@ -27,13 +31,19 @@ from hftl.metrics import classification_report
 logger = logging.getLogger(__name__)
 
 
+_LOG_FILE: logging.Handler | None = None
+
+
 def start_log_file(training_args) -> None:
-    """Mirror hftl's and transformers' log lines into ``output_dir/train.log`` (main process)."""
+    """Mirror hftl's and transformers' log lines into ``output_dir/train.log`` (main process),
+    until :func:`finish_run` ends the run (a later run in the same process gets its own file)."""
+    global _LOG_FILE
+    stop_log_file()
     if not training_args.should_save:
         return
     path = Path(training_args.output_dir)
     path.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path / "train.log")
+    handler = _LOG_FILE = logging.FileHandler(path / "train.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.setLevel(logging.INFO)
     logging.getLogger("hftl").addHandler(handler)
@@ -42,6 +52,16 @@ def start_log_file(training_args) -> None:
         console.setLevel(max(console.level, logging.WARNING))
     hf_logger.addHandler(handler)
     transformers.utils.logging.set_verbosity_info()
+
+
+def stop_log_file() -> None:
+    global _LOG_FILE
+    if _LOG_FILE is None:
+        return
+    for name in ("hftl", "transformers"):
+        logging.getLogger(name).removeHandler(_LOG_FILE)
+    _LOG_FILE.close()
+    _LOG_FILE = None
 
 
 def write_resolved_config(path: Path, *argument_objects) -> None:
@@ -120,21 +140,221 @@ def finish_run(trainer, eval_dataset, labels: list[str], argument_objects: tuple
         )
         (output / "eval_report.json").write_text(json.dumps(report, indent=2))
         write_resolved_config(output / "run_config.yaml", *argument_objects)
+        info = collect_run_info(trainer, labels, argument_objects, len(eval_dataset))
+        (output / "run_info.json").write_text(json.dumps(info, indent=2))
+    logger.info(
+        "validation accuracy %.4f, macro-F1 %.4f -> %s", report["accuracy"], report["f1"], output
+    )
+    stop_log_file()  # train.log is complete: the card and the push below do not change it
+    if trainer.is_world_process_zero():
+        from hftl.cards import write_card
+        from hftl.hub import push_if_requested
+
+        write_card(output, args.hub_model_id if args.push_to_hub else None)
+        push_if_requested(trainer)
     return report
 
 
 def _save_model(trainer) -> None:
+    # _internal_call: with --push_to_hub, Trainer would push here with its own card; hftl pushes
+    # once at the end (hftl.hub.push_run) with the card made from this run.
     args = trainer.args
     model = trainer.accelerator.unwrap_model(trainer.model)
     if not hasattr(model, "peft_config"):
-        trainer.save_model(args.output_dir)
+        trainer.save_model(args.output_dir, _internal_call=True)
+    elif not args.merge_lora:
+        trainer.save_model(args.output_dir, _internal_call=True)  # adapter + processor
+    else:
+        trainer.save_model(str(Path(args.output_dir) / "adapter"), _internal_call=True)
+        model = model.merge_and_unload()
+        if trainer.is_world_process_zero():
+            model.save_pretrained(args.output_dir)
+            if trainer.processing_class is not None:
+                trainer.processing_class.save_pretrained(args.output_dir)
+    if (
+        trainer.is_world_process_zero()
+        and getattr(model.config, "model_type", None) == "timm_wrapper"
+    ):
+        write_timm_weights(Path(args.output_dir))
+
+
+def write_timm_weights(directory: Path) -> None:
+    """Make a saved TimmWrapper directory one that timm itself loads too.
+
+    ``model.safetensors`` gets timm's own key names, and a null ``model_args`` leaves config.json.
+
+    transformers saves ``timm_model.``-prefixed keys, which ``timm.create_model("hf-hub:...")``
+    cannot load; transformers itself loads either form, so the unprefixed one serves both.
+    """
+    from safetensors.torch import load_file, save_file
+
+    config_path = directory / "config.json"
+    config = json.loads(config_path.read_text())
+    if "model_args" in config and config["model_args"] is None:  # timm reads it as a dict
+        del config["model_args"]
+        config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    path = directory / "model.safetensors"
+    if not path.exists():  # sharded or adapter-only output: leave it to transformers
         return
-    if not args.merge_lora:
-        trainer.save_model(args.output_dir)  # adapter + processor
-        return
-    trainer.save_model(str(Path(args.output_dir) / "adapter"))
-    merged = model.merge_and_unload()
-    if trainer.is_world_process_zero():
-        merged.save_pretrained(args.output_dir)
-        if trainer.processing_class is not None:
-            trainer.processing_class.save_pretrained(args.output_dir)
+    state = load_file(path)
+    if any(key.startswith("timm_model.") for key in state):
+        state = {key.removeprefix("timm_model."): value for key, value in state.items()}
+        save_file(state, path, metadata={"format": "pt"})
+
+
+def collect_run_info(trainer, labels: list[str], argument_objects: tuple, num_eval: int) -> dict:
+    """Facts about the finished run that the saved files alone do not hold (for the model card)."""
+    import platform
+
+    import torch
+
+    import hftl
+    from hftl.assets import ASSET_SCHEME, ASSETS
+    from hftl.layers import build_layer_map
+
+    args = trainer.args
+    model_args = next((a for a in argument_objects if hasattr(a, "model_name_or_path")), None)
+    data_args = next((a for a in argument_objects if hasattr(a, "train_file")), None)
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    config = model.config
+    is_text = trainer.processing_class is not None and hasattr(
+        trainer.processing_class, "pad_token"
+    )
+
+    def asset_of(value):
+        if isinstance(value, str) and value.startswith(ASSET_SCHEME):
+            return ASSETS.get(value[len(ASSET_SCHEME) :].split("/")[0])
+        return None
+
+    base = model_args.model_name_or_path if model_args else getattr(config, "_name_or_path", None)
+    base_asset = asset_of(base)
+    data_source = None
+    if data_args is not None:
+        data_source = data_args.dataset_name or data_args.train_file or data_args.train_dir
+    data_asset = asset_of(data_source)
+
+    layer_map = build_layer_map(model)
+    initial_lr: dict[int, float] = {}  # the peak LR of each depth (before the schedule)
+    for group in getattr(trainer.optimizer, "param_groups", []):
+        if "depth" in group:
+            initial_lr[group["depth"]] = max(
+                initial_lr.get(group["depth"], 0.0), group.get("initial_lr", group["lr"])
+            )
+    layers = []
+    for depth in range(layer_map.num_blocks + 2):
+        params = [p for n, p in model.named_parameters() if layer_map.depths.get(n) == depth]
+        if not params:
+            continue
+        name = "embeddings / stem" if depth == 0 else f"block {depth}"
+        if depth == layer_map.num_blocks + 1:
+            name = "head"
+        trained = sum(p.numel() for p in params if p.requires_grad)
+        layers.append(
+            {
+                "depth": depth,
+                "name": name,
+                "params": sum(p.numel() for p in params),
+                "trainable_params": trained,
+                "lr": initial_lr.get(depth) if trained else None,
+            }
+        )
+    last = next((e for e in reversed(trainer.state.log_history) if "train_runtime" in e), {})
+    device = "cpu"
+    if torch.cuda.is_available():
+        device = f"{torch.cuda.get_device_name(0)} (CUDA)"
+    else:
+        device = f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)"
+    lora = None
+    if args.strategy == "lora":
+        peft_config = getattr(model, "peft_config", {}).get("default")
+        lora = {
+            "r": args.lora_r,
+            "alpha": args.lora_alpha,
+            "dropout": args.lora_dropout,
+            "target_modules": sorted(getattr(peft_config, "target_modules", None) or [])
+            or args.lora_target_modules,
+            "merged": bool(args.merge_lora),
+        }
+    return {
+        "hftl_version": hftl.__version__,
+        "transformers_version": transformers.__version__,
+        "torch_version": torch.__version__,
+        "finished": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "task": "text-classification" if is_text else "image-classification",
+        "model_type": getattr(config, "model_type", None),
+        "timm_architecture": getattr(config, "architecture", None),
+        "labels": list(labels),
+        "base_model": {
+            "name_or_path": base,
+            "hub_id": base_asset.hub_id if base_asset else _hub_id_or_none(base),
+            "license": base_asset.spdx if base_asset else None,
+            "source": base_asset.source if base_asset else None,
+            "from_scratch": bool(getattr(model_args, "from_scratch", False)),
+        },
+        "data": {
+            "name_or_path": data_source,
+            "config": getattr(data_args, "dataset_config_name", None),
+            "hub_id": data_asset.hub_id
+            if data_asset
+            else _hub_id_or_none(data_args and data_args.dataset_name),
+            "license": data_asset.license if data_asset else None,
+            "source": data_asset.source if data_asset else None,
+            "language": data_asset.language if data_asset else None,
+            "eval_split": _eval_split(data_args),
+            "num_train": len(trainer.train_dataset) if trainer.train_dataset is not None else None,
+            "num_eval": num_eval,
+        },
+        "training": {
+            "strategy": args.strategy,
+            "num_trainable_layers": args.num_trainable_layers
+            if args.strategy == "partial"
+            else None,
+            "layer_decay": args.layer_decay,
+            "head_lr_multiplier": args.head_lr_multiplier,
+            "learning_rate": args.learning_rate,
+            "unfreeze_every": args.unfreeze_every if args.strategy == "gradual" else None,
+            "unfreeze_unit": args.unfreeze_unit if args.strategy == "gradual" else None,
+            "lora": lora,
+            "weight_decay": args.weight_decay,
+            "early_stopping_patience": args.early_stopping_patience or None,
+            "optimizer": str(getattr(args.optim, "value", args.optim)),
+            "lr_scheduler": str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)),
+            "warmup_steps": args.warmup_steps,
+            "epochs": args.num_train_epochs,
+            "epochs_run": round(trainer.state.epoch or 0, 2),
+            "steps": trainer.state.global_step,
+            "per_device_batch_size": args.per_device_train_batch_size,
+            "total_batch_size": args.per_device_train_batch_size
+            * args.gradient_accumulation_steps
+            * args.world_size,
+            "world_size": args.world_size,
+            "mixed_precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "no",
+            "seed": args.seed,
+            "train_runtime_s": last.get("train_runtime"),
+        },
+        "layers": layers,
+        "params": {
+            "total": sum(p.numel() for p in model.parameters()),
+            "trainable_at_end": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        },
+        "hardware": {"device": device, "processes": args.world_size},
+    }
+
+
+def _hub_id_or_none(value) -> str | None:
+    """``org/name`` ids are Hub ids; local paths (existing, absolute, or ./...) are not."""
+    if not value or not isinstance(value, str) or value.startswith(("/", ".", "~")):
+        return None
+    if Path(value).exists() or value.count("/") > 1:
+        return None
+    return value
+
+
+def _eval_split(data_args) -> str:
+    if data_args is None:
+        return "validation"
+    if data_args.validation_file or data_args.validation_dir:
+        return Path(data_args.validation_file or data_args.validation_dir).name
+    if data_args.dataset_name:
+        return "validation (or the dataset's test split where it has no validation split)"
+    return f"{data_args.validation_split_percentage}% of the training data, held out (stratified)"

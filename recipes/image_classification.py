@@ -70,12 +70,6 @@ def main(argv=None) -> tuple[dict, TransferTrainer]:
 
     # ----- evaluate, save model + processor + config + metrics + log -----
     report = finish_run(trainer, eval_dataset, labels, (model_args, data_args, training_args))
-    logger.info(
-        "validation accuracy %.4f, macro-F1 %.4f -> %s",
-        report["accuracy"],
-        report["f1"],
-        training_args.output_dir,
-    )
     return report, trainer
 
 

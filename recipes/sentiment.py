@@ -63,15 +63,9 @@ def main(argv=None) -> tuple[dict, TransferTrainer]:
     # ----- train -----
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
 
-    # ----- evaluate, save model + tokenizer + config + metrics + log -----
+    # ----- evaluate; save model, processor, config, metrics, log, card; push if asked -----
     report = finish_run(
         trainer, tokenized["validation"], labels, (model_args, data_args, training_args)
-    )
-    logger.info(
-        "validation accuracy %.4f, macro-F1 %.4f -> %s",
-        report["accuracy"],
-        report["f1"],
-        training_args.output_dir,
     )
     return report, trainer
 

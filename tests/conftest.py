@@ -67,3 +67,41 @@ def depths_in_forward_order(model, inputs: dict) -> list[int]:
         for handle in handles:
             handle.remove()
     return [next(iter(module_depth[m])) for m in executed]
+
+
+@pytest.fixture(scope="session")
+def _hub_server():
+    from hub_server import FakeHub
+
+    server = FakeHub(token="hf_tEsT" + os.urandom(8).hex())
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def hub(_hub_server, monkeypatch, tmp_path):
+    """The loopback Hub (tests/hub_server.py), with huggingface_hub pointed at it for this test.
+
+    The stack reads the endpoint and offline mode from ``huggingface_hub.constants`` (and the
+    module-level ``HfApi`` behind ``huggingface_hub.file_exists`` & co. keeps its own); the
+    downloads cache is this test's own, and ``HF_TOKEN`` is the server's (unique) token.
+    """
+    import huggingface_hub.constants as constants
+    import huggingface_hub.hf_api
+    import transformers.utils.hub
+
+    _hub_server.reset()
+    monkeypatch.setattr(constants, "ENDPOINT", _hub_server.url)
+    monkeypatch.setattr(
+        constants,
+        "HUGGINGFACE_CO_URL_TEMPLATE",
+        _hub_server.url + "/{repo_id}/resolve/{revision}/{filename}",
+    )
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub-cache"))
+    monkeypatch.setattr(huggingface_hub.hf_api.api, "endpoint", _hub_server.url)  # file_exists & co.
+    monkeypatch.setattr(transformers.utils.hub, "_hf_api", None)
+    monkeypatch.setenv("HF_TOKEN", _hub_server.token)
+    monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
+    return _hub_server

@@ -1,0 +1,264 @@
+"""Model cards made from a finished run's own files.
+
+    card = write_card("out/sentiment", repo_id="me/minilm-sentiment")   # README.md + 2 PNGs
+
+The metadata (``license``, ``base_model``, ``datasets``, ``language``, ``library_name``,
+``pipeline_tag``, ``tags``, ``model-index``) is built by ``huggingface_hub.ModelCardData`` so the Hub
+reads it; the text comes from the Jinja templates in ``model_cards/`` (installed as the package
+``hftl.model_cards``), one per pipeline tag, all extending ``base.md.j2``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from importlib import resources
+from pathlib import Path
+
+import jinja2
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+logger = logging.getLogger(__name__)
+
+CONFUSION_PNG = "confusion_matrix.png"
+CURVES_PNG = "training_curves.png"
+REQUIRED = ("run_info.json", "eval_report.json")
+
+
+class CardError(ValueError):
+    """The output directory lacks what a card is made from."""
+
+
+def load_run(output_dir: str | Path) -> dict:
+    """The files of a finished run that a card is made from, checked."""
+    output = Path(output_dir)
+    if not output.is_dir():
+        raise CardError(
+            f"{output}: no such directory; pass the --output_dir of a finished hftl run"
+        )
+    missing = [name for name in REQUIRED if not (output / name).exists()]
+    if missing:
+        raise CardError(
+            f"{output}: missing {', '.join(missing)}; is this the output of a finished hftl run? "
+            "(hftl writes them at the end of training)"
+        )
+    run = {name.removesuffix(".json"): json.loads((output / name).read_text()) for name in REQUIRED}
+    state = output / "trainer_state.json"
+    run["log_history"] = (
+        json.loads(state.read_text()).get("log_history", []) if state.exists() else []
+    )
+    adapter = output / "adapter_config.json"
+    run["adapter"] = adapter.exists()
+    if run["adapter"]:
+        base = json.loads(adapter.read_text()).get("base_model_name_or_path")
+        run["adapter_base"] = run["run_info"]["base_model"].get("hub_id") or base
+    return run
+
+
+def card_data(run: dict, model_name: str, license: str | None = None) -> ModelCardData:
+    info, report = run["run_info"], run["eval_report"]
+    task = info["task"]
+    data = info["data"]
+    dataset_name = data["hub_id"] or Path(str(data["name_or_path"])).name
+    common = {
+        "task_type": task,
+        "task_name": task.replace("-", " ").capitalize(),
+        "dataset_type": data["hub_id"] or dataset_name,
+        "dataset_name": dataset_name,
+        "dataset_config": data.get("config"),
+        "dataset_split": data["eval_split"] if len(data["eval_split"]) < 40 else "validation",
+    }
+    results = [
+        EvalResult(metric_type="accuracy", metric_value=round(report["accuracy"], 4), metric_name="Accuracy", **common),
+        EvalResult(metric_type="f1", metric_value=round(report["f1"], 4), metric_name="Macro F1",
+                   metric_args={"average": "macro"}, **common),
+    ]  # fmt: skip
+    timm = info.get("model_type") == "timm_wrapper"
+    tags = ["hftl", "transfer-learning", f"strategy-{info['training']['strategy']}", task]
+    if timm:
+        tags.append("timm")
+    if info["base_model"].get("from_scratch"):
+        tags.append("from-scratch")
+    return ModelCardData(
+        language=data.get("language"),
+        license=license or info["base_model"].get("license"),
+        library_name="peft" if run["adapter"] else "transformers",
+        pipeline_tag=task,
+        tags=tags,
+        datasets=[data["hub_id"]] if data["hub_id"] else None,
+        base_model=None if info["base_model"].get("from_scratch") else info["base_model"]["hub_id"],
+        model_name=model_name,
+        eval_results=results,
+    )
+
+
+def strategy_sentence(info: dict) -> str:
+    """What the strategy did, in one or two sentences a reader of the card understands."""
+    t = info["training"]
+    llrd = ""
+    if t["layer_decay"] < 1:
+        llrd = (
+            f" Layer-wise learning-rate decay {t['layer_decay']}: each layer below the top block got "
+            f"{t['layer_decay']}x the learning rate of the layer above it"
+        )
+    head = (
+        f"; the new head got {t['head_lr_multiplier']}x the base rate"
+        if t["head_lr_multiplier"] != 1
+        else ""
+    )
+    llrd = (
+        f"{llrd}{head}."
+        if llrd
+        else (f" The new head got {t['head_lr_multiplier']}x the base rate." if head else "")
+    )
+    if info["base_model"].get("from_scratch"):
+        return (
+            "Trained from scratch: the architecture only, with random initial weights (no transfer)."
+            + llrd
+        )
+    sentences = {
+        "feature_extraction": "Feature extraction: the pretrained backbone stayed frozen; only a new classification head was trained.",
+        "partial": f"Partial fine-tuning: the top {t['num_trainable_layers']} block(s) and a new head were trained; the layers below stayed frozen.{llrd}",
+        "full": f"Full fine-tuning: every layer was trained.{llrd}",
+        "gradual": f"Gradual unfreezing: training started with the new head alone and unfroze one more block, top-down, every {t['unfreeze_every']} {t['unfreeze_unit']}(s).{llrd}",
+        "lora": "LoRA: the pretrained weights stayed frozen; low-rank adapters and a new head were trained.",
+    }  # fmt: skip
+    return sentences.get(t["strategy"], f"Strategy `{t['strategy']}`.")
+
+
+def render_card(output_dir: str | Path, repo_id: str | None = None, *, license: str | None = None,
+                images: dict | None = None) -> str:  # fmt: skip
+    """The card of the run in ``output_dir`` as a string (``README.md`` content)."""
+    output = Path(output_dir)
+    run = load_run(output)
+    info = run["run_info"]
+    model_name = (repo_id or output.resolve().name).split("/")[-1]
+    repo_id = repo_id or f"<your-namespace>/{model_name}"
+    data = card_data(run, model_name, license)
+    base = info["base_model"]
+    dataset = info["data"]["hub_id"] or f"`{Path(str(info['data']['name_or_path'])).name}`"
+    if base.get("from_scratch"):
+        description = (
+            f"the {info['model_type']} architecture trained from random weights on {dataset}."
+        )
+    else:
+        base_name = f"[{base['hub_id']}](https://huggingface.co/{base['hub_id']})" if base["hub_id"] else f"`{_display_name(base['name_or_path'])}`"  # fmt: skip
+        description = f"{base_name} fine-tuned with hftl on {dataset}."
+    templates = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(resources.files("hftl.model_cards"))),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
+    templates.filters["basename"] = _display_name
+    try:
+        template = templates.get_template(f"{info['task']}.md.j2")
+    except jinja2.TemplateNotFound as error:
+        raise CardError(
+            f"no model card template for task {info['task']!r} in hftl/model_cards"
+        ) from error
+    text = template.render(
+        card_data=data.to_yaml(),
+        model_name=model_name,
+        repo_id=repo_id,
+        info=info,
+        report=run["eval_report"],
+        description=description,
+        strategy_sentence=strategy_sentence(info),
+        base_link=f"https://huggingface.co/{base['hub_id']}" if base.get("hub_id") else None,
+        images=images or {"confusion_matrix": None, "training_curves": None},
+        timm=info.get("model_type") == "timm_wrapper",
+        adapter=run["adapter"],
+        adapter_base=run.get("adapter_base"),
+        example_input="I really enjoyed this, one of the best I have seen.",
+    )
+    ModelCard(text)  # parses the YAML header: a broken template fails here, not on the Hub
+    return text
+
+
+def write_card(
+    output_dir: str | Path, repo_id: str | None = None, *, license: str | None = None
+) -> Path:
+    """Write ``README.md`` and its images (confusion matrix, training curves) into ``output_dir``."""
+    output = Path(output_dir)
+    run = load_run(output)
+    images = {
+        "confusion_matrix": _plot_confusion(run, output / CONFUSION_PNG),
+        "training_curves": _plot_curves(run, output / CURVES_PNG),
+    }
+    text = render_card(output, repo_id, license=license, images=images)
+    path = output / "README.md"
+    path.write_text(text)
+    logger.info("model card written to %s", path)
+    return path
+
+
+def _display_name(value) -> str:
+    """A local path shows as its last part (a card should not publish someone's directories)."""
+    text = str(value)
+    if text.startswith("hftl:"):
+        return text
+    return (
+        Path(text).name if ("/" in text and Path(text).exists()) or text.startswith("/") else text
+    )
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _plot_confusion(run: dict, path: Path) -> str | None:
+    report = run["eval_report"]
+    matrix = report.get("confusion_matrix")
+    if not matrix:
+        return None
+    plt = _pyplot()
+    labels = run["run_info"]["labels"]
+    size = max(3.5, 0.45 * len(labels) + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    peak = max(max(row) for row in matrix) or 1
+    for i, row in enumerate(matrix):
+        for j, count in enumerate(row):
+            colour = "white" if count > peak / 2 else "black"
+            ax.text(j, i, str(count), ha="center", va="center", color=colour, fontsize=8)
+    ax.set_title(f"accuracy {report['accuracy']:.3f}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path.name
+
+
+def _plot_curves(run: dict, path: Path) -> str | None:
+    history = run["log_history"]
+    train = [(e["step"], e["loss"]) for e in history if "loss" in e and "step" in e]
+    evals = [
+        (e["step"], e["eval_accuracy"]) for e in history if "eval_accuracy" in e and "step" in e
+    ]
+    if not train and not evals:
+        path.unlink(missing_ok=True)
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    if train:
+        ax.plot(*zip(*train, strict=True), label="training loss", color="tab:blue")
+        ax.set_ylabel("training loss")
+    ax.set_xlabel("step")
+    if evals:
+        other = ax.twinx()
+        other.plot(*zip(*evals, strict=True), "o-", label="validation accuracy", color="tab:orange")
+        other.set_ylabel("validation accuracy")
+        other.set_ylim(0, 1)
+    fig.legend(loc="upper center", ncol=2, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path.name

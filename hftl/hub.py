@@ -1,0 +1,166 @@
+"""Pushing a finished run to the Hugging Face Hub, with its card.
+
+    hftl push out/sentiment --repo_id me/minilm-sentiment [--private] [--revision BRANCH]
+
+What is pushed loads without hftl: the transformers model directory (safetensors, config with
+``id2label``, tokenizer / image processor), timm-named weights for timm models (``hf-hub:``), the
+LoRA adapter (PEFT) or merged weights, the card and its images, the run's config and metrics.
+
+The token comes from where huggingface_hub looks (``HF_TOKEN``, ``hf auth login``) or ``--token``;
+it is never logged, and a file that contains it is refused before anything is uploaded. Transient
+failures (connection errors, 429, 5xx) are retried with exponential backoff; re-pushing an
+unchanged run makes no new commit (huggingface_hub skips files whose content the Hub already has).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from hftl.cards import CardError, load_run, write_card
+
+logger = logging.getLogger(__name__)
+
+# Never uploaded: Trainer's pickled arguments (they can hold hub_token), checkpoints, TensorBoard
+# runs, and private files (Trainer's own push skips "_*" too).
+IGNORE_PATTERNS = ["training_args.bin", "checkpoint-*", "checkpoint-*/**", "runs/**", "_*", ".*"]
+RETRY_STATUS = {408, 429, 500, 502, 503, 504}
+
+
+class PushError(RuntimeError):
+    """A push that did not complete; the local output is untouched."""
+
+
+def push_run(
+    output_dir: str | Path,
+    repo_id: str,
+    *,
+    private: bool | None = None,
+    revision: str | None = None,
+    commit_message: str | None = None,
+    token: str | None = None,
+    license: str | None = None,
+    retries: int = 4,
+    backoff: float = 2.0,
+) -> str:
+    """Write the card into ``output_dir`` and upload the run to ``repo_id``; returns the commit URL.
+
+    Raises:
+        PushError: with one line saying what failed and that the local output is intact.
+        CardError: ``output_dir`` is not a finished hftl run.
+    """
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    output = Path(output_dir)
+    load_run(output)  # a clear error before touching the network
+    write_card(output, repo_id, license=license)
+    api = HfApi(token=token)
+    secret = token or api.token or _stored_token()
+    files = _files_to_push(output)
+    if secret:
+        _refuse_files_with(secret, output, files)
+    message = commit_message or "Upload hftl run"
+
+    def attempt():
+        repo = api.create_repo(repo_id, private=private, exist_ok=True)
+        if revision and revision != "main":
+            api.create_branch(repo.repo_id, branch=revision, exist_ok=True)
+        return api.upload_folder(
+            repo_id=repo.repo_id,
+            folder_path=str(output),
+            revision=revision,
+            commit_message=message,
+            ignore_patterns=IGNORE_PATTERNS,
+        )
+
+    for number in range(1, retries + 2):
+        try:
+            info = attempt()
+            break
+        except HfHubHTTPError as error:
+            status = getattr(error.response, "status_code", None)
+            reason = _redact(_first_line(error), secret)
+            if status in (401, 403):
+                raise PushError(
+                    f"pushing {output} to {repo_id}: not authorised ({status}): set HF_TOKEN or run "
+                    f"`hf auth login` with a token that can write to {repo_id.split('/')[0]}; the local "
+                    "output is intact"
+                ) from None
+            if status not in RETRY_STATUS or number > retries:
+                raise PushError(
+                    f"pushing {output} to {repo_id} failed after {number} attempt(s): {reason}; the "
+                    f"local output is intact, rerun `hftl push {output} --repo_id {repo_id}`"
+                ) from None
+            wait = backoff * 2 ** (number - 1)
+        except OSError as error:  # connection refused / reset, DNS, timeouts
+            reason = _redact(_first_line(error), secret)
+            if number > retries:
+                raise PushError(
+                    f"pushing {output} to {repo_id} failed after {number} attempt(s): {reason}; the "
+                    f"local output is intact, rerun `hftl push {output} --repo_id {repo_id}`"
+                ) from None
+            wait = backoff * 2 ** (number - 1)
+        logger.warning(
+            "push attempt %d/%d failed (%s); retrying in %.0f s", number, retries + 1, reason, wait
+        )
+        time.sleep(wait)
+    logger.info("pushed %s to %s (%s)", output, repo_id, info.commit_url)
+    return info.commit_url
+
+
+def push_if_requested(trainer) -> str | None:
+    """End of a recipe: push the run with hftl's card when ``--push_to_hub`` was given (rank 0)."""
+    args = trainer.args
+    if not args.push_to_hub or not trainer.is_world_process_zero():
+        return None
+    repo_id = trainer.hub_model_id or args.hub_model_id or Path(args.output_dir).resolve().name
+    trainer._finish_current_push()  # an intermediate push (hub_strategy) still uploading
+    return push_run(
+        args.output_dir,
+        repo_id,
+        private=args.hub_private_repo,
+        revision=args.hub_revision,
+        token=args.hub_token,
+        commit_message="End of training (hftl)",
+    )
+
+
+def _files_to_push(output: Path) -> list[Path]:
+    from huggingface_hub.utils import filter_repo_objects
+
+    relative = sorted(p.relative_to(output).as_posix() for p in output.rglob("*") if p.is_file())
+    return [output / p for p in filter_repo_objects(relative, ignore_patterns=IGNORE_PATTERNS)]
+
+
+def _refuse_files_with(secret: str, output: Path, files: list[Path]) -> None:
+    needle = secret.encode()
+    for path in files:
+        with open(path, "rb") as handle:
+            previous = b""
+            while chunk := handle.read(1 << 20):
+                if needle in previous[-len(needle) :] + chunk:
+                    raise PushError(
+                        f"{path} contains your Hub token; nothing was pushed. Remove the token from "
+                        f"that file (or delete it) and push again"
+                    )
+                previous = chunk
+
+
+def _stored_token() -> str | None:
+    from huggingface_hub import get_token
+
+    return get_token()
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _redact(text: str, secret: str | None) -> str:
+    return text.replace(secret, "***") if secret else text
+
+
+__all__ = ["CardError", "PushError", "push_if_requested", "push_run"]
