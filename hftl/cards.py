@@ -98,8 +98,9 @@ def strategy_sentence(info: dict) -> str:
     llrd = ""
     if t["layer_decay"] < 1:
         llrd = (
-            f" Layer-wise learning-rate decay {t['layer_decay']}: each layer below the top block got "
-            f"{t['layer_decay']}x the learning rate of the layer above it"
+            f" Layer-wise learning-rate decay {t['layer_decay']}: the top block trained at "
+            f"{t['layer_decay']}x the base rate and each layer below it at {t['layer_decay']}x the "
+            "rate of the layer above"
         )
     head = (
         f"; the new head got {t['head_lr_multiplier']}x the base rate"

@@ -120,7 +120,8 @@ def _field_defaults(cls) -> dict:
 
 
 def finish_run(trainer, eval_dataset, labels: list[str], argument_objects: tuple) -> dict:
-    """Evaluate the final model, save it and everything listed in the module docstring.
+    """Evaluate the final model, save it and everything listed in the module docstring, write the
+    model card, and push to the Hub when ``--push_to_hub`` was given (main process).
 
     Returns the evaluation report (accuracy, f1, precision, recall, per_class, confusion_matrix).
     """
@@ -128,6 +129,7 @@ def finish_run(trainer, eval_dataset, labels: list[str], argument_objects: tuple
     output = Path(args.output_dir)
     prediction = trainer.predict(eval_dataset, metric_key_prefix="eval")
     report = classification_report(prediction.predictions.argmax(-1), prediction.label_ids, labels)
+    info = collect_run_info(trainer, labels, argument_objects, len(eval_dataset))  # before a merge
     _save_model(trainer)
     if trainer.is_world_process_zero():
         trainer.save_metrics("eval", prediction.metrics)
@@ -140,7 +142,6 @@ def finish_run(trainer, eval_dataset, labels: list[str], argument_objects: tuple
         )
         (output / "eval_report.json").write_text(json.dumps(report, indent=2))
         write_resolved_config(output / "run_config.yaml", *argument_objects)
-        info = collect_run_info(trainer, labels, argument_objects, len(eval_dataset))
         (output / "run_info.json").write_text(json.dumps(info, indent=2))
     logger.info(
         "validation accuracy %.4f, macro-F1 %.4f -> %s", report["accuracy"], report["f1"], output

@@ -100,7 +100,9 @@ def hub(_hub_server, monkeypatch, tmp_path):
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub-cache"))
-    monkeypatch.setattr(huggingface_hub.hf_api.api, "endpoint", _hub_server.url)  # file_exists & co.
+    monkeypatch.setattr(
+        huggingface_hub.hf_api.api, "endpoint", _hub_server.url
+    )  # file_exists & co.
     monkeypatch.setattr(transformers.utils.hub, "_hf_api", None)
     monkeypatch.setenv("HF_TOKEN", _hub_server.token)
     monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")

@@ -85,8 +85,12 @@ def _assert_written_once(out):
 
 
 @pytest.mark.ddp
-def test_sentiment_recipe_under_ddp_with_the_repo_cpu_config(tmp_path):
+def test_sentiment_recipe_under_ddp_with_the_repo_cpu_config(tmp_path, hub, monkeypatch):
+    """Also pushes with --push_to_hub to the loopback Hub: rank 0 alone creates and commits."""
     from hftl.testing import save_tiny_text_checkpoint, write_toy_reviews_csv
+
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)  # the ranks import huggingface_hub afresh
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
 
     save_tiny_text_checkpoint(tmp_path / "bert", "bert")
     write_toy_reviews_csv(tmp_path / "train.csv", 120, labels=("negative", "neutral", "positive"))
@@ -97,12 +101,20 @@ def test_sentiment_recipe_under_ddp_with_the_repo_cpu_config(tmp_path):
         "--output_dir", str(out), "--strategy", "gradual", "--unfreeze_every", "2", "--unfreeze_unit", "step",
         "--max_steps", "8", "--per_device_train_batch_size", "8", "--weight_decay", "0.1",
         "--report_to", "none", "--use_cpu", "true", "--save_strategy", "no", "--disable_tqdm", "true",
+        "--push_to_hub", "true", "--hub_model_id", "tester/ddp-sentiment",
         config_file=CPU_2PROC,
     )  # fmt: skip
     meta, rank0, rank1 = _assert_identical_ranks(tmp_path / "ranks")
     assert meta[0]["accuracy"] == meta[1]["accuracy"]
     assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)  # no BatchNorm: every tensor matches
     _assert_written_once(out)
+    posts = [path for method, path, _, _ in hub.requests if method == "POST"]
+    # One push: a second one (from rank 1) would at least ask /preupload, even if it then found
+    # nothing new to commit. (Rank 0 creates the repo twice: Trainer at start, push_run again.)
+    assert sum("/preupload/" in p for p in posts) == 1
+    assert sum("/commit/" in p for p in posts) == 1
+    pushed = hub.file("tester/ddp-sentiment", "model.safetensors")
+    assert pushed == (out / "model.safetensors").read_bytes()
 
 
 @pytest.mark.ddp

@@ -197,7 +197,9 @@ def test_lora_adapter_loads_with_peft_from_the_hub(hub, setup):
     labels = dict(num_labels=3, id2label=dict(enumerate(SENTIMENT_LABELS)),
                   label2id={label: i for i, label in enumerate(SENTIMENT_LABELS)}, ignore_mismatched_sizes=True)  # fmt: skip
     local = AutoPeftModelForSequenceClassification.from_pretrained(out, **labels).eval()
-    remote = AutoPeftModelForSequenceClassification.from_pretrained("tester/tiny-lora", **labels).eval()
+    remote = AutoPeftModelForSequenceClassification.from_pretrained(
+        "tester/tiny-lora", **labels
+    ).eval()
     assert isinstance(remote, PeftModel)
     with torch.no_grad():
         assert torch.allclose(remote(**inputs).logits, local(**inputs).logits, atol=1e-6)
