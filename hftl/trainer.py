@@ -164,6 +164,15 @@ class TransferTrainer(Trainer):
             ]
         super().__init__(model, args, *pargs, **kwargs)
 
+    def _save(self, output_dir=None, state_dict=None):
+        # Trainer pickles its arguments into training_args.bin next to every saved model; a
+        # --hub_token must not travel with them (into checkpoints, onto the Hub, to a colleague).
+        token, self.args.hub_token = self.args.hub_token, None
+        try:
+            super()._save(output_dir, state_dict)
+        finally:
+            self.args.hub_token = token
+
     def create_optimizer(self, model=None):
         """Build the optimizer Trainer would, but over :func:`hftl.param_groups`."""
         if self.optimizer is not None:
