@@ -14,6 +14,7 @@ unchanged run makes no new commit (huggingface_hub skips files whose content the
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -67,12 +68,11 @@ def push_run(
         repo = api.create_repo(repo_id, private=private, exist_ok=True)
         if revision and revision != "main":
             api.create_branch(repo.repo_id, branch=revision, exist_ok=True)
-        return api.upload_folder(
+        return api.create_commit(
             repo_id=repo.repo_id,
-            folder_path=str(output),
+            operations=_operations(output, files),
             revision=revision,
             commit_message=message,
-            ignore_patterns=IGNORE_PATTERNS,
         )
 
     for number in range(1, retries + 2):
@@ -125,6 +125,29 @@ def push_if_requested(trainer) -> str | None:
         token=args.hub_token,
         commit_message="End of training (hftl)",
     )
+
+
+def _operations(output: Path, files: list[Path]) -> list:
+    """One upload per file; a LoRA adapter trained from a local copy of a Hub model (an hftl
+    asset) names the Hub id as its base in the pushed adapter_config.json, so PEFT finds it."""
+    from huggingface_hub import CommitOperationAdd
+
+    info = json.loads((output / "run_info.json").read_text())
+    hub_base = info["base_model"].get("hub_id")
+    operations = []
+    for path in files:
+        content: str | bytes = str(path)
+        if path.name == "adapter_config.json" and hub_base:
+            adapter = json.loads(path.read_text())
+            if Path(str(adapter.get("base_model_name_or_path"))).exists():
+                adapter["base_model_name_or_path"] = hub_base
+                content = (json.dumps(adapter, indent=2, sort_keys=True) + "\n").encode()
+        operations.append(
+            CommitOperationAdd(
+                path_in_repo=path.relative_to(output).as_posix(), path_or_fileobj=content
+            )
+        )
+    return operations
 
 
 def _files_to_push(output: Path) -> list[Path]:

@@ -127,6 +127,10 @@ def show_predictions(results: dict, paths: dict) -> None:
     for path in digits:
         top = recognise(Image.open(path))[0]
         print(f"  {path.parent.name}: predicted {top['label']} ({top['score']:.2f})  {path}")
+    print(
+        f"\nEach output directory has its model card (README.md). Share one on the Hub with\n"
+        f"  hftl push {text_dir} --repo_id YOUR_NAME/minilm-rotten-tomatoes"
+    )
 
 
 if __name__ == "__main__":
