@@ -94,7 +94,9 @@ def push_run(
                     f"local output is intact, rerun `hftl push {output} --repo_id {repo_id}`"
                 ) from None
             wait = backoff * 2 ** (number - 1)
-        except OSError as error:  # connection refused / reset, DNS, timeouts
+        except Exception as error:
+            if not _is_network_error(error):
+                raise
             reason = _redact(_first_line(error), secret)
             if number > retries:
                 raise PushError(
@@ -169,6 +171,14 @@ def _refuse_files_with(secret: str, output: Path, files: list[Path]) -> None:
                         f"that file (or delete it) and push again"
                     )
                 previous = chunk
+
+
+def _is_network_error(error: Exception) -> bool:
+    """Connection refused / reset, DNS, timeouts, whichever HTTP library huggingface_hub uses."""
+    names = {cls.__name__ for cls in type(error).__mro__}
+    return isinstance(error, OSError) or bool(
+        names & {"TransportError", "ConnectionError", "TimeoutException", "NetworkError"}
+    )
 
 
 def _stored_token() -> str | None:

@@ -236,3 +236,15 @@ def test_pushed_adapter_names_the_hub_id_of_a_local_base(tmp_path):
     pushed = json.loads(operation.path_or_fileobj)
     assert pushed == {"base_model_name_or_path": hub_id, "r": 4}
     assert json.loads(adapter.read_text())["base_model_name_or_path"] == str(tmp_path)  # local kept
+
+
+def test_an_unreachable_hub_is_reported_after_retries(hub, text_run, monkeypatch):
+    import huggingface_hub.constants as constants
+    from conftest import free_port
+
+    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{free_port()}")  # nobody there
+    with pytest.raises(
+        PushError, match=r"failed after 2 attempt\(s\): .*refused.*local output is intact"
+    ):
+        push_run(text_run, "tester/offline", retries=1, backoff=0.01)
+    assert (text_run / "model.safetensors").exists()
