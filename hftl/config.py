@@ -112,6 +112,20 @@ class TransferTrainingArguments(TrainingArguments):
             "model) as well as the adapter alone under adapter/. false: save the adapter only."
         },
     )
+    feature_cache: bool = field(
+        default=True,
+        metadata={
+            "help": "strategy=feature_extraction: run the frozen backbone once over the data and "
+            "train the head on the stored features (off when the training data is augmented)."
+        },
+    )
+    feature_cache_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "Where cached features are kept, memory-mapped and keyed by a hash of weights, "
+            "data and preprocessing (default: $HFTL_CACHE/features; 'memory': in memory only)."
+        },
+    )
     early_stopping_patience: int = field(
         default=0,
         metadata={

@@ -12,7 +12,9 @@ Every strategy reduces to one number, the lowest depth that trains:
 
 The rules are pure functions; :func:`set_trainable` is the one place that flips ``requires_grad``.
 Frozen parts stay frozen for real: no gradient (so AdamW skips them, weight decay included), and
-their BatchNorm running statistics are kept (see :func:`keep_frozen_norms_in_eval`).
+they run in eval mode while the rest trains: BatchNorm keeps its running statistics, dropout and
+stochastic depth are off (see :func:`keep_frozen_in_eval`). A frozen backbone is then a fixed
+function, which is what makes cached feature extraction exact.
 """
 
 from __future__ import annotations
@@ -76,8 +78,8 @@ def check_num_trainable_layers(
 def set_trainable(model: nn.Module, layer_map: LayerMap, min_depth: int) -> dict[str, int]:
     """Train exactly the parameters at depth >= ``min_depth``; freeze the rest.
 
-    Also makes sure frozen BatchNorm layers keep their running statistics
-    (:func:`keep_frozen_norms_in_eval`). Returns ``{"trainable": n, "frozen": m}`` tensor counts.
+    Also makes the frozen part run in eval mode during training (:func:`keep_frozen_in_eval`).
+    Returns ``{"trainable": n, "frozen": m}`` tensor counts.
     """
     counts = {"trainable": 0, "frozen": 0}
     for name, param in model.named_parameters():
@@ -86,7 +88,7 @@ def set_trainable(model: nn.Module, layer_map: LayerMap, min_depth: int) -> dict
         if not trainable:
             param.grad = None
         counts["trainable" if trainable else "frozen"] += 1
-    keep_frozen_norms_in_eval(model)
+    keep_frozen_in_eval(model)
     return counts
 
 
@@ -120,8 +122,38 @@ def gradual_stage(progress: int, every: int) -> int:
 
 
 # --------------------------------------------------------------------------------------------
-# BatchNorm: requires_grad=False does not stop running statistics from moving
+# Frozen means inference mode: requires_grad=False alone neither stops BatchNorm statistics from
+# moving nor turns dropout off
 # --------------------------------------------------------------------------------------------
+
+
+def keep_frozen_in_eval(model: nn.Module) -> None:
+    """While ``model`` trains, every module whose parameters are all frozen runs in eval mode.
+
+    ``Trainer`` calls ``model.train()`` before every step. A forward pre-hook on ``model`` then
+    puts each maximal frozen sub-module (all of its parameters ``requires_grad=False``) in eval
+    mode, so its BatchNorm statistics stay, and its dropout / stochastic depth / attention dropout
+    are off, and sets every other module to train; a block unfrozen later trains normally from its
+    next forward on. ``model.eval()`` is untouched. Installing twice is a no-op.
+    """
+    if getattr(model, "_hftl_frozen_guard", None) is None:
+        model._hftl_frozen_guard = model.register_forward_pre_hook(_frozen_to_eval)
+
+
+def _frozen_to_eval(model: nn.Module, _inputs) -> None:
+    if model.training:
+        _set_modes(model)
+
+
+def _set_modes(module: nn.Module) -> None:
+    params = list(module.parameters())
+    if params and not any(p.requires_grad for p in params):
+        if module.training:
+            module.eval()
+        return
+    module.training = True
+    for child in module.children():
+        _set_modes(child)
 
 
 def keep_frozen_norms_in_eval(model: nn.Module) -> int:

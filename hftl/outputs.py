@@ -216,7 +216,9 @@ def collect_run_info(trainer, labels: list[str], argument_objects: tuple, num_ev
     args = trainer.args
     model_args = next((a for a in argument_objects if hasattr(a, "model_name_or_path")), None)
     data_args = next((a for a in argument_objects if hasattr(a, "train_file")), None)
-    model = trainer.accelerator.unwrap_model(trainer.model)
+    from hftl.feature_cache import unwrap
+
+    model = unwrap(trainer.accelerator.unwrap_model(trainer.model))
     config = model.config
     is_text = trainer.processing_class is not None and hasattr(
         trainer.processing_class, "pad_token"
@@ -332,6 +334,7 @@ def collect_run_info(trainer, labels: list[str], argument_objects: tuple, num_ev
             "mixed_precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "no",
             "seed": args.seed,
             "train_runtime_s": last.get("train_runtime"),
+            "feature_cache": _feature_cache_info(trainer),
         },
         "layers": layers,
         "params": {
@@ -339,6 +342,20 @@ def collect_run_info(trainer, labels: list[str], argument_objects: tuple, num_ev
             "trainable_at_end": sum(p.numel() for p in model.parameters() if p.requires_grad),
         },
         "hardware": {"device": device, "processes": args.world_size},
+    }
+
+
+def _feature_cache_info(trainer) -> dict | None:
+    if trainer.args.strategy != "feature_extraction":
+        return None
+    cache = getattr(trainer, "feature_cache", None)
+    if cache is None:
+        return {"used": False}
+    return {
+        "used": True,
+        "examples": cache["examples"],
+        "seconds": round(cache["seconds"], 1),
+        "reused": cache["reused"],
     }
 
 

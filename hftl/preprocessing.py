@@ -71,6 +71,13 @@ def image_batch_transform(processor, image_column: str, label_column: str, train
             pixels = list(processor(images, return_tensors="pt")["pixel_values"])
         return {"pixel_values": pixels, "labels": batch[label_column]}
 
+    # What the feature cache keys on (a closure's repr changes every run).
+    settings = (
+        processor.to_json_string() if hasattr(processor, "to_json_string") else repr(processor)
+    )
+    transform.hftl_description = (
+        f"image_batch_transform({image_column}, {label_column}, train={train}, {settings})"
+    )
     return transform
 
 

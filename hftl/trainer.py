@@ -21,7 +21,8 @@ from __future__ import annotations
 import logging
 import math
 
-from transformers import EarlyStoppingCallback, Trainer, TrainerCallback
+import torch
+from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, default_data_collator
 
 try:  # transformers >= 5: optimizer factories (Muon, Dion) build their own groups
     from transformers.trainer_optimizer import is_optimizer_factory
@@ -32,6 +33,16 @@ except ImportError:  # pragma: no cover - older transformers
 
 
 from hftl.config import TransferTrainingArguments
+from hftl.feature_cache import (
+    CachedFeatureModel,
+    FeatureDataset,
+    cache_key,
+    cached_features,
+    describe_preprocessing,
+    extract,
+    split_for,
+)
+from hftl.feature_cache import unwrap as unwrap_cached
 from hftl.freezing import (
     apply_strategy,
     check_num_trainable_layers,
@@ -45,6 +56,12 @@ from hftl.models import wrap_with_lora
 from hftl.optim import param_groups
 
 logger = logging.getLogger(__name__)
+
+
+def _entries(directory) -> set[str]:
+    if directory is None or not directory.exists():
+        return set()
+    return {p.name.split(".")[0] for p in directory.glob("*.features.npy")}
 
 
 class GradualUnfreezingCallback(TrainerCallback):
@@ -157,6 +174,10 @@ class TransferTrainer(Trainer):
                 args.strategy,
                 num_trainable_layers=args.num_trainable_layers,
             )
+        self.feature_cache = None
+        if args.strategy == "feature_extraction" and args.feature_cache:
+            self.args = args  # Trainer.__init__ sets it again
+            model, kwargs = self._use_cached_features(model, kwargs)
         if args.early_stopping_patience:
             kwargs["callbacks"] = [
                 *(kwargs.get("callbacks") or []),
@@ -167,11 +188,114 @@ class TransferTrainer(Trainer):
     def _save(self, output_dir=None, state_dict=None):
         # Trainer pickles its arguments into training_args.bin next to every saved model; a
         # --hub_token must not travel with them (into checkpoints, onto the Hub, to a colleague).
+        # With cached features, what is saved is the full model, not the head-on-features wrapper.
         token, self.args.hub_token = self.args.hub_token, None
+        wrapper = self.model
+        self.model = unwrap_cached(wrapper)
         try:
-            super()._save(output_dir, state_dict)
+            super()._save(output_dir, None if wrapper is not self.model else state_dict)
         finally:
             self.args.hub_token = token
+            self.model = wrapper
+
+    # ----- cached feature extraction (hftl/feature_cache.py) -----
+
+    def _use_cached_features(self, model, kwargs):
+        """Swap the model for its head on features, and the datasets for their features."""
+        split = split_for(model)
+        train, evaluation = kwargs.get("train_dataset"), kwargs.get("eval_dataset")
+        if split is None or train is None:
+            logger.info(
+                "feature cache: not available for %s; the frozen backbone runs every step",
+                type(model).__name__,
+            )
+            return model, kwargs
+        self.feature_cache = {
+            "split": split.name,
+            "model": model,
+            "collator": kwargs.get("data_collator"),
+            "processing_class": kwargs.get("processing_class"),
+            "datasets": {},
+            "seconds": 0.0,
+            "examples": 0,
+            "reused": 0,
+        }
+        self._feature_split = split
+        kwargs["train_dataset"] = self._features_of(train)
+        if evaluation is not None:
+            kwargs["eval_dataset"] = self._features_of(evaluation)
+        kwargs["data_collator"] = default_data_collator
+        wrapper = CachedFeatureModel(model, split)
+        self.layer_map = LayerMap(
+            depths={f"model.{name}": depth for name, depth in self.layer_map.depths.items()},
+            num_blocks=self.layer_map.num_blocks,
+        )
+        return wrapper, kwargs
+
+    def _features_of(self, dataset):
+        """The FeatureDataset of a dataset in the full model's format (extracted once, cached)."""
+        import time
+        from pathlib import Path
+
+        from hftl.assets import cache_dir
+
+        cache = self.feature_cache
+        if id(dataset) in cache["datasets"]:
+            return cache["datasets"][id(dataset)]
+        args = self.args
+        model = cache["model"]
+        directory = args.feature_cache_dir
+        if directory is None:
+            directory = cache_dir() / "features"
+        directory = None if str(directory) == "memory" else Path(directory)
+        dtype = torch.bfloat16 if args.bf16 else torch.float16 if args.fp16 else None
+        preprocessing = describe_preprocessing(
+            dataset, cache["collator"], cache["processing_class"]
+        )
+        key = cache_key(model, self._feature_split, dataset, preprocessing, str(dtype))
+        device = args.device
+        model.to(device)
+        started = time.perf_counter()
+        before = _entries(directory)
+
+        def compute():
+            return extract(
+                model, self._feature_split, dataset, cache["collator"],
+                batch_size=max(args.per_device_eval_batch_size, args.per_device_train_batch_size),
+                device=device, autocast_dtype=dtype, num_workers=args.dataloader_num_workers,
+            )  # fmt: skip
+
+        with args.main_process_first(desc="feature extraction"):
+            features, labels = cached_features(key, compute, directory, args.should_save)
+        seconds = time.perf_counter() - started
+        cache["seconds"] += seconds
+        cache["examples"] += len(labels)
+        cache["reused"] += int(directory is not None and key in before)
+        logger.info(
+            "feature cache: %d examples -> %s features in %.1f s (%s)",
+            len(labels), "x".join(map(str, features.shape)), seconds,
+            "reused" if directory is not None and key in before else "computed once",
+        )  # fmt: skip
+        result = FeatureDataset(features, labels)
+        cache["datasets"][id(dataset)] = result
+        return result
+
+    def evaluate(self, eval_dataset=None, *pargs, **kwargs):
+        if self.feature_cache is not None and eval_dataset is not None:
+            eval_dataset = self._as_features(eval_dataset)
+        return super().evaluate(eval_dataset, *pargs, **kwargs)
+
+    def predict(self, test_dataset, *pargs, **kwargs):
+        if self.feature_cache is not None:
+            test_dataset = self._as_features(test_dataset)
+        return super().predict(test_dataset, *pargs, **kwargs)
+
+    def _as_features(self, dataset):
+        if isinstance(dataset, FeatureDataset):
+            return dataset
+        if isinstance(dataset, dict):
+            return {name: self._as_features(d) for name, d in dataset.items()}
+        return self._features_of(dataset)
 
     def create_optimizer(self, model=None):
         """Build the optimizer Trainer would, but over :func:`hftl.param_groups`."""

@@ -47,6 +47,12 @@ def main(argv=None) -> tuple[dict, TransferTrainer]:
     processor = load_processor(model_args, task="image")
     model = load_classifier(model_args, task="image", labels=labels)
     augment = data_args.augmentation
+    if augment and training_args.strategy == "feature_extraction" and training_args.feature_cache:
+        logger.info(
+            "feature cache off: augmentation makes every epoch's features different "
+            "(--augmentation false caches them, about one backbone pass in all)"
+        )
+        training_args.feature_cache = False
     train_dataset = raw["train"].with_transform(
         image_batch_transform(processor, columns.inputs, columns.label, train=augment)
     )

@@ -1,13 +1,17 @@
 """Shared test set-up: everything offline, tiny models, free ports for DDP runs."""
 
+import logging
 import os
 import socket
+import tempfile
 
 # Before transformers / huggingface_hub are imported anywhere: tests never touch the network.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# hftl's own cache (assets, cached features) never lands in the user's cache during tests.
+os.environ.setdefault("HFTL_CACHE", tempfile.mkdtemp(prefix="hftl-test-cache-"))
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
@@ -107,3 +111,27 @@ def hub(_hub_server, monkeypatch, tmp_path):
     monkeypatch.setenv("HF_TOKEN", _hub_server.token)
     monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
     return _hub_server
+
+
+class _Records(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record):
+        self.records.append(record)
+
+    def clear(self):
+        self.records.clear()
+
+
+@pytest.fixture
+def hftl_logs():
+    """The records of hftl's logger (which does not propagate to root, so caplog misses them)."""
+    logger = logging.getLogger("hftl")
+    level, handler = logger.level, _Records()
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield handler
+    logger.removeHandler(handler)
+    logger.setLevel(level)

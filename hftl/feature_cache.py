@@ -1,0 +1,248 @@
+"""Feature extraction with the frozen backbone run once: cached features, then the head alone.
+
+With ``strategy: feature_extraction`` the backbone is frozen (and, frozen, runs in eval mode), so
+its output for an example is the same every epoch. :class:`~hftl.TransferTrainer` then
+
+1. runs the backbone once over the training and evaluation data (batched, ``inference_mode``),
+2. keeps the features in memory, or memory-mapped from ``$HFTL_CACHE/features/<key>.npy`` where
+   ``key`` hashes the frozen weights, the data and the preprocessing (a re-run reuses them; any
+   change makes a new key),
+3. trains the head on them with the same optimizer, schedule and data order as the uncached run.
+
+The model it saves is the ordinary full model (backbone + trained head).
+
+A *split* says, per model family, where the backbone ends: ``extract(model, batch)`` returns what
+the head reads, ``head(model, features)`` the logits, so that ``head(extract(x)) == model(x)``
+in eval mode (tests/test_feature_cache.py checks this for every family).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers.modeling_outputs import SequenceClassifierOutput
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Split:
+    name: str
+    extract: Callable[[nn.Module, dict], torch.Tensor]
+    head: Callable[[nn.Module, torch.Tensor], torch.Tensor]
+    linear_head: Callable[[nn.Module], nn.Linear] | None = None  # for --linear_probe
+
+
+def _text_inputs(batch: dict) -> dict:
+    keys = ("input_ids", "attention_mask", "token_type_ids")
+    return {k: batch[k] for k in keys if k in batch}
+
+
+def _first_token(model, batch):
+    return model.base_model(**_text_inputs(batch)).last_hidden_state[:, 0]
+
+
+def _timm_extract(model, batch):
+    timm_model = model.timm_model
+    return timm_model.forward_head(
+        timm_model.forward_features(batch["pixel_values"]), pre_logits=True
+    )
+
+
+def _timm_head(model, features):
+    timm_model = model.timm_model
+    # what forward_head does after pre_logits: timm's head dropout, then the classifier
+    features = F.dropout(
+        features, p=float(getattr(timm_model, "drop_rate", 0.0) or 0.0), training=model.training
+    )
+    return timm_model.get_classifier()(features)
+
+
+SPLITS: dict[str, Split] = {
+    # BERT: pooler(dense+tanh on token 0) -> dropout -> classifier
+    "bert": Split("bert", _first_token,
+                  lambda m, f: m.classifier(m.dropout(m.base_model.pooler(f[:, None])))),
+    # RoBERTa-style classification heads read token 0 of the sequence themselves
+    "roberta": Split("roberta", _first_token, lambda m, f: m.classifier(f[:, None])),
+    "distilbert": Split("distilbert", _first_token,
+                        lambda m, f: m.classifier(m.dropout(F.relu(m.pre_classifier(f))))),
+    "deberta-v2": Split("deberta-v2", _first_token,
+                        lambda m, f: m.classifier(m.dropout(m.pooler(f[:, None])))),
+    "vit": Split("vit", lambda m, b: m.vit(pixel_values=b["pixel_values"]).last_hidden_state[:, 0],
+                 lambda m, f: m.classifier(f), linear_head=lambda m: m.classifier),
+    "resnet": Split("resnet", lambda m, b: m.resnet(pixel_values=b["pixel_values"]).pooler_output.flatten(1),
+                    lambda m, f: m.classifier[1](f), linear_head=lambda m: m.classifier[1]),
+    "convnext": Split("convnext", lambda m, b: m.convnext(pixel_values=b["pixel_values"]).pooler_output,
+                      lambda m, f: m.classifier(f), linear_head=lambda m: m.classifier),
+    "timm_wrapper": Split("timm", _timm_extract, _timm_head,
+                          linear_head=lambda m: m.timm_model.get_classifier()),
+}  # fmt: skip
+for _alias, _target in {"roberta": ("xlm-roberta", "camembert", "electra", "mpnet"),
+                        "deberta-v2": ("deberta",)}.items():  # fmt: skip
+    for _name in _target:
+        SPLITS[_name] = SPLITS[_alias]
+
+
+def split_for(model: nn.Module) -> Split | None:
+    """The split of ``model``'s family, or None where hftl does not know where its backbone ends."""
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    split = SPLITS.get(model_type)
+    if split is None:
+        return None
+    if model_type == "resnet" and not (
+        isinstance(model.classifier, nn.Sequential) and isinstance(model.classifier[-1], nn.Linear)
+    ):
+        return None
+    return split
+
+
+class CachedFeatureModel(nn.Module):
+    """The head of ``model`` on precomputed features: ``forward(features, labels)``.
+
+    Its parameters are ``model``'s own (names prefixed ``model.``), so training it trains the
+    head of the full model in place.
+    """
+
+    def __init__(self, model: nn.Module, split: Split):
+        super().__init__()
+        self.model = model
+        self.split = split
+        self.config = model.config
+
+    def forward(self, features=None, labels=None, **_):
+        logits = self.split.head(self.model, features)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits.float().view(-1, logits.shape[-1]), labels.view(-1))
+        return SequenceClassifierOutput(loss=loss, logits=logits)
+
+
+class FeatureDataset(torch.utils.data.Dataset):
+    """Rows ``{"features": tensor, "labels": int}`` over a (possibly memory-mapped) array."""
+
+    def __init__(self, features, labels):
+        self.features = features
+        self.labels = labels
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, index):
+        return {
+            "features": torch.from_numpy(np.asarray(self.features[index], dtype=np.float32)),
+            "labels": int(self.labels[index]),
+        }
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The full model behind a :class:`CachedFeatureModel` (anything else is returned as is)."""
+    return model.model if isinstance(model, CachedFeatureModel) else model
+
+
+# --------------------------------------------------------------------------------------------
+# Extraction and the on-disk cache
+# --------------------------------------------------------------------------------------------
+
+
+def extract(
+    model: nn.Module,
+    split: Split,
+    dataset,
+    collator,
+    *,
+    batch_size: int,
+    device: torch.device,
+    autocast_dtype: torch.dtype | None = None,
+    num_workers: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One pass of the frozen backbone over ``dataset``: (features [N, D] float32, labels [N])."""
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        collate_fn=collator,
+        num_workers=num_workers,
+        pin_memory=device.type == "cuda",
+    )
+    was_training = model.training
+    model.eval()
+    features, labels = [], []
+    try:
+        with torch.inference_mode():
+            for batch in loader:
+                batch = {
+                    k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
+                    for k, v in batch.items()
+                }
+                with torch.autocast(
+                    device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None
+                ):
+                    out = split.extract(model, batch)
+                features.append(out.float().cpu().numpy())
+                labels.append(batch["labels"].cpu().numpy())
+    finally:
+        model.train(was_training)
+    return np.concatenate(features), np.concatenate(labels)
+
+
+def cache_key(model: nn.Module, split: Split, dataset, preprocessing: str, dtype: str) -> str:
+    """sha256 of the frozen weights, the model config, the data and the preprocessing."""
+    digest = hashlib.sha256()
+    digest.update(f"hftl-features-v1|{split.name}|{dtype}|{preprocessing}".encode())
+    digest.update(model.config.to_json_string(use_diff=False).encode())
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(
+            tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+        )
+    fingerprint = getattr(dataset, "_fingerprint", None)
+    if fingerprint is None:
+        raise ValueError("feature cache: the dataset has no fingerprint (use a datasets.Dataset)")
+    digest.update(f"|{fingerprint}|{len(dataset)}".encode())
+    return digest.hexdigest()[:32]
+
+
+def describe_preprocessing(dataset, collator, processing_class) -> str:
+    """What turns a row into model inputs: the processor's settings, the transform, the collator."""
+    parts = [type(collator).__name__]
+    if processing_class is not None:
+        to_json = getattr(processing_class, "to_json_string", None)
+        parts.append(to_json() if to_json else repr(processing_class))
+    transform = getattr(dataset, "_format_kwargs", {}).get("transform")
+    if transform is not None:
+        parts.append(getattr(transform, "hftl_description", repr(transform)))
+    return "|".join(parts)
+
+
+def cached_features(key: str, compute: Callable[[], tuple[np.ndarray, np.ndarray]],
+                    directory: Path | None, is_main: bool) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Load ``key`` from ``directory`` (memory-mapped) or compute, store (main process) and load."""
+    if directory is None:
+        return compute()
+    features_path = directory / f"{key}.features.npy"
+    labels_path = directory / f"{key}.labels.npy"
+    if features_path.exists() and labels_path.exists():
+        logger.info("feature cache: reusing %s", features_path)
+        return np.load(features_path, mmap_mode="r"), np.load(labels_path)
+    features, labels = compute()
+    if is_main:
+        directory.mkdir(parents=True, exist_ok=True)
+        for path, array in ((features_path, features), (labels_path, labels)):
+            partial = path.with_suffix(f".{os.getpid()}.tmp.npy")
+            np.save(partial, array)
+            os.replace(partial, path)  # a crash leaves no half-written cache entry
+        logger.info("feature cache: stored %s (%s)", features_path, _size(features))
+    return features, labels
+
+
+def _size(array: np.ndarray) -> str:
+    return f"{array.shape[0]} x {array.shape[1]}, {array.nbytes / 2**20:.1f} MiB"

@@ -1,0 +1,111 @@
+"""Cached feature extraction: the split reproduces the model, the cache key tracks its inputs,
+and training on cached features equals training with the frozen backbone in the loop."""
+
+import json
+
+import pytest
+import torch
+
+from hftl.feature_cache import split_for
+from hftl.testing import TINY_MODELS, dummy_inputs
+
+
+@pytest.mark.parametrize("kind", sorted(TINY_MODELS))
+def test_head_of_extracted_features_is_the_models_output(kind):
+    torch.manual_seed(0)
+    model = TINY_MODELS[kind]().eval()
+    split = split_for(model)
+    assert split is not None, kind
+    inputs = dummy_inputs(kind, batch_size=3)
+    with torch.no_grad():
+        expected = model(**inputs).logits
+        features = split.extract(model, inputs)
+        assert features.ndim == 2 and features.shape[0] == 3
+        assert torch.allclose(split.head(model, features), expected, atol=1e-5)
+
+
+def train_feature_extraction(output_dir, *, cache: bool, kind="bert", epochs=1, **overrides):
+    from hftl import TransferTrainer
+    from hftl.testing import colour_dataset, keyword_dataset, quiet_training_args
+
+    torch.manual_seed(0)
+    model = TINY_MODELS[kind]()
+    data = keyword_dataset if kind in ("bert", "roberta", "distilbert") else colour_dataset
+    args = quiet_training_args(
+        output_dir, strategy="feature_extraction", feature_cache=cache, num_train_epochs=epochs,
+        per_device_train_batch_size=8, learning_rate=5e-3, **overrides,
+    )  # fmt: skip
+    trainer = TransferTrainer(
+        model, args, train_dataset=data(48, seed=0), eval_dataset=data(16, seed=1)
+    )
+    trainer.train()
+    return trainer
+
+
+@pytest.mark.parametrize("kind", ["bert", "timm-resnet", "vit"])
+def test_cached_and_uncached_training_end_with_the_same_head(tmp_path, kind):
+    """Same optimizer, schedule, data order and head dropout: the same head after an epoch."""
+    cached = train_feature_extraction(
+        tmp_path / "c", cache=True, kind=kind, feature_cache_dir="memory"
+    )
+    plain = train_feature_extraction(tmp_path / "p", cache=False, kind=kind)
+    assert cached.feature_cache is not None and plain.feature_cache is None
+    from hftl.feature_cache import unwrap
+
+    trained_cached = dict(unwrap(cached.model).named_parameters())
+    changed = 0
+    for name, param in plain.model.named_parameters():
+        assert torch.allclose(trained_cached[name], param, atol=1e-5), name
+        changed += param.requires_grad
+    assert changed  # the head did train
+    assert cached.evaluate()["eval_loss"] == pytest.approx(plain.evaluate()["eval_loss"], abs=1e-5)
+
+
+def test_cache_key_follows_weights_data_and_preprocessing():
+    from hftl.feature_cache import cache_key
+    from hftl.testing import keyword_dataset
+
+    torch.manual_seed(0)
+    model = TINY_MODELS["bert"]()
+    split = split_for(model)
+    data, other_data = keyword_dataset(16, seed=0), keyword_dataset(16, seed=1)
+    key = cache_key(model, split, data, "tokenizer A", "None")
+    assert cache_key(model, split, data, "tokenizer A", "None") == key
+    assert cache_key(model, split, other_data, "tokenizer A", "None") != key
+    assert cache_key(model, split, data, "tokenizer B", "None") != key
+    assert cache_key(model, split, data, "tokenizer A", "torch.bfloat16") != key
+    with torch.no_grad():
+        model.bert.encoder.layer[0].output.dense.weight[0, 0] += 1e-3
+    assert cache_key(model, split, data, "tokenizer A", "None") != key
+
+
+def test_recipe_reuses_the_cache_and_saves_a_full_model_pipeline_loads(tmp_path, hftl_logs):
+    from test_recipes import SENTIMENT_LABELS, run_sentiment
+    from transformers import AutoTokenizer, pipeline
+
+    from hftl.feature_cache import unwrap
+    from hftl.testing import save_tiny_text_checkpoint, toy_reviews, write_toy_reviews_csv
+
+    save_tiny_text_checkpoint(tmp_path / "bert", "bert")
+    write_toy_reviews_csv(tmp_path / "train.csv", 90, labels=SENTIMENT_LABELS, seed=0)
+    write_toy_reviews_csv(tmp_path / "validation.csv", 30, labels=SENTIMENT_LABELS, seed=1)
+    flags = ["--strategy", "feature_extraction", "--num_train_epochs", "3",
+             "--feature_cache_dir", str(tmp_path / "features")]  # fmt: skip
+    first, trainer = run_sentiment(tmp_path, tmp_path / "first", *flags)
+    assert sum("computed once" in r.getMessage() for r in hftl_logs.records) == 2  # train, eval
+    assert len(list((tmp_path / "features").glob("*.features.npy"))) == 2
+    hftl_logs.clear()
+    second, _ = run_sentiment(tmp_path, tmp_path / "second", *flags)
+    assert sum("(reused)" in r.getMessage() for r in hftl_logs.records) == 2
+    assert second["accuracy"] == first["accuracy"]
+
+    texts = [row["text"] for row in toy_reviews(5, labels=SENTIMENT_LABELS, seed=9)]
+    model = unwrap(trainer.model).eval()
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "first")
+    with torch.no_grad():
+        logits = model(**tokenizer(texts, return_tensors="pt", padding=True)).logits
+    expected = [model.config.id2label[i] for i in logits.argmax(-1).tolist()]
+    classify = pipeline("text-classification", model=str(tmp_path / "first"))
+    assert [p["label"] for p in classify(texts)] == expected
+    info = json.loads((tmp_path / "first" / "run_info.json").read_text())
+    assert info["training"]["feature_cache"]["used"] is True
