@@ -117,6 +117,13 @@ def strategy_sentence(info: dict) -> str:
             "Trained from scratch: the architecture only, with random initial weights (no transfer)."
             + llrd
         )
+    probe = (t.get("feature_cache") or {}).get("linear_probe")
+    if probe:
+        return (
+            "Feature extraction with a linear probe: the pretrained backbone stayed frozen; a "
+            f"logistic regression on its features (C = {probe['C']:g}, chosen by {probe['folds']}-fold "
+            f"cross-validation, CV accuracy {probe['cv_accuracy']:.3f}) became the classifier."
+        )
     sentences = {
         "feature_extraction": "Feature extraction: the pretrained backbone stayed frozen; only a new classification head was trained.",
         "partial": f"Partial fine-tuning: the top {t['num_trainable_layers']} block(s) and a new head were trained; the layers below stayed frozen.{llrd}",

@@ -126,6 +126,14 @@ class TransferTrainingArguments(TrainingArguments):
             "data and preprocessing (default: $HFTL_CACHE/features; 'memory': in memory only)."
         },
     )
+    linear_probe: bool = field(
+        default=False,
+        metadata={
+            "help": "strategy=feature_extraction: instead of gradient steps, fit a scikit-learn "
+            "logistic regression (C chosen by cross-validation) on the cached features and write "
+            "it into the model's linear classifier. For tiny datasets; needs scikit-learn."
+        },
+    )
     early_stopping_patience: int = field(
         default=0,
         metadata={
@@ -170,6 +178,11 @@ class TransferTrainingArguments(TrainingArguments):
             raise ValueError(
                 "early_stopping_patience needs load_best_model_at_end=true (and an eval_strategy "
                 "equal to save_strategy) so the best checkpoint is kept"
+            )
+        if self.linear_probe and (self.strategy != "feature_extraction" or not self.feature_cache):
+            raise ValueError(
+                "linear_probe needs strategy=feature_extraction with feature_cache=true (it fits "
+                "the classifier on the cached features)"
             )
         if self.strategy == "gradual" and self.ddp_find_unused_parameters is False:
             raise ValueError(

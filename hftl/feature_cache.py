@@ -246,3 +246,56 @@ def cached_features(key: str, compute: Callable[[], tuple[np.ndarray, np.ndarray
 
 def _size(array: np.ndarray) -> str:
     return f"{array.shape[0]} x {array.shape[1]}, {array.nbytes / 2**20:.1f} MiB"
+
+
+# --------------------------------------------------------------------------------------------
+# Linear probe: logistic regression on the cached features, written into the classifier
+# --------------------------------------------------------------------------------------------
+
+PROBE_CS = (0.001, 0.01, 0.1, 1.0, 10.0, 100.0)
+
+
+def fit_linear_probe(features, labels, num_labels: int, seed: int = 0) -> dict:
+    """Standardised multinomial logistic regression, C picked by stratified k-fold CV.
+
+    Returns ``weight`` [num_labels, D] and ``bias`` [num_labels] for raw (unstandardised)
+    features, so the probe is exactly one ``nn.Linear``, plus the chosen ``C`` and its CV accuracy.
+    """
+    try:
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.model_selection import GridSearchCV, StratifiedKFold
+    except ImportError as error:  # pragma: no cover - exercised only without scikit-learn
+        raise ImportError(
+            "linear_probe needs scikit-learn: pip install scikit-learn (or hftl[probe])"
+        ) from error
+    x = np.asarray(features, dtype=np.float64)
+    y = np.asarray(labels)
+    mean, std = x.mean(0), x.std(0) + 1e-6
+    folds = int(min(5, np.bincount(y).min()))
+    if folds < 2:
+        raise ValueError("linear_probe: every label needs at least 2 training examples")
+    search = GridSearchCV(
+        LogisticRegression(max_iter=2000),
+        {"C": list(PROBE_CS)},
+        cv=StratifiedKFold(folds, shuffle=True, random_state=seed),
+        scoring="accuracy",
+    )
+    search.fit((x - mean) / std, y)
+    probe = search.best_estimator_
+    coef, intercept = probe.coef_, probe.intercept_
+    if coef.shape[0] == 1:  # binary: sklearn keeps one row; softmax of (-z/2, z/2) is sigmoid(z)
+        coef, intercept = (
+            np.vstack([-coef / 2, coef / 2]),
+            np.array([-intercept[0] / 2, intercept[0] / 2]),
+        )
+    weight = np.zeros((num_labels, x.shape[1]))
+    bias = np.full(num_labels, -1e4)  # a label absent from the training data is never predicted
+    weight[probe.classes_] = coef / std
+    bias[probe.classes_] = intercept - (coef / std) @ mean
+    return {
+        "weight": torch.tensor(weight, dtype=torch.float32),
+        "bias": torch.tensor(bias, dtype=torch.float32),
+        "C": float(search.best_params_["C"]),
+        "cv_accuracy": float(search.best_score_),
+        "folds": folds,
+    }

@@ -353,6 +353,7 @@ def _feature_cache_info(trainer) -> dict | None:
         return {"used": False}
     return {
         "used": True,
+        "linear_probe": getattr(trainer, "linear_probe", None),
         "examples": cache["examples"],
         "seconds": round(cache["seconds"], 1),
         "reused": cache["reused"],

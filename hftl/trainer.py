@@ -40,6 +40,7 @@ from hftl.feature_cache import (
     cached_features,
     describe_preprocessing,
     extract,
+    fit_linear_probe,
     split_for,
 )
 from hftl.feature_cache import unwrap as unwrap_cached
@@ -279,6 +280,46 @@ class TransferTrainer(Trainer):
         result = FeatureDataset(features, labels)
         cache["datasets"][id(dataset)] = result
         return result
+
+    def train(self, *pargs, **kwargs):
+        if not self.args.linear_probe:
+            return super().train(*pargs, **kwargs)
+        return self._train_linear_probe()
+
+    def _train_linear_probe(self):
+        """--linear_probe: logistic regression on the cached features, written into the head."""
+        import time
+
+        from transformers.trainer_utils import TrainOutput
+
+        if self.feature_cache is None or self._feature_split.linear_head is None:
+            raise ValueError(
+                f"linear_probe needs a model whose head is one linear layer on cached features "
+                f"(timm, ViT, ResNet, ConvNeXt); {type(unwrap_cached(self.model)).__name__} is not one"
+            )
+        started = time.perf_counter()
+        data = self.train_dataset
+        model = unwrap_cached(self.model)
+        probe = fit_linear_probe(
+            data.features, data.labels, model.config.num_labels, seed=self.args.seed
+        )
+        head = self._feature_split.linear_head(model)
+        with torch.no_grad():
+            head.weight.copy_(probe["weight"].to(head.weight))
+            head.bias.copy_(probe["bias"].to(head.bias))
+        seconds = time.perf_counter() - started
+        metrics = {
+            "train_runtime": round(seconds, 3),
+            "probe_C": probe["C"],
+            "probe_cv_accuracy": round(probe["cv_accuracy"], 4),
+        }
+        self.linear_probe = {k: probe[k] for k in ("C", "cv_accuracy", "folds")}
+        self.state.log_history.append({**metrics, "step": 0})
+        logger.info(
+            "linear probe: C=%g (%d-fold CV accuracy %.3f) in %.1f s, written into the classifier",
+            probe["C"], probe["folds"], probe["cv_accuracy"], seconds,
+        )  # fmt: skip
+        return TrainOutput(0, 0.0, metrics)
 
     def evaluate(self, eval_dataset=None, *pargs, **kwargs):
         if self.feature_cache is not None and eval_dataset is not None:

@@ -109,3 +109,44 @@ def test_recipe_reuses_the_cache_and_saves_a_full_model_pipeline_loads(tmp_path,
     assert [p["label"] for p in classify(texts)] == expected
     info = json.loads((tmp_path / "first" / "run_info.json").read_text())
     assert info["training"]["feature_cache"]["used"] is True
+
+
+@pytest.mark.parametrize("num_labels", [2, 3])
+def test_linear_probe_is_one_linear_layer_on_raw_features(num_labels):
+    import numpy as np
+
+    from hftl.feature_cache import fit_linear_probe
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, num_labels, 120)
+    centres = rng.normal(size=(num_labels, 6)) * 3
+    scales = np.array([1e-3, 1, 10, 100, 1, 1])  # unstandardised, very different scales
+    features = (centres[labels] + rng.normal(size=(120, 6))) * scales + 5
+    probe = fit_linear_probe(features, labels, num_labels=num_labels + 1)  # one label never seen
+    assert probe["weight"].shape == (num_labels + 1, 6) and probe["C"] > 0
+    logits = torch.tensor(features, dtype=torch.float32) @ probe["weight"].T + probe["bias"]
+    predicted = logits.argmax(-1).numpy()
+    assert (predicted == labels).mean() > 0.9
+    assert num_labels not in predicted  # the unseen label
+
+
+def test_linear_probe_through_the_trainer_writes_the_classifier(tmp_path):
+    trainer = train_feature_extraction(tmp_path, cache=True, kind="timm-resnet", linear_probe=True,
+                                       feature_cache_dir="memory")  # fmt: skip
+    assert trainer.state.global_step == 0 and trainer.linear_probe["folds"] >= 2
+    metrics = trainer.evaluate()
+    assert metrics["eval_loss"] < 1.0  # the colour task, from random-init features
+    head = trainer.model.model.timm_model.get_classifier()
+    from hftl.testing import colour_dataset
+
+    batch = colour_dataset(16, seed=1)[:]
+    with torch.no_grad():
+        full = trainer.model.model.eval()(pixel_values=batch["pixel_values"]).logits
+    assert head.weight.abs().sum() > 0 and full.argmax(-1).eq(batch["labels"]).float().mean() > 0.6
+
+
+def test_linear_probe_needs_cached_feature_extraction(tmp_path):
+    from hftl.testing import quiet_training_args
+
+    with pytest.raises(ValueError, match="linear_probe needs strategy=feature_extraction"):
+        quiet_training_args(tmp_path, strategy="full", linear_probe=True)
