@@ -204,7 +204,7 @@ class TransferTrainer(Trainer):
     def _use_cached_features(self, model, kwargs):
         """Swap the model for its head on features, and the datasets for their features."""
         split = split_for(model)
-        train, evaluation = kwargs.get("train_dataset"), kwargs.get("eval_dataset")
+        train = kwargs.get("train_dataset")
         if split is None or train is None:
             logger.info(
                 "feature cache: not available for %s; the frozen backbone runs every step",
@@ -222,9 +222,7 @@ class TransferTrainer(Trainer):
             "reused": 0,
         }
         self._feature_split = split
-        kwargs["train_dataset"] = self._features_of(train)
-        if evaluation is not None:
-            kwargs["eval_dataset"] = self._features_of(evaluation)
+        kwargs["train_dataset"] = self._features_of(train)  # evaluation data: when first evaluated
         kwargs["data_collator"] = default_data_collator
         wrapper = CachedFeatureModel(model, split)
         self.layer_map = LayerMap(
@@ -322,8 +320,10 @@ class TransferTrainer(Trainer):
         return TrainOutput(0, 0.0, metrics)
 
     def evaluate(self, eval_dataset=None, *pargs, **kwargs):
-        if self.feature_cache is not None and eval_dataset is not None:
-            eval_dataset = self._as_features(eval_dataset)
+        if self.feature_cache is not None:
+            eval_dataset = self._as_features(
+                eval_dataset if eval_dataset is not None else self.eval_dataset
+            )
         return super().evaluate(eval_dataset, *pargs, **kwargs)
 
     def predict(self, test_dataset, *pargs, **kwargs):
@@ -332,7 +332,7 @@ class TransferTrainer(Trainer):
         return super().predict(test_dataset, *pargs, **kwargs)
 
     def _as_features(self, dataset):
-        if isinstance(dataset, FeatureDataset):
+        if dataset is None or isinstance(dataset, FeatureDataset):
             return dataset
         if isinstance(dataset, dict):
             return {name: self._as_features(d) for name, d in dataset.items()}

@@ -1,0 +1,456 @@
+"""hftl against the plain Hugging Face example pipeline: same model, data and hyperparameters.
+
+    python scripts/benchmark.py                       # offline assets, 3 repetitions -> docs/benchmarks.md
+    python scripts/benchmark.py --quick               # tiny random models and toy data, 1 repetition
+    python scripts/benchmark.py --cases image_fe --reps 5
+
+The baseline is what a user would otherwise write, in the style of run_image_classification.py /
+run_glue.py: plain ``Trainer``, preprocessing with ``set_transform`` (images) or ``map`` with
+``padding="max_length"`` (text, run_glue's default), ``requires_grad=False`` for frozen parts and
+Trainer's default optimizer. hftl runs its recipes with the same hyperparameters.
+
+Every run is a fresh process (so peak memory is that run's), the two sides alternate, and the
+report gives hftl / baseline ratios (min, median, max over repetitions) of training throughput,
+wall time to the end of training, peak memory, and the difference in final accuracy. For cached
+feature extraction it also gives the training cost divided by one plain forward pass over the
+same data (the floor for that strategy). Timings include data preparation, model loading and,
+for hftl's feature extraction, computing the features.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Per case: task, strategy, epochs, and hftl flags beyond the shared ones.
+CASES = {
+    "image_fe": {"task": "image", "strategy": "feature_extraction", "epochs": 10, "lr": 5e-3},
+    "image_partial": {"task": "image", "strategy": "partial", "epochs": 2, "lr": 1e-3, "blocks": 2},
+    "image_full": {"task": "image", "strategy": "full", "epochs": 2, "lr": 1e-3},
+    "text_full": {"task": "text", "strategy": "full", "epochs": 1, "lr": 5e-5},
+}
+SIZES = {  # (training examples, batch size); evaluation on the whole validation split
+    "image": (500, 32),  # MNIST validation: 500 digits
+    "text": (1000, 16),  # Rotten Tomatoes validation: 1,280 reviews
+}
+QUICK_SIZES = {"image": (96, 16), "text": (160, 16)}
+MAX_SEQ_LENGTH = 128
+
+
+# --------------------------------------------------------------------------------------------
+# Data and models: the offline assets, or tiny stand-ins (--quick)
+# --------------------------------------------------------------------------------------------
+
+
+def prepare(workdir: Path, quick: bool, image_size: int) -> dict:
+    """Paths both sides use: the image model and folders, the text model and CSVs."""
+    if quick:
+        from hftl.testing import (
+            save_tiny_image_checkpoint,
+            save_tiny_text_checkpoint,
+            write_toy_image_folder,
+            write_toy_reviews_csv,
+        )
+
+        save_tiny_image_checkpoint(workdir / "image-model", "timm-resnet", num_labels=3)
+        write_toy_image_folder(workdir / "train", per_class=48, seed=0)
+        write_toy_image_folder(workdir / "validation", per_class=24, seed=1)
+        save_tiny_text_checkpoint(workdir / "text-model", "bert")
+        write_toy_reviews_csv(workdir / "train.csv", 200, seed=0)
+        write_toy_reviews_csv(workdir / "validation.csv", 80, seed=1)
+        return {
+            "image_model": str(workdir / "image-model"),
+            "train_dir": str(workdir / "train"),
+            "validation_dir": str(workdir / "validation"),
+            "text_model": str(workdir / "text-model"),
+            "train_file": str(workdir / "train.csv"),
+            "validation_file": str(workdir / "validation.csv"),
+            "max_seq_length": 48,
+        }  # fmt: skip (the tiny BERT has 64 positions)
+    from hftl.assets import fetch
+
+    model = fetch("efficientnet-lite0")
+    target = workdir / f"efficientnet-lite0-{image_size}px"
+    shutil.copytree(model, target)
+    config = json.loads((target / "config.json").read_text())
+    config["pretrained_cfg"]["input_size"] = config["pretrained_cfg"]["test_input_size"] = [
+        3,
+        image_size,
+        image_size,
+    ]
+    (target / "config.json").write_text(json.dumps(config, indent=2))
+    mnist, reviews = fetch("mnist"), fetch("rotten-tomatoes")
+    return {"image_model": str(target), "train_dir": str(mnist / "train"), "validation_dir": str(mnist / "validation"),
+            "text_model": str(fetch("minilm")), "train_file": str(reviews / "train.csv"),
+            "validation_file": str(reviews / "validation.csv"), "max_seq_length": MAX_SEQ_LENGTH}  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------
+# One run (a fresh process): --worker SIDE CASE
+# --------------------------------------------------------------------------------------------
+
+
+def run_hftl(case: dict, paths: dict, sizes: tuple, out: Path) -> dict:
+    import importlib.util
+
+    from hftl import TransferTrainer
+
+    train_n, batch = sizes
+    recipe_name = "image_classification" if case["task"] == "image" else "sentiment"
+    spec = importlib.util.spec_from_file_location(
+        recipe_name, ROOT / "recipes" / f"{recipe_name}.py"
+    )
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    if case["task"] == "image":
+        data = ["--model_name_or_path", paths["image_model"], "--train_dir", paths["train_dir"],
+                "--validation_dir", paths["validation_dir"], "--augmentation", "false"]  # fmt: skip
+    else:
+        data = ["--model_name_or_path", paths["text_model"], "--train_file", paths["train_file"],
+                "--validation_file", paths["validation_file"], "--max_seq_length", str(paths["max_seq_length"]),
+                "--train_sampling_strategy", "group_by_length"]  # fmt: skip
+    strategy = ["--strategy", case["strategy"]]
+    if case["strategy"] == "partial":
+        strategy += ["--num_trainable_layers", str(case["blocks"])]
+    marks = {}
+    original_init, original_train = TransferTrainer.__init__, TransferTrainer.train
+
+    def timed_init(self, *args, **kwargs):
+        marks["setup"] = time.perf_counter()  # data and model are ready; features come next
+        original_init(self, *args, **kwargs)
+
+    def timed_train(self, *args, **kwargs):
+        marks["train_start"] = time.perf_counter()
+        result = original_train(self, *args, **kwargs)
+        marks["train_end"] = time.perf_counter()
+        return result
+
+    TransferTrainer.__init__, TransferTrainer.train = timed_init, timed_train
+    start = time.perf_counter()
+    report, trainer = recipe.main([
+        *data, *strategy, "--learning_rate", str(case["lr"]), "--num_train_epochs", str(case["epochs"]),
+        "--max_train_samples", str(train_n),
+        "--per_device_train_batch_size", str(batch), "--per_device_eval_batch_size", "64",
+        "--output_dir", str(out / "model"), "--save_strategy", "no", "--logging_strategy", "no",
+        "--report_to", "none", "--disable_tqdm", "true", "--seed", "0",
+    ])  # fmt: skip
+    result = {
+        "wall_s": marks["train_end"] - start,
+        "train_s": marks["train_end"] - marks["setup"],  # includes feature extraction
+        "examples": len(trainer.train_dataset) * case["epochs"],
+        "accuracy": report["accuracy"],
+        "feature_cache": trainer.feature_cache is not None,
+    }
+    if case["strategy"] == "feature_extraction":
+        result["floor_s"] = one_forward_pass(trainer, recipe_name, paths, train_n, batch)
+    return result
+
+
+def one_forward_pass(trainer, recipe_name, paths, train_n, batch) -> float:
+    """Seconds for one plain forward pass of the model over the training images (eval mode)."""
+    import torch
+    from datasets import load_dataset
+    from transformers import AutoImageProcessor
+
+    from hftl.feature_cache import unwrap
+    from hftl.preprocessing import collate_images
+
+    model = unwrap(trainer.model).eval()
+    processor = AutoImageProcessor.from_pretrained(paths["image_model"])
+    data = load_dataset("imagefolder", data_dir=paths["train_dir"], split="train")
+    data = data.shuffle(seed=0).select(range(min(train_n, len(data))))
+    data.set_transform(lambda b: {"pixel_values": list(processor([i.convert("RGB") for i in b["image"]], return_tensors="pt")["pixel_values"]), "labels": b["label"]})  # fmt: skip
+    loader = torch.utils.data.DataLoader(data, batch_size=batch, collate_fn=collate_images)
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for inputs in loader:
+            model(pixel_values=inputs["pixel_values"].to(model.device))
+    return time.perf_counter() - start
+
+
+def run_baseline(case: dict, paths: dict, sizes: tuple, out: Path) -> dict:
+    """The example-script way: plain Trainer, set_transform / padding to max length, requires_grad."""
+    import numpy as np
+    from datasets import load_dataset
+    from transformers import (
+        AutoImageProcessor,
+        AutoModelForImageClassification,
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        Trainer,
+        TrainingArguments,
+        default_data_collator,
+        set_seed,
+    )
+
+    from hftl.layers import build_layer_map
+
+    train_n, batch = sizes
+    set_seed(0)
+    start = time.perf_counter()
+    if case["task"] == "image":
+        raw = load_dataset("imagefolder", data_files={"train": f"{paths['train_dir']}/**", "validation": f"{paths['validation_dir']}/**"})  # fmt: skip
+        labels = raw["train"].features["label"].names
+        processor = AutoImageProcessor.from_pretrained(paths["image_model"])
+
+        def transform(batch_):
+            images = [image.convert("RGB") for image in batch_["image"]]
+            return {
+                "pixel_values": processor(images, return_tensors="pt")["pixel_values"],
+                "labels": batch_["label"],
+            }
+
+        train = raw["train"].shuffle(seed=0).select(range(min(train_n, len(raw["train"]))))
+        evaluation = raw["validation"]
+        train.set_transform(transform)
+        evaluation.set_transform(transform)
+        model = AutoModelForImageClassification.from_pretrained(
+            paths["image_model"], num_labels=len(labels), ignore_mismatched_sizes=True,
+            id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)},
+        )  # fmt: skip
+
+        def collate(examples):
+            import torch
+
+            return {"pixel_values": torch.stack([e["pixel_values"] for e in examples]),
+                    "labels": torch.tensor([e["labels"] for e in examples])}  # fmt: skip
+    else:
+        raw = load_dataset(
+            "csv", data_files={"train": paths["train_file"], "validation": paths["validation_file"]}
+        )
+        labels = sorted(set(raw["train"]["label"]))
+        tokenizer = AutoTokenizer.from_pretrained(paths["text_model"])
+
+        def tokenize(batch_):
+            encoded = tokenizer(
+                batch_["text"],
+                padding="max_length",
+                max_length=paths["max_seq_length"],
+                truncation=True,
+            )
+            encoded["labels"] = [labels.index(label) for label in batch_["label"]]
+            return encoded
+
+        train = raw["train"].shuffle(seed=0).select(range(min(train_n, len(raw["train"]))))
+        evaluation = raw["validation"]
+        train = train.map(tokenize, batched=True, remove_columns=train.column_names)
+        evaluation = evaluation.map(tokenize, batched=True, remove_columns=evaluation.column_names)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            paths["text_model"], num_labels=len(labels), ignore_mismatched_sizes=True,
+            id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)},
+        )  # fmt: skip
+        collate = default_data_collator
+    # Freeze the same parameters hftl freezes (the baseline's own way: requires_grad=False).
+    layer_map = build_layer_map(model)
+    lowest = {"feature_extraction": layer_map.head_depth, "full": 0,
+              "partial": layer_map.num_blocks + 1 - case.get("blocks", 0)}[case["strategy"]]  # fmt: skip
+    for name, param in model.named_parameters():
+        param.requires_grad_(layer_map.depths[name] >= lowest)
+
+    def accuracy(prediction):
+        return {
+            "accuracy": float(
+                (np.argmax(prediction.predictions, -1) == prediction.label_ids).mean()
+            )
+        }
+
+    args = TrainingArguments(
+        str(out / "model"), learning_rate=case["lr"], num_train_epochs=case["epochs"],
+        per_device_train_batch_size=batch, per_device_eval_batch_size=64, save_strategy="no",
+        logging_strategy="no", report_to="none", disable_tqdm=True, seed=0, remove_unused_columns=False,
+    )  # fmt: skip
+    setup = time.perf_counter()
+    trainer = Trainer(model, args, train_dataset=train, eval_dataset=evaluation, data_collator=collate,
+                      compute_metrics=accuracy)  # fmt: skip
+    trainer.train()
+    end = time.perf_counter()
+    metrics = trainer.evaluate()
+    return {
+        "wall_s": end - start,
+        "train_s": end - setup,
+        "examples": len(train) * case["epochs"],
+        "accuracy": metrics["eval_accuracy"],
+    }
+
+
+def worker(side: str, case_name: str, quick: bool, paths_file: str, out: str) -> None:
+    import torch
+
+    paths = json.loads(Path(paths_file).read_text())
+    case = CASES[case_name]
+    sizes = (QUICK_SIZES if quick else SIZES)[case["task"]]
+    workdir = Path(tempfile.mkdtemp(prefix=f"hftl-bench-{side}-"))
+    try:
+        result = (run_hftl if side == "hftl" else run_baseline)(case, paths, sizes, workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    result["samples_per_s"] = result["examples"] / result["train_s"]
+    result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if torch.cuda.is_available():
+        result["peak_gpu_mib"] = torch.cuda.max_memory_allocated() / 2**20
+    Path(out).write_text(json.dumps(result))
+
+
+# --------------------------------------------------------------------------------------------
+# The driver: alternate the sides, repeat, write the report
+# --------------------------------------------------------------------------------------------
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny models and toy data, 1 repetition"
+    )
+    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--image_size", type=int, default=112)
+    parser.add_argument("--output", default=str(ROOT / "docs" / "benchmarks.md"))
+    parser.add_argument(
+        "--report_only", action="store_true", help="rewrite the report from its JSON"
+    )
+    parser.add_argument("--worker", nargs=2, metavar=("SIDE", "CASE"), help=argparse.SUPPRESS)
+    parser.add_argument("--paths", help=argparse.SUPPRESS)
+    parser.add_argument("--result", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        worker(*args.worker, args.quick, args.paths, args.result)
+        return {}
+    output = Path(args.output)
+    if args.report_only:
+        saved = json.loads(output.with_suffix(".json").read_text())
+        output.write_text(report(saved))
+        return saved
+    reps = 1 if args.quick else args.reps
+    workdir = Path(tempfile.mkdtemp(prefix="hftl-bench-"))
+    paths_file = workdir / "paths.json"
+    paths_file.write_text(json.dumps(prepare(workdir, args.quick, args.image_size)))
+    runs = []
+    started = time.perf_counter()
+    for rep in range(reps):
+        for case in args.cases:
+            sides = ("baseline", "hftl") if rep % 2 == 0 else ("hftl", "baseline")
+            for side in sides:
+                result_file = workdir / f"{case}-{side}-{rep}.json"
+                command = [sys.executable, __file__, "--worker", side, case, "--paths", str(paths_file),
+                           "--result", str(result_file)] + (["--quick"] if args.quick else [])  # fmt: skip
+                completed = subprocess.run(command, capture_output=True, text=True)
+                if completed.returncode != 0:
+                    sys.stderr.write(completed.stdout[-3000:] + completed.stderr[-5000:])
+                    raise SystemExit(
+                        f"benchmark: {side} {case} failed (exit {completed.returncode})"
+                    )
+                run = {
+                    "case": case,
+                    "side": side,
+                    "rep": rep,
+                    **json.loads(result_file.read_text()),
+                }
+                runs.append(run)
+                print(
+                    json.dumps(
+                        {k: round(v, 3) if isinstance(v, float) else v for k, v in run.items()}
+                    ),
+                    flush=True,
+                )
+    shutil.rmtree(workdir, ignore_errors=True)
+    saved = {"meta": meta(args, time.perf_counter() - started), "runs": runs}
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.with_suffix(".json").write_text(json.dumps(saved, indent=2))
+    output.write_text(report(saved))
+    print(f"wrote {output} and {output.with_suffix('.json')}")
+    return saved
+
+
+def meta(args, seconds: float) -> dict:
+    import torch
+    import transformers
+
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        names = [
+            line.split(":", 1)[1].strip()
+            for line in cpuinfo.read_text().splitlines()
+            if line.startswith("model name")
+        ]
+        cpu = f"{len(names)} x {names[0]}" if names else cpu
+    return {
+        "command": "python scripts/benchmark.py " + " ".join(sys.argv[1:]),
+        "date": time.strftime("%Y-%m-%d"),
+        "hardware": f"{platform.machine()}, {cpu}, {torch.get_num_threads()} torch threads, {device}",
+        "software": f"torch {torch.__version__}, transformers {transformers.__version__}",
+        "quick": args.quick,
+        "image_size": args.image_size,
+        "sizes": QUICK_SIZES if args.quick else SIZES,
+        "wall_minutes": round(seconds / 60, 1),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+    }
+
+
+def spread(values: list[float], fmt: str = "{:.2f}") -> str:
+    return f"{fmt.format(statistics.median(values))} ({fmt.format(min(values))}-{fmt.format(max(values))})"
+
+
+def report(saved: dict) -> str:
+    runs, info = saved["runs"], saved["meta"]
+    lines = [
+        "# Benchmarks: hftl / the plain Hugging Face example pipeline",
+        "",
+        "Generated by `scripts/benchmark.py`; do not edit by hand, rerun it.",
+        "",
+        f"- Command: `{info['command']}`",
+        f"- Date: {info['date']}; hardware: {info['hardware']}; {info['software']}",
+        f"- Sizes (training examples, batch): {info['sizes']}; image size {info['image_size']} px; "
+        f"total {info['wall_minutes']} min",
+        "- Ratios are hftl / baseline per repetition, as median (min-max); each run is a fresh "
+        "process and the two sides alternate. Throughput = training examples x epochs / seconds from "
+        "'data and model ready' to the end of training (hftl's feature extraction included). Wall time "
+        "also includes data preparation and model loading. Accuracy on the evaluation split.",
+        "",
+        "| case | epochs | throughput ratio | wall-time ratio | peak-memory ratio | accuracy hftl - baseline (points) | hftl samples/s | baseline samples/s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for case in CASES:
+        pairs = []
+        for rep in sorted({r["rep"] for r in runs if r["case"] == case}):
+            sides = {r["side"]: r for r in runs if r["case"] == case and r["rep"] == rep}
+            if {"hftl", "baseline"} <= set(sides):
+                pairs.append((sides["hftl"], sides["baseline"]))
+        if not pairs:
+            continue
+        throughput = [h["samples_per_s"] / b["samples_per_s"] for h, b in pairs]
+        wall = [h["wall_s"] / b["wall_s"] for h, b in pairs]
+        memory = [h["peak_rss_mib"] / b["peak_rss_mib"] for h, b in pairs]
+        accuracy = [100 * (h["accuracy"] - b["accuracy"]) for h, b in pairs]
+        lines.append(
+            f"| {case} | {CASES[case]['epochs']} | {spread(throughput)} | {spread(wall)} | {spread(memory)} | "
+            f"{spread(accuracy, '{:+.1f}')} | {statistics.median(h['samples_per_s'] for h, _ in pairs):.1f} | "
+            f"{statistics.median(b['samples_per_s'] for _, b in pairs):.1f} |"
+        )
+        if case == "image_fe":
+            floor = [h["train_s"] / h["floor_s"] for h, _ in pairs if h.get("floor_s")]
+            if floor:
+                floor_line = (
+                    f"\nCached feature extraction ({CASES[case]['epochs']} epochs): training cost / one "
+                    f"plain forward pass over the same training data = {spread(floor)}."
+                )
+    if any(r["case"] == "image_fe" for r in runs) and "floor_line" in locals():
+        lines.append(floor_line)
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
