@@ -106,7 +106,8 @@ def split_for(model: nn.Module) -> Split | None:
 
 
 class CachedFeatureModel(nn.Module):
-    """The head of ``model`` on precomputed features: ``forward(features, labels)``.
+    """The head of ``model`` on precomputed features: ``forward(features, labels)``; called with
+    the model's usual inputs instead, it runs the full model.
 
     Its parameters are ``model``'s own (names prefixed ``model.``), so training it trains the
     head of the full model in place.
@@ -118,7 +119,9 @@ class CachedFeatureModel(nn.Module):
         self.split = split
         self.config = model.config
 
-    def forward(self, features=None, labels=None, **_):
+    def forward(self, features=None, labels=None, **inputs):
+        if features is None:  # the model's own inputs (input_ids, pixel_values, ...): the full model
+            return self.model(labels=labels, **inputs)
         logits = self.split.head(self.model, features)
         loss = None
         if labels is not None:

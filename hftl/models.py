@@ -74,12 +74,14 @@ def head_module_names(model: nn.Module) -> list[str]:
 
 def default_lora_targets(model: nn.Module) -> list[str]:
     """LoRA targets inside the blocks: attention query/value projections where the model has
-    them, else every Linear layer, else (CNNs) every Conv2d layer."""
+    them, else every Linear layer, else (CNNs) every ungrouped Conv2d layer."""
     layer_map = build_layer_map(model)
     in_blocks = {n for n, d in layer_map.depths.items() if 1 <= d <= layer_map.num_blocks}
     candidates: dict[type, list[str]] = {nn.Linear: [], nn.Conv2d: []}
     for name, module in model.named_modules():
         kind = type(module) if type(module) in candidates else None
+        if kind is nn.Conv2d and module.groups > 1:
+            continue  # depthwise / grouped: PEFT's LoRA needs the rank divisible by the groups
         if kind is not None and f"{name}.weight" in in_blocks:
             candidates[kind].append(name)
     attention = [n for n in candidates[nn.Linear] if n.rsplit(".", 1)[-1] in _ATTENTION_NAMES]

@@ -150,3 +150,15 @@ def test_linear_probe_needs_cached_feature_extraction(tmp_path):
 
     with pytest.raises(ValueError, match="linear_probe needs strategy=feature_extraction"):
         quiet_training_args(tmp_path, strategy="full", linear_probe=True)
+
+
+def test_cached_trainer_model_still_takes_the_models_own_inputs(tmp_path):
+    from hftl.testing import keyword_dataset
+
+    trainer = train_feature_extraction(tmp_path, cache=True, feature_cache_dir="memory")
+    batch = keyword_dataset(4, seed=3)[:]
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask")}
+    with torch.no_grad():
+        direct = trainer.model.eval()(**inputs).logits
+        full = trainer.model.model(**inputs).logits
+    assert torch.equal(direct, full)

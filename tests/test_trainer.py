@@ -191,3 +191,22 @@ def test_resumed_gradual_run_matches_the_uninterrupted_one(tmp_path):
     assert [(step, depth) for step, _, depth in resumed_history] == [(3, 2), (4, 1)]
     for name, tensor in full_weights.items():
         torch.testing.assert_close(resumed_weights[name], tensor, msg=name)
+
+
+def test_default_lora_targets_skip_grouped_convolutions():
+    import timm
+    from transformers import TimmWrapperConfig, TimmWrapperForImageClassification
+
+    from hftl.models import default_lora_targets
+
+    architecture = "tf_efficientnet_lite0"
+    config = TimmWrapperConfig(
+        architecture=architecture,
+        pretrained_cfg=dict(timm.create_model(architecture, pretrained=False).pretrained_cfg),
+        num_labels=3,
+    )
+    model = TimmWrapperForImageClassification(config)
+    targets = default_lora_targets(model)
+    modules = dict(model.named_modules())
+    assert targets and all(modules[name].groups == 1 for name in targets)
+    assert any(m.groups > 1 for m in modules.values() if isinstance(m, torch.nn.Conv2d))
