@@ -124,6 +124,10 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--image_size", type=int, default=112)
     parser.add_argument("--output_dir", default=str(ROOT / "docs" / "transfer_study"))
     parser.add_argument(
+        "--include_rows",
+        help="JSON lines of rows printed by an earlier run (e.g. the other task) to report together",
+    )
+    parser.add_argument(
         "--report_only",
         action="store_true",
         help="rewrite results.md and the plot from results.json",
@@ -176,6 +180,9 @@ def main(argv=None) -> list[dict]:
                     print(json.dumps(row), flush=True)
                     shutil.rmtree(workdir / "run", ignore_errors=True)
     total = time.perf_counter() - started
+    if args.include_rows:
+        earlier = [json.loads(line) for line in Path(args.include_rows).read_text().splitlines()]
+        rows = [row for row in earlier if row.get("task") not in args.tasks] + rows
     write_results(rows, out, args, total)
     shutil.rmtree(workdir, ignore_errors=True)
     return rows
