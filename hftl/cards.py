@@ -59,7 +59,7 @@ def card_data(run: dict, model_name: str, license: str | None = None) -> ModelCa
     info, report = run["run_info"], run["eval_report"]
     task = info["task"]
     data = info["data"]
-    dataset_name = data["hub_id"] or Path(str(data["name_or_path"])).name
+    dataset_name = data["hub_id"] or _dataset_label(data)
     common = {
         "task_type": task,
         "task_name": task.replace("-", " ").capitalize(),
@@ -144,7 +144,7 @@ def render_card(output_dir: str | Path, repo_id: str | None = None, *, license: 
     repo_id = repo_id or f"<your-namespace>/{model_name}"
     data = card_data(run, model_name, license)
     base = info["base_model"]
-    dataset = info["data"]["hub_id"] or f"`{Path(str(info['data']['name_or_path'])).name}`"
+    dataset = info["data"]["hub_id"] or f"`{_dataset_label(info['data'])}`"
     if base.get("from_scratch"):
         description = (
             f"the {info['model_type']} architecture trained from random weights on {dataset}."
@@ -175,6 +175,7 @@ def render_card(output_dir: str | Path, repo_id: str | None = None, *, license: 
         base_link=f"https://huggingface.co/{base['hub_id']}" if base.get("hub_id") else None,
         images=images or {"confusion_matrix": None, "training_curves": None},
         timm=info.get("model_type") == "timm_wrapper",
+        data_label=_dataset_label(info["data"]),
         adapter=run["adapter"],
         adapter_base=run.get("adapter_base"),
         example_input="I really enjoyed this, one of the best I have seen.",
@@ -198,6 +199,14 @@ def write_card(
     path.write_text(text)
     logger.info("model card written to %s", path)
     return path
+
+
+def _dataset_label(data: dict) -> str:
+    """hftl:rotten-tomatoes/train.csv -> rotten-tomatoes; a local file -> its name."""
+    value = str(data.get("name_or_path"))
+    if value.startswith("hftl:"):
+        return value.removeprefix("hftl:").split("/")[0]
+    return _display_name(value)
 
 
 def _display_name(value) -> str:

@@ -120,7 +120,9 @@ class CachedFeatureModel(nn.Module):
         self.config = model.config
 
     def forward(self, features=None, labels=None, **inputs):
-        if features is None:  # the model's own inputs (input_ids, pixel_values, ...): the full model
+        if (
+            features is None
+        ):  # the model's own inputs (input_ids, pixel_values, ...): the full model
             return self.model(labels=labels, **inputs)
         logits = self.split.head(self.model, features)
         loss = None
