@@ -251,7 +251,10 @@ class TransferTrainer(Trainer):
         preprocessing = describe_preprocessing(
             dataset, cache["collator"], cache["processing_class"]
         )
-        key = cache_key(model, self._feature_split, dataset, preprocessing, str(dtype))
+        if getattr(dataset, "_fingerprint", None) is None:
+            directory, key = None, "in-memory"  # not a datasets.Dataset: nothing to key a file on
+        else:
+            key = cache_key(model, self._feature_split, dataset, preprocessing, str(dtype))
         device = args.device
         model.to(device)
         started = time.perf_counter()

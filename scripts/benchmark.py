@@ -144,6 +144,7 @@ def run_hftl(case: dict, paths: dict, sizes: tuple, out: Path) -> dict:
         "--max_train_samples", str(train_n),
         "--per_device_train_batch_size", str(batch), "--per_device_eval_batch_size", "64",
         "--output_dir", str(out / "model"), "--save_strategy", "no", "--logging_strategy", "no",
+        "--feature_cache_dir", str(out / "features"),  # cold: every run computes its features
         "--report_to", "none", "--disable_tqdm", "true", "--seed", "0",
     ])  # fmt: skip
     result = {

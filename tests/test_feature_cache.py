@@ -162,3 +162,26 @@ def test_cached_trainer_model_still_takes_the_models_own_inputs(tmp_path):
         direct = trainer.model.eval()(**inputs).logits
         full = trainer.model.model(**inputs).logits
     assert torch.equal(direct, full)
+
+
+def test_a_plain_torch_dataset_is_cached_in_memory(tmp_path):
+    from hftl.testing import keyword_dataset
+
+    class Plain(torch.utils.data.Dataset):  # no datasets fingerprint to key a file on
+        def __init__(self, data):
+            self.data = data
+
+        def __len__(self):
+            return len(self.data)
+
+        def __getitem__(self, i):
+            return self.data[i]
+
+    from hftl import TransferTrainer
+    from hftl.testing import quiet_training_args
+
+    args = quiet_training_args(tmp_path, strategy="feature_extraction", num_train_epochs=1,
+                               feature_cache_dir=str(tmp_path / "features"))  # fmt: skip
+    trainer = TransferTrainer(TINY_MODELS["bert"](), args, train_dataset=Plain(keyword_dataset(16)))
+    assert trainer.feature_cache is not None and len(trainer.train_dataset) == 16
+    assert not (tmp_path / "features").exists()
