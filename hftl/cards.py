@@ -135,10 +135,11 @@ def strategy_sentence(info: dict) -> str:
 
 
 def render_card(output_dir: str | Path, repo_id: str | None = None, *, license: str | None = None,
-                images: dict | None = None) -> str:  # fmt: skip
-    """The card of the run in ``output_dir`` as a string (``README.md`` content)."""
+                images: dict | None = None, run: dict | None = None) -> str:  # fmt: skip
+    """The card of the run in ``output_dir`` as a string (``README.md`` content); ``run`` is
+    :func:`load_run`'s result when the caller has it already."""
     output = Path(output_dir)
-    run = load_run(output)
+    run = run or load_run(output)
     info = run["run_info"]
     model_name = (repo_id or output.resolve().name).split("/")[-1]
     repo_id = repo_id or f"<your-namespace>/{model_name}"
@@ -194,7 +195,7 @@ def write_card(
         "confusion_matrix": _plot_confusion(run, output / CONFUSION_PNG),
         "training_curves": _plot_curves(run, output / CURVES_PNG),
     }
-    text = render_card(output, repo_id, license=license, images=images)
+    text = render_card(output, repo_id, license=license, images=images, run=run)
     path = output / "README.md"
     path.write_text(text)
     logger.info("model card written to %s", path)

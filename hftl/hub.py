@@ -19,7 +19,7 @@ import logging
 import time
 from pathlib import Path
 
-from hftl.cards import CardError, load_run, write_card
+from hftl.cards import CardError, write_card
 
 logger = logging.getLogger(__name__)
 
@@ -55,8 +55,7 @@ def push_run(
     from huggingface_hub.errors import HfHubHTTPError
 
     output = Path(output_dir)
-    load_run(output)  # a clear error before touching the network
-    write_card(output, repo_id, license=license)
+    write_card(output, repo_id, license=license)  # a CardError before touching the network
     api = HfApi(token=token)
     secret = token or api.token or _stored_token()
     files = _files_to_push(output)

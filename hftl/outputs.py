@@ -360,6 +360,25 @@ def _feature_cache_info(trainer) -> dict | None:
     }
 
 
+def describe_hardware() -> str:
+    """``x86_64, 2 x <CPU model>, 2 torch threads, no GPU`` (or the GPU's name), for reports."""
+    import platform
+
+    import torch
+
+    cpu = platform.processor() or "unknown CPU"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        names = [
+            line.split(":", 1)[1].strip()
+            for line in cpuinfo.read_text().splitlines()
+            if line.startswith("model name")
+        ]
+        cpu = f"{len(names)} x {names[0]}" if names else cpu
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{platform.machine()}, {cpu}, {torch.get_num_threads()} torch threads, {gpu}"
+
+
 def _hub_id_or_none(value) -> str | None:
     """``org/name`` ids are Hub ids; local paths (existing, absolute, or ./...) are not."""
     if not value or not isinstance(value, str) or value.startswith(("/", ".", "~")):

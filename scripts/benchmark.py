@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import shutil
 import statistics
@@ -378,20 +377,12 @@ def meta(args, seconds: float) -> dict:
     import torch
     import transformers
 
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        names = [
-            line.split(":", 1)[1].strip()
-            for line in cpuinfo.read_text().splitlines()
-            if line.startswith("model name")
-        ]
-        cpu = f"{len(names)} x {names[0]}" if names else cpu
+    from hftl.outputs import describe_hardware
+
     return {
         "command": "python scripts/benchmark.py " + " ".join(sys.argv[1:]),
         "date": time.strftime("%Y-%m-%d"),
-        "hardware": f"{platform.machine()}, {cpu}, {torch.get_num_threads()} torch threads, {device}",
+        "hardware": describe_hardware(),
         "software": f"torch {torch.__version__}, transformers {transformers.__version__}",
         "quick": args.quick,
         "image_size": args.image_size,

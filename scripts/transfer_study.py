@@ -30,7 +30,6 @@ import importlib.util
 import json
 import logging
 import math
-import platform
 import shutil
 import statistics
 import sys
@@ -39,6 +38,7 @@ import time
 from pathlib import Path
 
 import hftl  # noqa: F401,E402 - configures hftl's logger before main() quietens it
+from hftl.outputs import describe_hardware
 
 ROOT = Path(__file__).resolve().parents[1]
 ARMS = ("scratch", "feature_extraction", "partial", "full_llrd", "gradual", "lora", "full_high_lr")
@@ -200,7 +200,7 @@ def write_results(rows: list[dict], out: Path, args, total_seconds: float) -> No
         "command": "python scripts/transfer_study.py "
         + " ".join(sys.argv[1:])
         + (" (other rows: from the runs that printed them)" if args.include_rows else ""),
-        "hardware": hardware(),
+        "hardware": describe_hardware(),
         "date": time.strftime("%Y-%m-%d"),
         "image_size": args.image_size,
         "steps_per_run": args.steps,
@@ -247,19 +247,6 @@ def write_report(rows: list[dict], meta: dict, out: Path) -> None:
                 )
             lines.append(f"| {arm} | " + " | ".join(cells) + " |")
     (out / "results.md").write_text("\n".join(lines) + "\n")
-
-
-def hardware() -> str:
-    model = platform.processor() or "unknown CPU"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        names = [
-            line.split(":", 1)[1].strip()
-            for line in cpuinfo.read_text().splitlines()
-            if line.startswith("model name")
-        ]
-        model = f"{len(names)} x {names[0]}" if names else model
-    return f"{platform.machine()}, {model}, {torch_threads()} torch threads, no GPU"
 
 
 def summarise(rows: list[dict]) -> dict:
@@ -320,12 +307,6 @@ def plot(rows: list[dict], path: Path, image_size: int) -> None:
         axis.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
-
-
-def torch_threads() -> int:
-    import torch
-
-    return torch.get_num_threads()
 
 
 if __name__ == "__main__":
