@@ -134,6 +134,13 @@ class TransferTrainingArguments(TrainingArguments):
             "it into the model's linear classifier. For tiny datasets; needs scikit-learn."
         },
     )
+    channels_last: bool | None = field(
+        default=None,
+        metadata={
+            "help": "Lay out conv weights and pixel_values channels-last (NHWC). Unset: on for "
+            "CNNs with batch norm (EfficientNet, ResNet: faster), off otherwise (ViT, ConvNeXt)."
+        },
+    )
     early_stopping_patience: int = field(
         default=0,
         metadata={
@@ -207,6 +214,7 @@ def parse_config(
     args: Sequence[str] | None = None,
     *,
     prog: str | None = None,
+    defaults: dict | None = None,
 ) -> tuple:
     """Parse ``dataclass_types`` from ``--config file.yaml`` and command-line flags.
 
@@ -216,6 +224,8 @@ def parse_config(
     Args:
         dataclass_types: the dataclasses to fill, e.g. ``(ModelArguments, TransferTrainingArguments)``.
         args: the command line without the program name (default ``sys.argv[1:]``).
+        defaults: a recipe's own defaults for fields of ``dataclass_types``; the YAML file and
+            the command line override them.
 
     Returns:
         One instance per dataclass type, in order.
@@ -227,6 +237,8 @@ def parse_config(
     argv = list(sys.argv[1:] if args is None else args)
     config_path, argv = _pop_config_path(argv)
     parser = _RaisingParser(dataclass_types, prog=prog)
+    if defaults:
+        parser.set_defaults(**defaults)
     yaml_argv: list[str] = []
     if config_path is not None:
         yaml_argv = _yaml_to_argv(config_path, dataclass_types, parser)

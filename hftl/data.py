@@ -63,6 +63,13 @@ class DataArguments:
     )
     max_eval_samples: int | None = field(default=None, metadata={"help": "Truncate validation."})
     max_seq_length: int = field(default=256, metadata={"help": "Text: tokens kept per example."})
+    pad_to_max_length: bool = field(
+        default=False,
+        metadata={
+            "help": "Text: pad every example to max_seq_length (run_glue's default). Default: "
+            "pad each batch to its longest example, which is much faster on short texts."
+        },
+    )
     augmentation: bool = field(
         default=True, metadata={"help": "Images: random resized crop + flip in training."}
     )

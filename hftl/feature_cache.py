@@ -31,6 +31,8 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
+from hftl.fast import to_channels_last
+
 logger = logging.getLogger(__name__)
 
 
@@ -168,6 +170,7 @@ def extract(
     device: torch.device,
     autocast_dtype: torch.dtype | None = None,
     num_workers: int = 0,
+    channels_last: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One pass of the frozen backbone over ``dataset``: (features [N, D] float32, labels [N])."""
     loader = torch.utils.data.DataLoader(
@@ -188,6 +191,8 @@ def extract(
                     k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
                     for k, v in batch.items()
                 }
+                if channels_last:
+                    batch = to_channels_last(batch)
                 with torch.autocast(
                     device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None
                 ):

@@ -7,7 +7,9 @@ transform from the checkpoint's ``pretrained_cfg``. Every image is converted to 
 (L, RGBA, P and CMYK images occur in real folders).
 
 Text: the model's tokenizer with truncation to ``max_seq_length``; padding happens per batch
-(``DataCollatorWithPadding``), so a batch is as long as its longest example.
+(``DataCollatorWithPadding``), so a batch is as long as its longest example, and the sentiment
+recipe groups examples of similar length into batches (``train_sampling_strategy:
+group_by_length``). ``pad_to_max_length`` pads everything to ``max_seq_length`` instead.
 """
 
 from __future__ import annotations
@@ -103,11 +105,22 @@ def collate_images(examples: list[dict]) -> dict[str, torch.Tensor]:
     }
 
 
-def tokenize_dataset(dataset, tokenizer, text_column: str, label_column: str, max_length: int):
-    """Tokenize (truncating, not padding) and keep only model inputs and ``labels``."""
+def tokenize_dataset(
+    dataset,
+    tokenizer,
+    text_column: str,
+    label_column: str,
+    max_length: int,
+    pad_to_max_length: bool = False,
+):
+    """Tokenize (truncating; padding only with ``pad_to_max_length``) and keep only model inputs
+    and ``labels``."""
+    padding = "max_length" if pad_to_max_length else False
 
     def tokenize(batch):
-        encoded = tokenizer(batch[text_column], truncation=True, max_length=max_length)
+        encoded = tokenizer(
+            batch[text_column], truncation=True, max_length=max_length, padding=padding
+        )
         encoded["labels"] = batch[label_column]
         return encoded
 

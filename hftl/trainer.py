@@ -33,6 +33,7 @@ except ImportError:  # pragma: no cover - older transformers
 
 
 from hftl.config import TransferTrainingArguments
+from hftl.fast import to_channels_last, wants_channels_last
 from hftl.feature_cache import (
     CachedFeatureModel,
     FeatureDataset,
@@ -175,6 +176,9 @@ class TransferTrainer(Trainer):
                 args.strategy,
                 num_trainable_layers=args.num_trainable_layers,
             )
+        self.channels_last = wants_channels_last(model, args.channels_last)
+        if self.channels_last:
+            model.to(memory_format=torch.channels_last)
         self.feature_cache = None
         if args.strategy == "feature_extraction" and args.feature_cache:
             self.args = args  # Trainer.__init__ sets it again
@@ -198,6 +202,30 @@ class TransferTrainer(Trainer):
         finally:
             self.args.hub_token = token
             self.model = wrapper
+
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = self.train_dataset if train_dataset is None else train_dataset
+        if isinstance(dataset, FeatureDataset) and self.args.train_sampling_strategy in (
+            "group_by_length",
+            "batch_rebalance",
+        ):  # cached features all have one length: nothing to group
+            return torch.utils.data.RandomSampler(dataset)
+        return super()._get_train_sampler(train_dataset)
+
+    def _get_eval_sampler(self, eval_dataset):
+        # transformers 5 also length-groups evaluation under group_by_length, which hands
+        # predict() its rows shuffled; evaluation and prediction keep the dataset's order here.
+        if self.args.train_sampling_strategy != "group_by_length":
+            return super()._get_eval_sampler(eval_dataset)
+        if eval_dataset is None or not hasattr(eval_dataset, "__len__"):
+            return None
+        return (
+            torch.utils.data.SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
+        )
+
+    def _prepare_inputs(self, inputs):
+        inputs = super()._prepare_inputs(inputs)
+        return to_channels_last(inputs) if self.channels_last else inputs
 
     # ----- cached feature extraction (hftl/feature_cache.py) -----
 
@@ -254,7 +282,8 @@ class TransferTrainer(Trainer):
         if getattr(dataset, "_fingerprint", None) is None:
             directory, key = None, "in-memory"  # not a datasets.Dataset: nothing to key a file on
         else:
-            key = cache_key(model, self._feature_split, dataset, preprocessing, str(dtype))
+            layout = "|channels_last" if self.channels_last else ""
+            key = cache_key(model, self._feature_split, dataset, preprocessing, f"{dtype}{layout}")
         device = args.device
         model.to(device)
         started = time.perf_counter()
@@ -265,6 +294,7 @@ class TransferTrainer(Trainer):
                 model, self._feature_split, dataset, cache["collator"],
                 batch_size=max(args.per_device_eval_batch_size, args.per_device_train_batch_size),
                 device=device, autocast_dtype=dtype, num_workers=args.dataloader_num_workers,
+                channels_last=self.channels_last,
             )  # fmt: skip
 
         with args.main_process_first(desc="feature extraction"):

@@ -29,7 +29,12 @@ logger = logging.getLogger("hftl.recipes.sentiment")
 def main(argv=None) -> tuple[dict, TransferTrainer]:
     """Run the recipe; returns the validation report and the trainer (its model is the final one)."""
     model_args, data_args, training_args = parse_config(
-        (ModelArguments, DataArguments, TransferTrainingArguments), argv, prog="sentiment.py"
+        (ModelArguments, DataArguments, TransferTrainingArguments),
+        argv,
+        prog="sentiment.py",
+        # Batches of similar length: with per-batch padding, far fewer pad tokens to compute on
+        # (docs/benchmarks.md). A config or flag may set it back to "random".
+        defaults={"train_sampling_strategy": "group_by_length"},
     )
 
     # ----- seed and logging -----
@@ -46,7 +51,12 @@ def main(argv=None) -> tuple[dict, TransferTrainer]:
     model = load_classifier(model_args, task="text", labels=labels)
     with training_args.main_process_first(desc="tokenizing"):
         tokenized = tokenize_dataset(
-            raw, tokenizer, columns.inputs, columns.label, data_args.max_seq_length
+            raw,
+            tokenizer,
+            columns.inputs,
+            columns.label,
+            data_args.max_seq_length,
+            data_args.pad_to_max_length,
         )
 
     # ----- trainer: strategy, LLRD groups, dynamic padding, metrics, early stopping -----

@@ -171,6 +171,26 @@ def test_sentiment_toy_task_is_learned(text_setup, tmp_path):
     assert report["accuracy"] >= 0.9, report  # chance is 1/3
 
 
+def padded_tokens(trainer) -> int:
+    return sum(batch["input_ids"].numel() for batch in trainer.get_train_dataloader())
+
+
+def test_sentiment_groups_batches_by_length_and_predicts_in_row_order(text_setup, tmp_path):
+    _, grouped = run_sentiment(text_setup, tmp_path / "g", "--max_steps", "1")
+    _, shuffled = run_sentiment(text_setup, tmp_path / "r", "--max_steps", "1",
+                                "--train_sampling_strategy", "random")  # fmt: skip
+    assert grouped.args.train_sampling_strategy == "group_by_length"  # the recipe's default
+    assert shuffled.args.train_sampling_strategy == "random"  # a flag still sets it
+    assert padded_tokens(grouped) < 0.9 * padded_tokens(shuffled)
+    # transformers would length-group prediction too; hftl keeps the rows in order.
+    prediction = grouped.predict(grouped.eval_dataset)
+    assert prediction.label_ids.tolist() == list(grouped.eval_dataset["labels"])
+    _, padded = run_sentiment(text_setup, tmp_path / "p", "--max_steps", "1",
+                              "--pad_to_max_length", "true", "--max_seq_length", "40")  # fmt: skip
+    assert {len(ids) for ids in padded.train_dataset["input_ids"]} == {40}
+    assert padded_tokens(padded) == 40 * len(padded.train_dataset)
+
+
 # --------------------------------------------------------------------------------------------
 # Images
 # --------------------------------------------------------------------------------------------
