@@ -3,10 +3,10 @@
 ``channels_last`` memory format for convolutional networks with batch norm (EfficientNet, ResNet,
 MobileNet, RegNet, ...): the weights and the ``pixel_values`` are laid out NHWC, which the CPU
 (oneDNN) and GPU (cuDNN) convolution kernels prefer. ``--channels_last`` decides; left unset,
-it is on for models with ``BatchNorm2d`` layers and off otherwise. Measured on a 2-core x86 CPU,
-one fp32 training step at 112 px, batch 32 (``docs/benchmarks.md`` has the command):
-EfficientNet-Lite0 1.55x, ResNet-18 1.09x, ResNet-50 1.10x faster, but ConvNeXt (layer norm, no
-batch norm) 0.80x and ViT has a single convolution, hence the rule.
+it is on for models with ``BatchNorm2d`` layers and off otherwise: on the 2-core CPU of
+``docs/speed_defaults.md`` it made training steps of EfficientNet-Lite0 about 1.4x and of
+ResNet-18/50 about 1.1x faster, and did nothing for ConvNeXt (layer norm) or ViT (one
+convolution). Regenerate that table with ``python scripts/speed_defaults.py``.
 """
 
 from __future__ import annotations

@@ -1,0 +1,84 @@
+"""scripts/benchmark.py and scripts/speed_defaults.py: their variants are valid recipe arguments
+and their reports pair and divide the right runs. (The runs themselves take half an hour; they
+are not part of this suite.)"""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from hftl import ModelArguments, TransferTrainingArguments, parse_config
+from hftl.data import DataArguments
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+def load(name):
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def benchmark():
+    return load("benchmark")
+
+
+def test_same_settings_variants_turn_the_speed_defaults_off(benchmark, tmp_path):
+    for case in ("image_full", "text_full"):
+        flags = benchmark.CASES[case]["variants"]["same"]
+        data = ["--train_dir", "x"] if case.startswith("image") else ["--train_file", "x.csv"]
+        argv = ["--model_name_or_path", "m", *data, "--output_dir", str(tmp_path), *flags]
+        _, data_args, training_args = parse_config(
+            (ModelArguments, DataArguments, TransferTrainingArguments), argv
+        )
+        if case == "image_full":
+            assert training_args.channels_last is False
+        else:
+            assert data_args.pad_to_max_length
+            assert training_args.train_sampling_strategy == "random"
+
+
+def run(case, side, rep, seconds, accuracy=0.8, **extra):
+    return {"case": case, "side": side, "rep": rep, "samples_per_s": 100 / seconds, "wall_s": seconds,
+            "train_s": seconds, "peak_rss_mib": 1000.0, "accuracy": accuracy, **extra}  # fmt: skip
+
+
+def test_benchmark_report_divides_each_variant_by_the_baseline_of_its_repetition(benchmark):
+    runs = []
+    for rep, base in enumerate((10.0, 20.0, 40.0)):  # the machine got slower: ratios stay put
+        runs += [run("image_full", "baseline", rep, base),
+                 run("image_full", "hftl:same", rep, base),
+                 run("image_full", "hftl:defaults", rep, base / 2, accuracy=0.81),
+                 run("image_fe", "baseline", rep, base),
+                 run("image_fe", "hftl:defaults", rep, base / 10, floor_s=base / 10 / 1.25)]  # fmt: skip
+    meta = {"command": "c", "date": "d", "hardware": "h", "software": "s", "sizes": {},
+            "image_size": 112, "wall_minutes": 1}  # fmt: skip
+    rows = {
+        line.split(" | ")[1]: line
+        for line in benchmark.report({"meta": meta, "runs": runs}).splitlines()
+        if line.startswith("| image_full")
+    }
+    assert "| 1.00 (1.00-1.00) |" in rows["same settings as the baseline"]
+    assert "| 2.00 (2.00-2.00) | 0.50 (0.50-0.50) |" in rows["hftl defaults"]
+    assert "+1.0 (+1.0-+1.0)" in rows["hftl defaults"]
+    text = benchmark.report({"meta": meta, "runs": runs})
+    assert "| image_fe | hftl defaults | 10 | 10.00 (10.00-10.00) |" in text
+    assert "same training data = 1.25 (1.25-1.25)." in text
+
+
+def test_speed_defaults_report_gives_median_and_range():
+    speed = load("speed_defaults")
+    saved = {
+        "meta": {"command": "c", "date": "d", "hardware": "h", "software": "s", "minutes": 1,
+                 "image": "i", "text": "t"},
+        "rows": [{"knob": "channels_last", "model": "m", "speedups": [1.5, 1.2, 1.4]},
+                 {"knob": "torch.compile", "model": "m", "speedups": [0.9], "note": "compile time 40 s"}],
+    }  # fmt: skip
+    lines = speed.report(saved).splitlines()
+    assert "| channels_last | m | 1.40 (1.20-1.50) |  | default on for CNNs" in "\n".join(lines)
+    assert any(
+        line.startswith("| torch.compile | m | 0.90 (0.90-0.90) | compile time 40 s | opt-in")
+        for line in lines
+    )
