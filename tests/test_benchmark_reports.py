@@ -82,3 +82,17 @@ def test_speed_defaults_report_gives_median_and_range():
         line.startswith("| torch.compile | m | 0.90 (0.90-0.90) | compile time 40 s | opt-in")
         for line in lines
     )
+
+
+def test_rerunning_some_knobs_replaces_only_their_rows():
+    speed = load("speed_defaults")
+    meta = {"command": "python scripts/speed_defaults.py", "minutes": 20.0, "date": "d1"}
+    old = {"meta": meta, "rows": [{"knob": "a", "speedups": [1.0]}, {"knob": "torch.compile", "speedups": [9.0]},
+                                  {"knob": "torch.compile", "speedups": [8.0]}, {"knob": "b", "speedups": [2.0]}]}  # fmt: skip
+    new = {"meta": {"command": "python scripts/speed_defaults.py --knobs compile", "minutes": 5.0, "date": "d2"},
+           "rows": [{"knob": "torch.compile", "speedups": [1.1]}]}  # fmt: skip
+    merged = speed.merge(old, new)
+    assert [(r["knob"], r["speedups"]) for r in merged["rows"]] == [
+        ("a", [1.0]), ("torch.compile", [1.1]), ("b", [2.0])
+    ]  # fmt: skip
+    assert merged["meta"]["minutes"] == 25.0 and "--knobs compile" in merged["meta"]["command"]
