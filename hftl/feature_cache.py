@@ -120,6 +120,37 @@ class CachedFeatureModel(nn.Module):
         self.model = model
         self.split = split
         self.config = model.config
+        self._params: list[nn.Parameter] | None = None
+
+    # Trainer calls train(), zero_grad() and clip_grad_norm_(parameters()) every step; each walks
+    # the whole backbone's module tree, which costs more than the head's own step. Here a
+    # repeated train(mode) is a no-op and parameters() reads a list made once (the same
+    # Parameter objects: .to() and load_state_dict() update them in place).
+    def train(self, mode: bool = True):
+        if getattr(self, "_mode", None) is mode:
+            return self
+        super().train(mode)
+        self._mode = mode
+        return self
+
+    def parameters(self, recurse: bool = True):
+        if not recurse:
+            return super().parameters(recurse)
+        if self._params is None:
+            self._params = list(super().parameters())
+        return iter(self._params)
+
+    def _apply(self, fn, *args, **kwargs):
+        self._params = None  # in case a conversion replaced Parameter objects
+        return super()._apply(fn, *args, **kwargs)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for param in self.parameters():
+            if param.grad is not None:
+                if set_to_none:
+                    param.grad = None
+                else:
+                    param.grad.detach_().zero_()
 
     def forward(self, features=None, labels=None, **inputs):
         if (

@@ -387,6 +387,17 @@ def main(argv=None) -> dict:
                 )
     shutil.rmtree(workdir, ignore_errors=True)
     saved = {"meta": meta(args, time.perf_counter() - started), "runs": runs}
+    previous = output.with_suffix(".json")
+    if set(args.cases) != set(CASES) and previous.exists():  # replace these cases' runs only
+        old = json.loads(previous.read_text())
+        if old["meta"]["quick"] == args.quick:
+            saved["runs"] = [r for r in old["runs"] if r["case"] not in args.cases] + runs
+            saved["meta"]["command"] = (
+                f"{old['meta']['command']}`, then `{saved['meta']['command']}"
+            )
+            saved["meta"]["wall_minutes"] = round(
+                old["meta"]["wall_minutes"] + saved["meta"]["wall_minutes"], 1
+            )
     output.parent.mkdir(parents=True, exist_ok=True)
     output.with_suffix(".json").write_text(json.dumps(saved, indent=2))
     output.write_text(report(saved))

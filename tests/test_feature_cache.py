@@ -185,3 +185,20 @@ def test_a_plain_torch_dataset_is_cached_in_memory(tmp_path):
     trainer = TransferTrainer(TINY_MODELS["bert"](), args, train_dataset=Plain(keyword_dataset(16)))
     assert trainer.feature_cache is not None and len(trainer.train_dataset) == 16
     assert not (tmp_path / "features").exists()
+
+
+def test_cached_model_keeps_mode_switching_and_grad_clearing_of_a_module():
+    from hftl.feature_cache import CachedFeatureModel
+
+    torch.manual_seed(0)
+    model = TINY_MODELS["bert"]()
+    wrapper = CachedFeatureModel(model, split_for(model))
+    assert [id(p) for p in wrapper.parameters()] == [id(p) for p in model.parameters()]
+    for mode in (False, True, True, False, True):
+        wrapper.train(mode)
+        assert model.dropout.training is mode and model.classifier.training is mode
+    logits = wrapper(features=torch.randn(4, 32), labels=torch.tensor([0, 1, 0, 1])).loss
+    logits.backward()
+    assert model.classifier.weight.grad is not None
+    wrapper.zero_grad()
+    assert all(p.grad is None for p in model.parameters())
