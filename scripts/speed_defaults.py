@@ -472,7 +472,7 @@ DECISIONS = {
     "per-batch padding + length grouping (vs max_length)": "default in the sentiment recipe (`train_sampling_strategy: group_by_length`)",
     "2 dataloader workers (vs 0)": "not a default; `--dataloader_num_workers` for machines with spare cores / GPUs",
     "no backward below the lowest trainable block": "always: frozen parameters get requires_grad=False",
-    "torch.compile": "opt-in (`--torch_compile true`): compile time dominates short runs",
+    "torch.compile": "opt-in (`--torch_compile true`): little or no steady-state gain here, paid for up front (note)",
 }  # fmt: skip
 
 
