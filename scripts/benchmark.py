@@ -453,6 +453,54 @@ def spread(values: list[float], fmt: str = "{:.2f}") -> str:
     return f"{fmt.format(statistics.median(values))} ({fmt.format(min(values))}-{fmt.format(max(values))})"
 
 
+def ratios(
+    runs: list[dict],
+    case: str,
+    variant: str,
+    key=lambda h, b: h["samples_per_s"] / b["samples_per_s"],
+):
+    """hftl:variant / baseline per repetition of ``case``."""
+    out = []
+    for rep in sorted({r["rep"] for r in runs if r["case"] == case}):
+        sides = {r["side"]: r for r in runs if r["case"] == case and r["rep"] == rep}
+        if {f"hftl:{variant}", "baseline"} <= set(sides):
+            out.append(key(sides[f"hftl:{variant}"], sides["baseline"]))
+    return out
+
+
+def targets(runs: list[dict]) -> list[str]:
+    """Issue 6's targets, each checked on the median and on every repetition."""
+    floors = {r["rep"]: r["floor_s"] for r in runs if r["side"] == "floor"}
+    fe = {(r["side"], r["rep"]): r for r in runs if r["case"] == "image_fe"}
+    cached = [r for (side, _), r in fe.items() if side == "hftl:defaults"]
+    accuracy_gap = [100 * abs(r["accuracy"] - fe[("hftl:uncached", r["rep"])]["accuracy"])
+                    for r in cached if ("hftl:uncached", r["rep"]) in fe]  # fmt: skip
+    floor = [r["train_s"] / floors[r["rep"]] for r in cached if r["rep"] in floors]
+    checks = [
+        ("cached feature extraction >= 8x the baseline's throughput", ratios(runs, "image_fe", "defaults"), 8.0, ">="),
+        ("cached feature extraction accuracy within 1 point of the uncached path (points)", accuracy_gap, 1.0, "<="),
+        ("cached feature extraction within 1.3x of the one-forward-pass floor (fresh process)", floor, 1.3, "<="),
+        ("full fine-tuning, same settings, >= 0.97x (image)", ratios(runs, "image_full", "same"), 0.97, ">="),
+        ("full fine-tuning, same settings, >= 0.97x (text)", ratios(runs, "text_full", "same"), 0.97, ">="),
+        ("full fine-tuning faster with hftl's defaults (image)", ratios(runs, "image_full", "defaults"), 1.0, ">"),
+        ("text with per-batch padding + length grouping >= 2x", ratios(runs, "text_full", "defaults"), 2.0, ">="),
+    ]  # fmt: skip
+    compare = {">=": lambda a, b: a >= b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b}
+    lines = ["", "## Targets (issue 6), checked on these runs", "",
+             "| target | median (min-max) | median meets it | every repetition meets it |", "|---|---|---|---|"]  # fmt: skip
+    for name, values, bound, op in checks:
+        if not values:
+            continue
+        ok = compare[op]
+        lines.append(
+            f"| {name} | {spread(values)} | {'yes' if ok(statistics.median(values), bound) else 'NO'} | "
+            f"{'yes' if all(ok(v, bound) for v in values) else 'NO'} |"
+        )
+    lines += ["", "NO in the last column: at least one repetition fell short. The same-settings rows do "
+              "the same work on both sides, so their spread is this machine's run-to-run noise."]  # fmt: skip
+    return lines
+
+
 def report(saved: dict) -> str:
     runs, info = saved["runs"], saved["meta"]
     lines = [
@@ -523,6 +571,7 @@ def report(saved: dict) -> str:
                 )
     if floor_line:
         lines += ["", floor_line]
+    lines += targets(runs)
     return "\n".join(lines) + "\n"
 
 

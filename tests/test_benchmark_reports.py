@@ -68,6 +68,12 @@ def test_benchmark_report_divides_each_variant_by_the_baseline_of_its_repetition
     assert "| image_fe | hftl defaults | 10 | 10.00 (10.00-10.00) |" in text
     assert "in a fresh process = 1.25 (1.25-1.25); / the same pass repeated" in text
     assert "kernels warm = 2.00 (2.00-2.00)." in text
+    assert (
+        "| cached feature extraction >= 8x the baseline's throughput | 10.00 (10.00-10.00) | yes | yes |"
+        in text
+    )
+    assert "one-forward-pass floor (fresh process) | 1.25 (1.25-1.25) | yes | yes |" in text
+    assert "faster with hftl's defaults (image) | 2.00 (2.00-2.00) | yes | yes |" in text
 
 
 def test_speed_defaults_report_gives_median_and_range():
