@@ -121,13 +121,15 @@ class CachedFeatureModel(nn.Module):
         self.split = split
         self.config = model.config
         self._params: list[nn.Parameter] | None = None
+        self._mode: bool | None = None  # the mode train() last set on every submodule
 
     # Trainer calls train(), zero_grad() and clip_grad_norm_(parameters()) every step; each walks
     # the whole backbone's module tree, which costs more than the head's own step. Here a
-    # repeated train(mode) is a no-op and parameters() reads a list made once (the same
-    # Parameter objects: .to() and load_state_dict() update them in place).
+    # repeated train(mode) is a no-op and parameters() (which Module.zero_grad iterates too)
+    # reads a list made once (the same Parameter objects: .to() and load_state_dict() update
+    # them in place).
     def train(self, mode: bool = True):
-        if getattr(self, "_mode", None) is mode:
+        if self._mode is mode:
             return self
         super().train(mode)
         self._mode = mode
@@ -144,18 +146,8 @@ class CachedFeatureModel(nn.Module):
         self._params = None  # in case a conversion replaced Parameter objects
         return super()._apply(fn, *args, **kwargs)
 
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        for param in self.parameters():
-            if param.grad is not None:
-                if set_to_none:
-                    param.grad = None
-                else:
-                    param.grad.detach_().zero_()
-
     def forward(self, features=None, labels=None, **inputs):
-        if (
-            features is None
-        ):  # the model's own inputs (input_ids, pixel_values, ...): the full model
+        if features is None:  # the model's own inputs (input_ids, pixel_values, ...)
             return self.model(labels=labels, **inputs)
         logits = self.split.head(self.model, features)
         loss = None

@@ -14,6 +14,18 @@ from torch import nn
 TEXT_VOCAB = 64
 
 
+def load_script(path, name: str | None = None):
+    """Import a Python file outside any package (a recipe, a script) as a module."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(path)
+    spec = importlib.util.spec_from_file_location(name or path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def tiny_bert(num_labels: int = 2, layers: int = 2) -> nn.Module:
     from transformers import BertConfig, BertForSequenceClassification
 

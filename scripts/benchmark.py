@@ -117,17 +117,12 @@ def prepare(workdir: Path, quick: bool, image_size: int) -> dict:
 
 
 def run_hftl(case: dict, paths: dict, sizes: tuple, out: Path, variant: str) -> dict:
-    import importlib.util
-
     from hftl import TransferTrainer
+    from hftl.testing import load_script
 
     train_n, batch = sizes
     recipe_name = "image_classification" if case["task"] == "image" else "sentiment"
-    spec = importlib.util.spec_from_file_location(
-        recipe_name, ROOT / "recipes" / f"{recipe_name}.py"
-    )
-    recipe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(recipe)
+    recipe = load_script(ROOT / "recipes" / f"{recipe_name}.py")
     if case["task"] == "image":
         data = ["--model_name_or_path", paths["image_model"], "--train_dir", paths["train_dir"],
                 "--validation_dir", paths["validation_dir"], "--augmentation", "false"]  # fmt: skip
@@ -453,37 +448,41 @@ def spread(values: list[float], fmt: str = "{:.2f}") -> str:
     return f"{fmt.format(statistics.median(values))} ({fmt.format(min(values))}-{fmt.format(max(values))})"
 
 
-def ratios(
-    runs: list[dict],
-    case: str,
-    variant: str,
-    key=lambda h, b: h["samples_per_s"] / b["samples_per_s"],
-):
-    """hftl:variant / baseline per repetition of ``case``."""
+def paired(runs: list[dict], case: str, variant: str) -> list[tuple[dict, dict]]:
+    """(hftl:variant run, baseline run) of each repetition of ``case`` that has both."""
     out = []
     for rep in sorted({r["rep"] for r in runs if r["case"] == case}):
         sides = {r["side"]: r for r in runs if r["case"] == case and r["rep"] == rep}
         if {f"hftl:{variant}", "baseline"} <= set(sides):
-            out.append(key(sides[f"hftl:{variant}"], sides["baseline"]))
+            out.append((sides[f"hftl:{variant}"], sides["baseline"]))
     return out
+
+
+def throughput_ratios(runs: list[dict], case: str, variant: str) -> list[float]:
+    return [h["samples_per_s"] / b["samples_per_s"] for h, b in paired(runs, case, variant)]
+
+
+def cold_floor_ratios(runs: list[dict], case: str) -> list[float]:
+    """Cached training time / the fresh-process forward pass of the same repetition."""
+    floors = {r["rep"]: r["floor_s"] for r in runs if r["case"] == case and r["side"] == "floor"}
+    return [r["train_s"] / floors[r["rep"]] for r in runs
+            if r["case"] == case and r.get("feature_cache") and r["rep"] in floors]  # fmt: skip
 
 
 def targets(runs: list[dict]) -> list[str]:
     """Issue 6's targets, each checked on the median and on every repetition."""
-    floors = {r["rep"]: r["floor_s"] for r in runs if r["side"] == "floor"}
     fe = {(r["side"], r["rep"]): r for r in runs if r["case"] == "image_fe"}
-    cached = [r for (side, _), r in fe.items() if side == "hftl:defaults"]
-    accuracy_gap = [100 * abs(r["accuracy"] - fe[("hftl:uncached", r["rep"])]["accuracy"])
-                    for r in cached if ("hftl:uncached", r["rep"]) in fe]  # fmt: skip
-    floor = [r["train_s"] / floors[r["rep"]] for r in cached if r["rep"] in floors]
+    accuracy_gap = [100 * abs(r["accuracy"] - fe[("hftl:uncached", rep)]["accuracy"])
+                    for (side, rep), r in fe.items() if side == "hftl:defaults" and ("hftl:uncached", rep) in fe]  # fmt: skip
+    floor = cold_floor_ratios(runs, "image_fe")
     checks = [
-        ("cached feature extraction >= 8x the baseline's throughput", ratios(runs, "image_fe", "defaults"), 8.0, ">="),
+        ("cached feature extraction >= 8x the baseline's throughput", throughput_ratios(runs, "image_fe", "defaults"), 8.0, ">="),
         ("cached feature extraction accuracy within 1 point of the uncached path (points)", accuracy_gap, 1.0, "<="),
         ("cached feature extraction within 1.3x of the one-forward-pass floor (fresh process)", floor, 1.3, "<="),
-        ("full fine-tuning, same settings, >= 0.97x (image)", ratios(runs, "image_full", "same"), 0.97, ">="),
-        ("full fine-tuning, same settings, >= 0.97x (text)", ratios(runs, "text_full", "same"), 0.97, ">="),
-        ("full fine-tuning faster with hftl's defaults (image)", ratios(runs, "image_full", "defaults"), 1.0, ">"),
-        ("text with per-batch padding + length grouping >= 2x", ratios(runs, "text_full", "defaults"), 2.0, ">="),
+        ("full fine-tuning, same settings, >= 0.97x (image)", throughput_ratios(runs, "image_full", "same"), 0.97, ">="),
+        ("full fine-tuning, same settings, >= 0.97x (text)", throughput_ratios(runs, "text_full", "same"), 0.97, ">="),
+        ("full fine-tuning faster with hftl's defaults (image)", throughput_ratios(runs, "image_full", "defaults"), 1.0, ">"),
+        ("text with per-batch padding + length grouping >= 2x", throughput_ratios(runs, "text_full", "defaults"), 2.0, ">="),
     ]  # fmt: skip
     compare = {">=": lambda a, b: a >= b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b}
     lines = ["", "## Targets (issue 6), checked on these runs", "",
@@ -530,11 +529,7 @@ def report(saved: dict) -> str:
     floor_line = None
     for case, spec in CASES.items():
         for variant in spec["variants"]:
-            pairs = []
-            for rep in sorted({r["rep"] for r in runs if r["case"] == case}):
-                sides = {r["side"]: r for r in runs if r["case"] == case and r["rep"] == rep}
-                if {f"hftl:{variant}", "baseline"} <= set(sides):
-                    pairs.append((sides[f"hftl:{variant}"], sides["baseline"]))
+            pairs = paired(runs, case, variant)
             if not pairs:
                 continue
             throughput = [h["samples_per_s"] / b["samples_per_s"] for h, b in pairs]
@@ -548,14 +543,7 @@ def report(saved: dict) -> str:
                 f"{statistics.median(h['samples_per_s'] for h, _ in pairs):.1f} | "
                 f"{statistics.median(b['samples_per_s'] for _, b in pairs):.1f} |"
             )
-            floors = {
-                r["rep"]: r["floor_s"] for r in runs if r["case"] == case and r["side"] == "floor"
-            }
-            cold = [
-                h["train_s"] / floors[h["rep"]]
-                for h, _ in pairs
-                if h["rep"] in floors and h.get("feature_cache")
-            ]
+            cold = cold_floor_ratios(runs, case) if variant == "defaults" else []
             warm = [h["train_s"] / h["warm_floor_s"] for h, _ in pairs if h.get("warm_floor_s")]
             if cold:
                 floor_line = (

@@ -38,11 +38,14 @@ def sync():
         torch.cuda.synchronize()
 
 
-def step_seconds(model, batches, *, steps, autocast=None, compiled=None) -> tuple[float, float]:
+def step_seconds(
+    model, batches, *, steps, autocast=None, compiled=None, params=None
+) -> tuple[float, float]:
     """(median seconds per training step, seconds of all steps, warm-up included) over
-    ``batches`` in turn."""
+    ``batches`` in turn; the optimizer steps ``params`` (default: those with requires_grad)."""
     run = model if compiled is None else compiled
-    params = [p for p in model.parameters() if p.requires_grad]
+    if params is None:
+        params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-5)
     model.train()
     times = []
@@ -54,7 +57,7 @@ def step_seconds(model, batches, *, steps, autocast=None, compiled=None) -> tupl
             loss = run(**batch).loss
         loss.backward()
         optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        model.zero_grad(set_to_none=True)  # also gradients of parameters outside the optimizer
         sync()
         times.append(time.perf_counter() - start)
     return statistics.median(times[2:]), sum(times)
@@ -316,35 +319,13 @@ def knob_frozen_backward(ctx) -> list[dict]:
             model = image_model(IMAGE_ASSET, ctx["paths"], ctx["quick"]).to(device())
             layer_map = build_layer_map(model)
             apply_strategy(model, layer_map, "partial", num_trainable_layers=2)
+            trainable = [p for p in model.parameters() if p.requires_grad]
             if setting == "optimizer only":
-                frozen = [p for p in model.parameters() if not p.requires_grad]
-                for p in frozen:
-                    p.requires_grad_(True)
-                optimizer_params = {id(p) for p in frozen}
-                times[setting] = step_seconds_excluding(
-                    model, batches, ctx["steps"], optimizer_params
-                )
-            else:
-                times[setting] = step_seconds(model, batches, steps=ctx["steps"])[0]
+                model.requires_grad_(True)  # gradients everywhere, only the top ones applied
+            times[setting] = step_seconds(model, batches, steps=ctx["steps"], params=trainable)[0]
         speedups.append(times["optimizer only"] / times["requires_grad"])
     return [{"knob": "no backward below the lowest trainable block", "model": f"{IMAGE_ASSET}, top 2 blocks",
              "speedups": speedups}]  # fmt: skip
-
-
-def step_seconds_excluding(model, batches, steps, excluded: set[int]) -> float:
-    params = [p for p in model.parameters() if id(p) not in excluded]
-    optimizer = torch.optim.AdamW(params, lr=1e-5)
-    model.train()
-    times = []
-    for i in range(steps + 2):
-        sync()
-        start = time.perf_counter()
-        model(**batches[i % len(batches)]).loss.backward()
-        optimizer.step()
-        model.zero_grad(set_to_none=True)
-        sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times[2:])
 
 
 KNOBS = {

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import importlib.util
 import json
 import logging
 import math
@@ -92,10 +91,9 @@ def epochs_for(size: int, batch_size: int, steps: int, max_epochs: int = 30) -> 
 
 
 def load_recipe(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "recipes" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from hftl.testing import load_script
+
+    return load_script(ROOT / "recipes" / f"{name}.py")
 
 
 def image_model_at(size: int, workdir: Path) -> str:

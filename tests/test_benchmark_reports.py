@@ -2,22 +2,19 @@
 and their reports pair and divide the right runs. (The runs themselves take half an hour; they
 are not part of this suite.)"""
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 
 from hftl import ModelArguments, TransferTrainingArguments, parse_config
 from hftl.data import DataArguments
+from hftl.testing import load_script
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
 
 def load(name):
-    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPTS / f"{name}.py")
 
 
 @pytest.fixture(scope="module")

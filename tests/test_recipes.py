@@ -1,6 +1,5 @@
 """The recipes end to end, in-process, on tiny checkpoints saved to disk and toy data written as files."""
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -11,6 +10,7 @@ from PIL import Image
 from transformers import AutoModelForSequenceClassification, pipeline
 
 from hftl.testing import (
+    load_script,
     save_tiny_image_checkpoint,
     save_tiny_text_checkpoint,
     toy_reviews,
@@ -33,10 +33,7 @@ QUIET = [
 
 
 def load_recipe(name):
-    spec = importlib.util.spec_from_file_location(name, RECIPES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(RECIPES / f"{name}.py")
 
 
 @pytest.fixture(scope="module")

@@ -1,23 +1,20 @@
 """scripts/transfer_study.py: its arms are valid recipe arguments, its bookkeeping is right.
 (The study itself runs for an hour; `--quick` is the CI-sized run, not part of this suite.)"""
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 
 from hftl import ModelArguments, TransferTrainingArguments, parse_config
 from hftl.data import DataArguments
+from hftl.testing import load_script
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "transfer_study.py"
 
 
 @pytest.fixture(scope="module")
 def study():
-    spec = importlib.util.spec_from_file_location("transfer_study", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT)
 
 
 @pytest.mark.parametrize("task", ["text", "image"])

@@ -4,18 +4,17 @@
         tests/scripts/ddp_recipe.py RECIPE RANK_DIR [recipe flags...]
 """
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
 import torch
 
+from hftl.testing import load_script
+
 recipe, rank_dir, recipe_argv = sys.argv[1], Path(sys.argv[2]), sys.argv[3:]
 path = Path(__file__).resolve().parents[2] / "recipes" / f"{recipe}.py"
-spec = importlib.util.spec_from_file_location(recipe, path)
-module = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(module)
+module = load_script(path)
 
 report, trainer = module.main(recipe_argv)
 rank = trainer.args.process_index
