@@ -13,7 +13,8 @@ import argparse
 import sys
 from dataclasses import dataclass, field
 
-from hftl.config import ConfigError, TransferTrainingArguments, parse_config
+from hftl.config import TransferTrainingArguments, parse_config
+from hftl.errors import ConfigError, run_main
 
 
 @dataclass
@@ -28,7 +29,7 @@ class GroupsArguments:
         default=None,
         metadata={
             "help": "Or a built-in tiny random model: bert, roberta, distilbert, "
-            "vit, resnet, timm-resnet, timm-vit."
+            "vit, deit, swin, resnet, timm-resnet, timm-vit."
         },
     )
     num_labels: int = field(default=2, metadata={"help": "Size of the classification head."})
@@ -186,11 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0 if argv else 2
     known, rest = parser.parse_known_args(argv[:1])
-    try:
-        return COMMANDS[known.command](argv[1:])
-    except ConfigError as error:
-        print(f"hftl {known.command}: error: {error}", file=sys.stderr)
-        return 2
+    return run_main(lambda: COMMANDS[known.command](argv[1:]), f"hftl {known.command}")
 
 
 if __name__ == "__main__":

@@ -21,15 +21,12 @@ from typing import Any, Literal
 import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
+from hftl.errors import ConfigError, one_line
 from hftl.freezing import STRATEGIES, check_num_trainable_layers
 
 ALL_STRATEGIES = (*STRATEGIES, "lora")
 
 logger = logging.getLogger(__name__)
-
-
-class ConfigError(ValueError):
-    """A configuration problem, with a one-line message that says where and what to do."""
 
 
 @dataclass
@@ -141,6 +138,13 @@ class TransferTrainingArguments(TrainingArguments):
             "CNNs with batch norm (EfficientNet, ResNet: faster), off otherwise (ViT, ConvNeXt)."
         },
     )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": "Replace a finished run in output_dir, and remove its checkpoints instead of "
+            "resuming from them (as in the Hugging Face example scripts)."
+        },
+    )
     early_stopping_patience: int = field(
         default=0,
         metadata={
@@ -150,6 +154,11 @@ class TransferTrainingArguments(TrainingArguments):
     )
 
     def __post_init__(self):
+        _check_ranges(self, _TRAINING_RANGES)
+        if self.num_train_epochs <= 0 and self.max_steps <= 0:
+            raise ValueError(
+                f"--num_train_epochs {self.num_train_epochs}: must be > 0 (or set --max_steps > 0)"
+            )
         if self.strategy not in ALL_STRATEGIES:
             raise ValueError(
                 f"strategy must be one of {', '.join(ALL_STRATEGIES)}, got {self.strategy!r}"
@@ -197,6 +206,38 @@ class TransferTrainingArguments(TrainingArguments):
                 "no gradient); leave it unset or set it to true"
             )
         super().__post_init__()
+
+
+# Numeric options whose nonsense values transformers would only trip over later (a DataLoader
+# error, a silent no-op): (minimum, whether the minimum itself is allowed).
+_TRAINING_RANGES = {
+    "per_device_train_batch_size": (1, True),
+    "per_device_eval_batch_size": (1, True),
+    "gradient_accumulation_steps": (1, True),
+    "learning_rate": (0, True),
+    "weight_decay": (0, True),
+    "max_grad_norm": (0, True),
+    "warmup_steps": (0, True),
+    "logging_steps": (0, False),
+    "eval_steps": (0, False),
+    "save_steps": (0, False),
+    "save_total_limit": (1, True),
+    "lora_alpha": (0, False),
+    "lora_dropout": (0, True),
+    "dataloader_num_workers": (0, True),
+}
+
+
+def _check_ranges(arguments, ranges: dict) -> None:
+    """Refuse a value below its minimum, naming the flag: ``--per_device_train_batch_size 0:
+    must be >= 1``. Unset (None) values are left alone."""
+    for name, (minimum, inclusive) in ranges.items():
+        value = getattr(arguments, name, None)
+        if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if value < minimum or (value == minimum and not inclusive):
+            bound = f">= {minimum}" if inclusive else f"> {minimum}"
+            raise ValueError(f"--{name} {value}: must be {bound}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -248,7 +289,7 @@ def parse_config(
         raise ConfigError(f"command line: {error}") from None
     except ValueError as error:  # __post_init__ checks
         where = f"{config_path} + command line" if config_path else "command line"
-        raise ConfigError(f"{where}: {_one_line(error)}") from None
+        raise ConfigError(f"{where}: {one_line(error)}") from None
     _check_against_model(parsed)
     return tuple(parsed)
 
@@ -269,7 +310,7 @@ def _yaml_to_argv(path: Path, dataclass_types: Sequence[type], parser: _RaisingP
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML: {_one_line(error)}") from None
+        raise ConfigError(f"{path}: not valid YAML: {one_line(error)}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of option: value, got {type(data).__name__}")
     known = {f.name for cls in dataclass_types for f in fields(cls) if f.init}
@@ -302,10 +343,6 @@ def _as_tokens(value: Any) -> list[str]:
     if isinstance(value, (list, tuple)):
         return [str(v) for v in value]
     return [str(value)]
-
-
-def _one_line(error: Exception) -> str:
-    return " ".join(str(error).split())
 
 
 def _check_against_model(parsed: Sequence[Any]) -> None:

@@ -81,6 +81,10 @@ SPLITS: dict[str, Split] = {
                         lambda m, f: m.classifier(m.dropout(m.pooler(f[:, None])))),
     "vit": Split("vit", lambda m, b: m.vit(pixel_values=b["pixel_values"]).last_hidden_state[:, 0],
                  lambda m, f: m.classifier(f), linear_head=lambda m: m.classifier),
+    "deit": Split("deit", lambda m, b: m.deit(pixel_values=b["pixel_values"]).last_hidden_state[:, 0],
+                  lambda m, f: m.classifier(f), linear_head=lambda m: m.classifier),
+    "swin": Split("swin", lambda m, b: m.swin(pixel_values=b["pixel_values"]).pooler_output,
+                  lambda m, f: m.classifier(f), linear_head=lambda m: m.classifier),
     "resnet": Split("resnet", lambda m, b: m.resnet(pixel_values=b["pixel_values"]).pooler_output.flatten(1),
                     lambda m, f: m.classifier[1](f), linear_head=lambda m: m.classifier[1]),
     "convnext": Split("convnext", lambda m, b: m.convnext(pixel_values=b["pixel_values"]).pooler_output,
@@ -114,6 +118,10 @@ class CachedFeatureModel(nn.Module):
     Its parameters are ``model``'s own (names prefixed ``model.``), so training it trains the
     head of the full model in place.
     """
+
+    # Trainer reads this after loading a checkpoint into the model it trains; the weights are
+    # then loaded again, exactly, into the full model (hftl.checkpoints.CheckpointCallback).
+    _keys_to_ignore_on_save = None
 
     def __init__(self, model: nn.Module, split: Split):
         super().__init__()

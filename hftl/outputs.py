@@ -4,14 +4,18 @@
     tokenizer / preprocessor files        written by Trainer from processing_class
     adapter/                              strategy=lora with merge_lora: the adapter alone
     run_config.yaml                       the resolved configuration; `--config` accepts it
+                                          (written when the run starts, again when it ends)
     eval_results.json, all_results.json   metrics of the final model on the validation split
     eval_report.json                      accuracy, macro-F1, per-class precision / recall / F1
     confusion_matrix.json                 rows = true label, columns = predicted label
     run_info.json                         what the model card needs: base model, data, strategy,
-                                          LR and trainable state per depth, hardware, wall time
+                                          LR and trainable state per depth, hardware, wall time;
+                                          written last, atomically: its presence means "finished"
     trainer_state.json, train.log         the training log (log_history) and the text log
 
-Only the main process writes; every process takes part in evaluation.
+Only the main process writes; every process takes part in evaluation. What happens to an
+output directory that already holds a run (refused, resumed, or replaced) is decided by
+:func:`hftl.checkpoints.prepare_output_dir`, through :func:`start_run`.
 """
 
 from __future__ import annotations
@@ -26,12 +30,33 @@ from pathlib import Path
 import transformers
 import yaml
 
+from hftl.checkpoints import FINISHED_RUN, RUN_STARTED, atomic_write_text, prepare_output_dir
 from hftl.metrics import classification_report
 
 logger = logging.getLogger(__name__)
 
 
 _LOG_FILE: logging.Handler | None = None
+
+
+def start_run(argument_objects: tuple) -> str | None:
+    """Start a recipe's run: settle the output directory (refuse a finished run, or resume from its
+    last complete checkpoint, see :func:`hftl.checkpoints.prepare_output_dir`), write
+    ``run_config.yaml`` and start ``train.log``.
+
+    Returns:
+        The checkpoint to resume from, or None.
+    """
+    training_args = next(
+        a for a in argument_objects if isinstance(a, transformers.TrainingArguments)
+    )
+    resume = prepare_output_dir(training_args)
+    if training_args.should_save:
+        output = Path(training_args.output_dir)
+        output.mkdir(parents=True, exist_ok=True)
+        write_resolved_config(output / RUN_STARTED, *argument_objects)
+    start_log_file(training_args)
+    return resume
 
 
 def start_log_file(training_args) -> None:
@@ -141,8 +166,9 @@ def finish_run(trainer, eval_dataset, labels: list[str], argument_objects: tuple
             )
         )
         (output / "eval_report.json").write_text(json.dumps(report, indent=2))
-        write_resolved_config(output / "run_config.yaml", *argument_objects)
-        (output / "run_info.json").write_text(json.dumps(info, indent=2))
+        write_resolved_config(output / RUN_STARTED, *argument_objects)
+        # Last: its presence means the run finished (a re-run into this directory is refused).
+        atomic_write_text(output / FINISHED_RUN, json.dumps(info, indent=2))
     logger.info(
         "validation accuracy %.4f, macro-F1 %.4f -> %s", report["accuracy"], report["f1"], output
     )

@@ -87,6 +87,36 @@ def tiny_vit(num_labels: int = 3, layers: int = 2) -> nn.Module:
     return ViTForImageClassification(config)
 
 
+def tiny_deit(num_labels: int = 3, layers: int = 2) -> nn.Module:
+    from transformers import DeiTConfig, DeiTForImageClassification
+
+    config = DeiTConfig(
+        image_size=32,
+        patch_size=8,
+        hidden_size=32,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=37,
+        num_labels=num_labels,
+    )
+    return DeiTForImageClassification(config)
+
+
+def tiny_swin(num_labels: int = 3, layers: int = 2) -> nn.Module:
+    from transformers import SwinConfig, SwinForImageClassification
+
+    config = SwinConfig(
+        image_size=32,
+        patch_size=4,
+        embed_dim=16,
+        depths=[1] * layers,
+        num_heads=[1, 2, 4, 8][:layers],
+        window_size=4,
+        num_labels=num_labels,
+    )
+    return SwinForImageClassification(config)
+
+
 def tiny_resnet(num_labels: int = 3, layers: int = 2) -> nn.Module:
     from transformers import ResNetConfig, ResNetForImageClassification
 
@@ -131,6 +161,8 @@ TINY_MODELS: dict[str, Callable[..., nn.Module]] = {
     "roberta": tiny_roberta,
     "distilbert": tiny_distilbert,
     "vit": tiny_vit,
+    "deit": tiny_deit,
+    "swin": tiny_swin,
     "resnet": tiny_resnet,
     "timm-resnet": tiny_timm_resnet,
     "timm-vit": tiny_timm_vit,

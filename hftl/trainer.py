@@ -8,7 +8,9 @@ callbacks, Accelerate / DDP, logging, Hub pushes):
   the model with PEFT, see :func:`hftl.models.wrap_with_lora`);
 * the optimizer is built from :func:`hftl.param_groups` (layer-wise LR decay, head LR, no weight
   decay on norms/biases/tokens, absolute LR per group so the scheduler scales every group);
-* ``early_stopping_patience`` adds transformers' ``EarlyStoppingCallback``.
+* ``early_stopping_patience`` adds transformers' ``EarlyStoppingCallback``;
+* checkpoints are marked complete once written and read back exactly, the way ``from_pretrained``
+  reads them, on resume and for ``load_best_model_at_end`` (:mod:`hftl.checkpoints`).
 
 Gradual unfreezing under DDP: every parameter is trainable when DDP wraps the model (so all of
 them are registered with its reducer and stay synchronised once unfrozen) and is in the optimizer
@@ -32,6 +34,7 @@ except ImportError:  # pragma: no cover - older transformers
         return False
 
 
+from hftl.checkpoints import CheckpointCallback, read_weights, resolve_resume, start_checkpoints
 from hftl.config import TransferTrainingArguments
 from hftl.fast import to_channels_last, wants_channels_last
 from hftl.feature_cache import (
@@ -183,12 +186,17 @@ class TransferTrainer(Trainer):
         if args.strategy == "feature_extraction" and args.feature_cache:
             self.args = args  # Trainer.__init__ sets it again
             model, kwargs = self._use_cached_features(model, kwargs)
+        # First: the resumed / best weights are in place before any other callback sees the model.
+        self.checkpoints = CheckpointCallback()
+        kwargs["callbacks"] = [self.checkpoints, *(kwargs.get("callbacks") or [])]
         if args.early_stopping_patience:
             kwargs["callbacks"] = [
                 *(kwargs.get("callbacks") or []),
                 EarlyStoppingCallback(early_stopping_patience=args.early_stopping_patience),
             ]
         super().__init__(model, args, *pargs, **kwargs)
+        # FSDP and DeepSpeed checkpoints are sharded their own way; Trainer reads those.
+        self.checkpoints.exact_loading = not (self.is_fsdp_enabled or self.is_deepspeed_enabled)
 
     def _save(self, output_dir=None, state_dict=None):
         # Trainer pickles its arguments into training_args.bin next to every saved model; a
@@ -312,10 +320,34 @@ class TransferTrainer(Trainer):
         cache["datasets"][id(dataset)] = result
         return result
 
-    def train(self, *pargs, **kwargs):
-        if not self.args.linear_probe:
-            return super().train(*pargs, **kwargs)
-        return self._train_linear_probe()
+    def train(self, resume_from_checkpoint=None, *pargs, **kwargs):
+        """``Trainer.train``, with checkpoints handled safely (see :mod:`hftl.checkpoints`).
+
+        ``resume_from_checkpoint``: a checkpoint folder, or ``True`` for the last complete one in
+        ``output_dir``. An incomplete checkpoint, or one that does not match the model tensor for
+        tensor, is an error before anything trains. Starting at step 0 in an ``output_dir`` that
+        holds another run's checkpoints is an error unless ``overwrite_output_dir``.
+        """
+        checkpoint = resolve_resume(resume_from_checkpoint, self.args.output_dir)
+        start_checkpoints(self.args, checkpoint, self.checkpoints.written)
+        if checkpoint is not None and self.checkpoints.exact_loading:
+            self.checkpoints.pending = (checkpoint, read_weights(self.model, checkpoint))
+        elif checkpoint is not None:
+            logger.warning(
+                "FSDP / DeepSpeed: %s is read by transformers' own loader, which hftl does not "
+                "check tensor for tensor",
+                checkpoint,
+            )
+        if self.args.linear_probe:
+            return self._train_linear_probe()
+        trainer_logger = logging.getLogger("transformers.trainer")
+        trainer_logger.addFilter(self.checkpoints.filter)
+        try:
+            resume = None if checkpoint is None else str(checkpoint)
+            return super().train(resume, *pargs, **kwargs)
+        finally:
+            trainer_logger.removeFilter(self.checkpoints.filter)
+            self.checkpoints.pending = None
 
     def _train_linear_probe(self):
         """--linear_probe: logistic regression on the cached features, written into the head."""

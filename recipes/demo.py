@@ -67,7 +67,9 @@ def main(argv=None) -> dict:
             output_dir = Path(args.output_root) / f"{slug}-{name.replace(' ', '-')}"
             print(f"\n=== {task}: {name} -> {output_dir}", flush=True)
             start = time.perf_counter()
-            report, _ = recipe([*common, *extra, "--output_dir", str(output_dir)])
+            # The demo retrains each time it runs: it replaces its own earlier models.
+            report, _ = recipe([*common, *extra, "--output_dir", str(output_dir),
+                                "--overwrite_output_dir", "true"])  # fmt: skip
             support = [scores["support"] for scores in report["per_class"].values()]
             results[task][name] = {
                 "accuracy": report["accuracy"],

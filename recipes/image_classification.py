@@ -15,11 +15,11 @@ import sys
 from transformers import set_seed
 
 from hftl import ModelArguments, TransferTrainer, TransferTrainingArguments, parse_config
-from hftl.config import ConfigError
 from hftl.data import DataArguments, load_classification_data
+from hftl.errors import run_main
 from hftl.metrics import compute_metrics_fn
 from hftl.models import load_classifier, load_processor
-from hftl.outputs import finish_run, start_log_file
+from hftl.outputs import finish_run, start_run
 from hftl.preprocessing import collate_images, image_batch_transform
 
 logger = logging.getLogger("hftl.recipes.image_classification")
@@ -34,9 +34,9 @@ def main(argv=None) -> tuple[dict, TransferTrainer]:
     )
     training_args.remove_unused_columns = False  # the transform needs the raw image column
 
-    # ----- seed and logging -----
+    # ----- output directory (a finished run is refused; an interrupted one resumes), logging -----
+    resume = start_run((model_args, data_args, training_args))
     set_seed(training_args.seed)
-    start_log_file(training_args)
 
     # ----- data: splits, columns, label names (checked) -----
     raw, columns, labels = load_classification_data(
@@ -72,7 +72,7 @@ def main(argv=None) -> tuple[dict, TransferTrainer]:
     )
 
     # ----- train -----
-    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    trainer.train(resume_from_checkpoint=resume)
 
     # ----- evaluate, save model + processor + config + metrics + log -----
     report = finish_run(trainer, eval_dataset, labels, (model_args, data_args, training_args))
@@ -80,7 +80,4 @@ def main(argv=None) -> tuple[dict, TransferTrainer]:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except ConfigError as error:
-        sys.exit(f"image_classification.py: error: {error}")
+    sys.exit(run_main(main, "image_classification.py"))

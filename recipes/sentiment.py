@@ -16,11 +16,11 @@ import sys
 from transformers import DataCollatorWithPadding, set_seed
 
 from hftl import ModelArguments, TransferTrainer, TransferTrainingArguments, parse_config
-from hftl.config import ConfigError
 from hftl.data import DataArguments, load_classification_data
+from hftl.errors import run_main
 from hftl.metrics import compute_metrics_fn
 from hftl.models import load_classifier, load_processor
-from hftl.outputs import finish_run, start_log_file
+from hftl.outputs import finish_run, start_run
 from hftl.preprocessing import tokenize_dataset
 
 logger = logging.getLogger("hftl.recipes.sentiment")
@@ -37,9 +37,9 @@ def main(argv=None) -> tuple[dict, TransferTrainer]:
         defaults={"train_sampling_strategy": "group_by_length"},
     )
 
-    # ----- seed and logging -----
+    # ----- output directory (a finished run is refused; an interrupted one resumes), logging -----
+    resume = start_run((model_args, data_args, training_args))
     set_seed(training_args.seed)
-    start_log_file(training_args)
 
     # ----- data: splits, columns, label names (checked) -----
     raw, columns, labels = load_classification_data(
@@ -71,7 +71,7 @@ def main(argv=None) -> tuple[dict, TransferTrainer]:
     )
 
     # ----- train -----
-    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    trainer.train(resume_from_checkpoint=resume)
 
     # ----- evaluate; save model, processor, config, metrics, log, card; push if asked -----
     report = finish_run(
@@ -81,7 +81,4 @@ def main(argv=None) -> tuple[dict, TransferTrainer]:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except ConfigError as error:
-        sys.exit(f"sentiment.py: error: {error}")
+    sys.exit(run_main(main, "sentiment.py"))

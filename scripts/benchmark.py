@@ -151,7 +151,7 @@ def run_hftl(case: dict, paths: dict, sizes: tuple, out: Path, variant: str) -> 
         *data, *strategy, "--learning_rate", str(case["lr"]), "--num_train_epochs", str(case["epochs"]),
         "--max_train_samples", str(train_n),
         "--per_device_train_batch_size", str(batch), "--per_device_eval_batch_size", "64",
-        "--output_dir", str(out / "model"), "--save_strategy", "no", "--logging_strategy", "no",
+        "--output_dir", str(out / "model"), "--overwrite_output_dir", "true", "--save_strategy", "no", "--logging_strategy", "no",
         "--feature_cache_dir", str(out / "features"),  # cold: every run computes its features
         "--report_to", "none", "--disable_tqdm", "true", "--seed", "0",
     ])  # fmt: skip

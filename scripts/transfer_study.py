@@ -166,7 +166,7 @@ def main(argv=None) -> list[dict]:
                         "--model_name_or_path", model, *task["data"], *arm_flags(arm, task, args.steps),
                         "--max_train_samples", str(size), "--num_train_epochs", str(epochs),
                         "--per_device_train_batch_size", str(task["batch_size"]), "--per_device_eval_batch_size", "64",
-                        "--weight_decay", "0.01", "--seed", str(seed), "--output_dir", str(workdir / "run"),
+                        "--weight_decay", "0.01", "--seed", str(seed), "--output_dir", str(workdir / "run"), "--overwrite_output_dir", "true",
                         "--save_strategy", "no", "--logging_strategy", "no", "--report_to", "none", "--disable_tqdm", "true",
                     ]  # fmt: skip
                     run_start = time.perf_counter()

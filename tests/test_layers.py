@@ -13,6 +13,8 @@ EXPECTED = {
     "roberta": (2, "roberta.embeddings.word_embeddings.weight", "classifier.out_proj.weight"),
     "distilbert": (2, "distilbert.embeddings.word_embeddings.weight", "pre_classifier.weight"),
     "vit": (2, "vit.embeddings.cls_token", "classifier.weight"),
+    "deit": (2, "deit.embeddings.cls_token", "classifier.weight"),
+    "swin": (2, "swin.embeddings.patch_embeddings.projection.weight", "classifier.weight"),
     "resnet": (2, "resnet.embedder.embedder.convolution.weight", "classifier.1.weight"),
     "timm-resnet": (4, "timm_model.conv1.weight", "timm_model.fc.weight"),
     "timm-vit": (2, "timm_model.pos_embed", "timm_model.head.weight"),

@@ -295,7 +295,7 @@ def test_recipe_command_line_error_exits_with_one_line(text_setup, tmp_path):
          "--train_file", str(tmp_path / "missing.csv"), "--output_dir", str(tmp_path / "o")],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
-    assert result.returncode == 1
+    assert result.returncode == 2  # bad input, as argparse and the hftl command use
     assert (
         result.stderr.strip().splitlines()[-1]
         == f"sentiment.py: error: --train_file {tmp_path / 'missing.csv'}: no such file"
