@@ -25,6 +25,7 @@ import math
 
 import torch
 from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, default_data_collator
+from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
 
 try:  # transformers >= 5: optimizer factories (Muon, Dion) build their own groups
     from transformers.trainer_optimizer import is_optimizer_factory
@@ -61,6 +62,27 @@ from hftl.models import wrap_with_lora
 from hftl.optim import param_groups
 
 logger = logging.getLogger(__name__)
+
+
+class SeededLengthGroupedSampler(LengthGroupedSampler):
+    """transformers' ``LengthGroupedSampler`` with each epoch's order a function of (seed, epoch).
+
+    transformers draws the order from the global RNG when the epoch starts; a run resumed in the
+    middle of a later epoch starts that epoch from another RNG state and trains on another order
+    than the uninterrupted run did. Accelerate calls ``set_epoch`` before every epoch (also
+    through the batch skipping of a resume), as it does for its own seedable random sampler.
+    """
+
+    def __init__(self, *args, seed: int = 0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
 
 
 def _entries(directory) -> set[str]:
@@ -218,7 +240,12 @@ class TransferTrainer(Trainer):
             "batch_rebalance",
         ):  # cached features all have one length: nothing to group
             return torch.utils.data.RandomSampler(dataset)
-        return super()._get_train_sampler(train_dataset)
+        sampler = super()._get_train_sampler(train_dataset)
+        if type(sampler) is LengthGroupedSampler:  # resumable: the order depends on seed and epoch
+            seeded = SeededLengthGroupedSampler(sampler.batch_size, lengths=sampler.lengths,
+                                                seed=self.args.data_seed or self.args.seed)  # fmt: skip
+            return seeded
+        return sampler
 
     def _get_eval_sampler(self, eval_dataset):
         # transformers 5 also length-groups evaluation under group_by_length, which hands

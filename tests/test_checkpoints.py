@@ -317,3 +317,26 @@ def test_trainer_load_warnings_are_replaced_by_one_exact_load_line(
     assert any(
         "resumed from" in r.getMessage() and "exactly" in r.getMessage() for r in hftl_logs.records
     )
+
+
+def test_length_grouped_order_depends_on_seed_and_epoch_only():
+    """So a run resumed in the middle of epoch 3 trains on epoch 3's order (transformers' own
+    sampler draws it from whatever the global RNG holds when the epoch starts)."""
+    from hftl.trainer import SeededLengthGroupedSampler
+
+    lengths = [
+        int(n) for n in torch.randint(3, 60, (200,), generator=torch.Generator().manual_seed(0))
+    ]
+    sampler = SeededLengthGroupedSampler(8, lengths=lengths, seed=3)
+
+    def order(epoch):
+        torch.manual_seed(epoch * 17)  # whatever the global RNG holds: no effect
+        sampler.set_epoch(epoch)
+        return list(sampler)
+
+    first, second = order(1), order(2)
+    assert sorted(first) == list(range(200)) and first != second
+    assert order(1) == first and order(2) == second
+    batches = [first[i : i + 8] for i in range(0, 200, 8)]
+    padded = sum(8 * max(lengths[j] for j in b) for b in batches)
+    assert padded < 0.8 * 200 * max(lengths)  # still grouped by length
