@@ -40,13 +40,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from hftl.errors import ConfigError
+
 logger = logging.getLogger(__name__)
 
 SPLIT_SEED = 20260
 
 
-class AssetError(RuntimeError):
-    """A fetch or conversion failed; the message says which asset, what failed and what to do."""
+class AssetError(ConfigError):
+    """A fetch or conversion failed; the message says which asset, what failed and what to do
+    (a one-line error at the command line, like any other bad input)."""
 
 
 @dataclass(frozen=True)

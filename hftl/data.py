@@ -5,18 +5,27 @@ Sources, with the Hugging Face example scripts' argument names:
 * ``--dataset_name`` (+ ``--dataset_config_name``): a Hub dataset, or a local dataset directory;
 * ``--train_dir`` / ``--validation_dir``: image folders, one sub-folder per class;
 * ``--train_file`` / ``--validation_file``: CSV, JSON, JSON Lines or Parquet.
+
+Everything read here is checked where it is read, and a problem is a one-line
+:class:`~hftl.errors.ConfigError` naming the file, folder, row, column or class: empty, binary or
+non-UTF-8 files, files whose columns differ, image folders that are not one folder per class (an
+empty class folder, images outside class folders or below them, broken links), unreadable images,
+empty texts, missing labels, real-valued labels, a single class, a validation split too small to
+hold every class, and classes without a training example (or, with
+``--drop_unseen_validation_labels``, their validation rows dropped with a warning).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from datasets import ClassLabel, DatasetDict, Image, Value, load_dataset
 
-from hftl.config import ConfigError
+from hftl.errors import ConfigError, first_line
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +82,13 @@ class DataArguments:
     augmentation: bool = field(
         default=True, metadata={"help": "Images: random resized crop + flip in training."}
     )
+    drop_unseen_validation_labels: bool = field(
+        default=False,
+        metadata={
+            "help": "Validation rows whose class never occurs in training: false (default) stops "
+            "with an error naming the class; true drops those rows, with a warning."
+        },
+    )
 
     def __post_init__(self):
         sources = [
@@ -93,6 +109,10 @@ class DataArguments:
             raise ValueError(
                 f"validation_split_percentage must be in (0, 100), got {self.validation_split_percentage}"
             )
+        for name in ("max_train_samples", "max_eval_samples", "max_seq_length"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"--{name} {value}: must be >= 1")
         for name in ("train_file", "validation_file"):
             path = getattr(self, name)
             if path and Path(path).suffix.lower() not in FILE_BUILDERS:
@@ -136,6 +156,9 @@ def load_classification_data(
         check_text_rows(raw, columns.inputs)
     raw, labels = encode_labels(raw, columns.label)
     raw = ensure_validation_split(raw, args, columns.label, seed=seed)
+    raw, labels = check_label_coverage(
+        raw, columns.label, drop_unseen=args.drop_unseen_validation_labels
+    )
     logger.info(
         "labels: %s; train %d, validation %d", labels, len(raw["train"]), len(raw["validation"])
     )
@@ -150,22 +173,220 @@ def load_raw_datasets(args: DataArguments, cache_dir: str | None = None) -> Data
     """
     args = _with_assets_resolved(args)
     if args.dataset_name:
-        return load_dataset(args.dataset_name, args.dataset_config_name, cache_dir=cache_dir)
+        return _read(
+            f"--dataset_name {args.dataset_name}",
+            lambda: load_dataset(args.dataset_name, args.dataset_config_name, cache_dir=cache_dir),
+        )
     if args.train_dir:
-        files = {"train": _existing_dir(args.train_dir, "train_dir")}
+        folders = {"train": ("train_dir", _existing_dir(args.train_dir, "train_dir"))}
         if args.validation_dir:
-            files["validation"] = _existing_dir(args.validation_dir, "validation_dir")
-        data_files = {split: os.path.join(path, "**") for split, path in files.items()}
-        return load_dataset("imagefolder", data_files=data_files, cache_dir=cache_dir)
+            folders["validation"] = (
+                "validation_dir",
+                _existing_dir(args.validation_dir, "validation_dir"),
+            )
+        counts = {split: scan_image_folder(path, flag) for split, (flag, path) in folders.items()}
+        data_files = {split: os.path.join(path, "**") for split, (_, path) in folders.items()}
+        where = " and ".join(f"--{flag} {path}" for flag, path in folders.values())
+        dataset = _read(
+            where,
+            lambda: load_dataset("imagefolder", data_files=data_files, cache_dir=cache_dir),
+        )
+        _check_folder_read(dataset, counts, folders)
+        return dataset
     if args.train_file:
-        files = {"train": _existing_file(args.train_file, "train_file")}
+        files = {"train": ("train_file", _existing_file(args.train_file, "train_file"))}
         if args.validation_file:
-            files["validation"] = _existing_file(args.validation_file, "validation_file")
-        builders = {FILE_BUILDERS[Path(p).suffix.lower()] for p in files.values()}
+            files["validation"] = (
+                "validation_file",
+                _existing_file(args.validation_file, "validation_file"),
+            )
+        builders = {FILE_BUILDERS[Path(p).suffix.lower()] for _, p in files.values()}
         if len(builders) > 1:
             raise ConfigError("train_file and validation_file must have the same format")
-        return load_dataset(builders.pop(), data_files=files, cache_dir=cache_dir)
+        builder = builders.pop()
+        splits = {}
+        for split, (flag, path) in files.items():
+            check_data_file(path, flag, builder)
+            splits[split] = _read(
+                f"--{flag} {path}",
+                lambda path=path: load_dataset(builder, data_files=path, cache_dir=cache_dir)[
+                    "train"
+                ],
+                kind=builder.upper(),
+            )
+            if len(splits[split]) == 0:
+                raise ConfigError(f"--{flag} {path}: no rows; give a file with data")
+        _check_same_columns(splits, files)
+        return DatasetDict(splits)
     raise ConfigError("no data: give --dataset_name, --train_dir or --train_file")
+
+
+def _read(where: str, load, kind: str | None = None):
+    """``load()``, with any failure turned into one line that names the source."""
+    try:
+        return load()
+    except ConfigError:
+        raise
+    except Exception as error:  # noqa: BLE001 - reading user data: any failure is about the data
+        cause = _innermost(error)
+        what = f"cannot be read as {kind}" if kind else "cannot be loaded"
+        raise ConfigError(
+            f"{where}: {what} ({type(cause).__name__}: {first_line(cause)})"
+        ) from error
+
+
+def _innermost(error: BaseException) -> BaseException:
+    seen = {id(error)}
+    while True:
+        nxt = error.__cause__ or error.__context__
+        if nxt is None or id(nxt) in seen:
+            return error
+        seen.add(id(nxt))
+        error = nxt
+
+
+def check_data_file(path: str, flag: str, builder: str) -> None:
+    """Refuse an empty, binary, non-Parquet or non-UTF-8 data file, naming the line."""
+    if os.path.getsize(path) == 0:
+        raise ConfigError(f"--{flag} {path}: the file is empty")
+    with open(path, "rb") as handle:
+        head = handle.read(8192)
+    if builder == "parquet":
+        if not head.startswith(b"PAR1"):
+            raise ConfigError(f"--{flag} {path}: not a Parquet file (it does not start with PAR1)")
+        return
+    if b"\x00" in head:
+        raise ConfigError(
+            f"--{flag} {path}: binary content, not {builder.upper()} text; give a "
+            f"{builder.upper()} file"
+        )
+    rows = 0
+    with open(path, "rb") as handle:
+        for number, line in enumerate(handle, 1):
+            rows += bool(line.strip())
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as error:
+                stem, suffix = Path(path).stem, Path(path).suffix
+                raise ConfigError(
+                    f"--{flag} {path}: line {number} is not UTF-8 (byte 0x{line[error.start]:02x} "
+                    f"at character {error.start + 1}); save the file as UTF-8, for example "
+                    f"iconv -f latin1 -t utf-8 {path} > {stem}.utf8{suffix}"
+                ) from None
+    if builder == "csv" and rows < 2:
+        raise ConfigError(f"--{flag} {path}: no rows; give a file with data")
+
+
+def _check_same_columns(splits: dict, files: dict) -> None:
+    if "validation" not in splits:
+        return
+    train, validation = set(splits["train"].column_names), set(splits["validation"].column_names)
+    if train == validation:
+        return
+    (train_flag, train_path), (val_flag, val_path) = files["train"], files["validation"]
+    parts = []
+    if validation - train:
+        parts.append(f"--{train_flag} {train_path} lacks {', '.join(sorted(validation - train))}")
+    if train - validation:
+        parts.append(f"--{val_flag} {val_path} lacks {', '.join(sorted(train - validation))}")
+    raise ConfigError(
+        f"the training and validation files need the same columns: {'; '.join(parts)}"
+    )
+
+
+def image_extensions() -> frozenset[str]:
+    """The file extensions ``datasets``' imagefolder reads (lower case, with the dot)."""
+    from datasets.packaged_modules.imagefolder.imagefolder import ImageFolder
+
+    return frozenset(e.lower() for e in ImageFolder.EXTENSIONS)
+
+
+def scan_image_folder(root: str, flag: str) -> dict[str, int]:
+    """Check that ``root`` is one sub-folder per class with the images directly inside, and
+    return the number of images per class.
+
+    Refused, with the file or folder named: no class folders, an empty class folder, an image
+    outside the class folders or in a folder below one, a broken link. Files that are not images
+    are left out, with one log line listing them.
+    """
+    extensions = image_extensions()
+    base = Path(root)
+    counts: dict[str, int] = {}
+    ignored: list[Path] = []
+
+    def broken(path: Path) -> None:
+        raise ConfigError(
+            f"--{flag} {root}: {path} is a broken link (to {os.readlink(path)}); fix or remove it"
+        )
+
+    for entry in sorted(base.iterdir()):
+        if entry.name.startswith("."):
+            ignored.append(entry)
+        elif entry.is_dir():
+            counts[entry.name] = 0
+            for folder, subfolders, names in os.walk(entry, followlinks=True):
+                subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
+                for name in sorted(names):
+                    file = Path(folder) / name
+                    if name.startswith(".") or file.suffix.lower() not in extensions:
+                        if file.is_symlink() and not file.exists():
+                            broken(file)
+                        ignored.append(file)
+                    elif not file.exists():
+                        broken(file)
+                    elif Path(folder) != entry:
+                        raise ConfigError(
+                            f"--{flag} {root}: {file} is in a folder below class folder "
+                            f"'{entry.name}'; put each image directly in its class folder "
+                            f"({root}/<class>/<image>)"
+                        )
+                    else:
+                        counts[entry.name] += 1
+        elif entry.is_symlink() and not entry.exists():
+            broken(entry)
+        elif entry.suffix.lower() in extensions:
+            raise ConfigError(
+                f"--{flag} {root}: {entry.name} is not in a class folder; put every image in one "
+                f"sub-folder per class ({root}/<class>/{entry.name})"
+            )
+        else:
+            ignored.append(entry)
+    if not counts:
+        raise ConfigError(
+            f"--{flag} {root}: no class folders; put the images in one sub-folder per class "
+            f"({root}/cats/1.jpg, {root}/dogs/2.jpg, ...)"
+        )
+    empty = [name for name, count in counts.items() if count == 0]
+    if empty:
+        others = f" (also: {', '.join(empty[1:])})" if len(empty) > 1 else ""
+        raise ConfigError(
+            f"--{flag} {root}: class folder '{empty[0]}' has no images{others}; add images or "
+            "remove the folder"
+        )
+    if ignored:
+        shown = ", ".join(str(p.relative_to(base)) for p in ignored[:3])
+        logger.warning(
+            "--%s %s: left out %d files that are not images (%s%s)",
+            flag, root, len(ignored), shown, ", ..." if len(ignored) > 3 else "",
+        )  # fmt: skip
+    return counts
+
+
+def _check_folder_read(dataset: DatasetDict, counts: dict, folders: dict) -> None:
+    """What ``datasets`` read must be what the folders hold: every image, under its folder's class."""
+    for split, expected in counts.items():
+        data = dataset[split]
+        if "label" not in data.features or not isinstance(data.features["label"], ClassLabel):
+            raise ConfigError(
+                f"--{folders[split][0]} {folders[split][1]}: no class labels were read"
+            )
+        names = data.features["label"].names
+        found = Counter(names[i] for i in data["label"])
+        if dict(found) != expected:
+            raise ConfigError(
+                f"--{folders[split][0]} {folders[split][1]}: datasets read {dict(found)} images per "
+                f"class, the folders hold {expected}; please report this"
+            )
 
 
 def resolve_columns(dataset: DatasetDict, args: DataArguments, task: str) -> Columns:
@@ -219,6 +440,17 @@ def encode_labels(dataset: DatasetDict, label_column: str) -> tuple[DatasetDict,
                 f"split '{split}': {len(missing)} rows have no '{label_column}' (first: data row "
                 f"{missing[0] + 1}); fill or drop them"
             )
+    if not isinstance(feature, ClassLabel) and feature.dtype.startswith("float"):
+        values = {v for data in dataset.values() for v in data[label_column]}
+        fractional = sorted(v for v in values if float(v) != int(v))
+        if fractional:
+            raise ConfigError(
+                f"label column '{label_column}' holds real numbers ({', '.join(map(str, fractional[:3]))}"
+                f"{', ...' if len(fractional) > 3 else ''}); hftl trains classifiers: turn them "
+                "into classes first, or name the class column with --label_column_name"
+            )
+        dataset = dataset.cast_column(label_column, Value("int64"))
+        feature = dataset["train"].features[label_column]
     if not isinstance(feature, ClassLabel):
         names = sorted({str(v) for data in dataset.values() for v in data[label_column]})
         dataset = (
@@ -243,11 +475,20 @@ def ensure_validation_split(
         logger.info("no 'validation' split: evaluating on the dataset's 'test' split")
         dataset["validation"] = dataset["test"]
     if "validation" not in dataset:
-        split = dataset["train"].train_test_split(
-            test_size=args.validation_split_percentage / 100,
-            seed=seed,
-            stratify_by_column=label_column,
-        )
+        try:
+            split = dataset["train"].train_test_split(
+                test_size=args.validation_split_percentage / 100,
+                seed=seed,
+                stratify_by_column=label_column,
+            )
+        except ValueError as error:
+            classes = len(dataset["train"].features[label_column].names)
+            raise ConfigError(
+                f"--validation_split_percentage {args.validation_split_percentage} of "
+                f"{len(dataset['train'])} training examples cannot hold out every one of the "
+                f"{classes} classes ({first_line(error)}); raise it, or give a validation split "
+                "(--validation_file / --validation_dir)"
+            ) from None
         dataset["train"], dataset["validation"] = split["train"], split["test"]
         logger.info(
             "held out %d of %d training examples for validation (stratified, seed %d)",
@@ -268,9 +509,66 @@ def ensure_validation_split(
     return dataset
 
 
+def check_label_coverage(
+    dataset: DatasetDict, label_column: str, *, drop_unseen: bool = False
+) -> tuple[DatasetDict, list[str]]:
+    """Every class needs training examples, and there must be two classes at least.
+
+    A class with no training example (a validation class the training data never has, or a
+    label name no training row uses) is an error naming it; with ``drop_unseen`` its validation
+    rows are dropped, with a warning, and it leaves the label set.
+
+    Returns:
+        The datasets (labels renumbered if a class left) and the label names.
+    """
+    names = list(dataset["train"].features[label_column].names)
+    trained = Counter(dataset["train"][label_column])
+    if len(trained) < 2:
+        only = names[next(iter(trained))] if trained else "none"
+        raise ConfigError(
+            f"the training data has one class ({only!r}); a classifier needs examples of two "
+            "classes at least"
+        )
+    untrained = [i for i in range(len(names)) if i not in trained]
+    if not untrained:
+        return dataset, names
+    in_validation = Counter(dataset["validation"][label_column])
+    described = ", ".join(
+        f"'{names[i]}' ({in_validation.get(i, 0)} validation rows)" for i in untrained
+    )
+    if not drop_unseen:
+        raise ConfigError(
+            f"class {described} never occurs in the training data; add training examples of it, "
+            "remove it, or pass --drop_unseen_validation_labels true to drop those rows"
+        )
+    kept = [name for i, name in enumerate(names) if i not in untrained]
+    renumber = {
+        old: new for new, old in enumerate(i for i in range(len(names)) if i not in untrained)
+    }
+    logger.warning("dropping class %s: it never occurs in the training data", described)
+
+    def relabel(batch):
+        batch[label_column] = [renumber[v] for v in batch[label_column]]
+        return batch
+
+    out = DatasetDict()
+    for split, data in dataset.items():
+        data = data.filter(lambda row: row[label_column] in renumber)
+        features = data.features.copy()
+        features[label_column] = ClassLabel(names=kept)
+        out[split] = data.map(relabel, batched=True, features=features)
+    return out, kept
+
+
 def check_text_rows(dataset: DatasetDict, text_column: str) -> None:
     """Refuse rows without text, naming the split and row."""
     for split, data in dataset.items():
+        feature = data.features[text_column]
+        if not (isinstance(feature, Value) and feature.dtype in ("string", "large_string")):
+            raise ConfigError(
+                f"split '{split}': column '{text_column}' holds {feature.dtype if isinstance(feature, Value) else type(feature).__name__}"
+                ", not text; name the text column with --text_column_name"
+            )
         for index, value in enumerate(data[text_column]):
             if value is None or not str(value).strip():
                 raise ConfigError(

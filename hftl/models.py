@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+from pathlib import Path
 
 from torch import nn
 from transformers import (
@@ -12,13 +14,21 @@ from transformers import (
     AutoModelForSequenceClassification,
     AutoTokenizer,
 )
+from transformers.models.auto.modeling_auto import (
+    MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES,
+    MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES,
+)
 
 from hftl.assets import resolve
+from hftl.errors import ConfigError, first_line
 from hftl.layers import build_layer_map
 
 logger = logging.getLogger(__name__)
 
 TASKS = {"image": AutoModelForImageClassification, "text": AutoModelForSequenceClassification}
+# model types each Auto class can build (transformers' public name tables)
+_SUPPORTED = {"image": MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES,
+              "text": MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES}  # fmt: skip
 
 # Attention projections LoRA adapts by default, by their names across transformers and timm.
 _ATTENTION_NAMES = ("query", "value", "q_proj", "v_proj", "q_lin", "v_lin", "qkv", "in_proj")
@@ -35,29 +45,109 @@ def load_classifier(model_args, task: str, labels: list[str]) -> nn.Module:
         "cache_dir": model_args.cache_dir,
         "trust_remote_code": model_args.trust_remote_code,
     }
-    path = resolve(model_args.model_name_or_path)
-    config = AutoConfig.from_pretrained(
-        path,
-        num_labels=len(labels),
-        id2label=dict(enumerate(labels)),
-        label2id={label: i for i, label in enumerate(labels)},
-        **common,
-    )
+    path = checked_model_path(model_args.model_name_or_path)
+    with _as_config_error(model_args.model_name_or_path, "config"):
+        config = AutoConfig.from_pretrained(
+            path,
+            num_labels=len(labels),
+            id2label=dict(enumerate(labels)),
+            label2id={label: i for i, label in enumerate(labels)},
+            **common,
+        )
     if getattr(config, "model_type", None) == "timm_wrapper":
         config.label_names = list(labels)
+    auto = TASKS[task]
     if getattr(model_args, "from_scratch", False):
         logger.info("from_scratch: %s architecture with random weights", config.model_type)
-        return TASKS[task].from_config(config, trust_remote_code=model_args.trust_remote_code)
-    return TASKS[task].from_pretrained(path, config=config, ignore_mismatched_sizes=True, **common)
+        with _as_config_error(model_args.model_name_or_path, "architecture"):
+            return auto.from_config(config, trust_remote_code=model_args.trust_remote_code)
+    with _as_config_error(model_args.model_name_or_path, "weights"):
+        return auto.from_pretrained(path, config=config, ignore_mismatched_sizes=True, **common)
 
 
 def load_processor(model_args, task: str):
-    """The checkpoint's image processor (images) or tokenizer (text)."""
+    """The checkpoint's image processor (images) or tokenizer (text), after checking that the
+    checkpoint exists and is an architecture the task's ``AutoModelFor...`` class builds (so a
+    recipe calls it first, and a wrong model stops the run before the data is read)."""
     common = {"revision": model_args.revision, "cache_dir": model_args.cache_dir}
-    path = resolve(model_args.model_name_or_path)
+    path = checked_model_path(model_args.model_name_or_path)
+    with _as_config_error(model_args.model_name_or_path, "config"):
+        config = AutoConfig.from_pretrained(
+            path, trust_remote_code=model_args.trust_remote_code, **common
+        )
+    custom = model_args.trust_remote_code and getattr(config, "auto_map", None)
+    if config.model_type not in _SUPPORTED[task] and not custom:
+        raise ConfigError(
+            f"--model_name_or_path {model_args.model_name_or_path}: a '{config.model_type}' "
+            f"model, which {TASKS[task].__name__} cannot build; choose a checkpoint of an "
+            "architecture it supports"
+        )
     if task == "image":
-        return AutoImageProcessor.from_pretrained(path, **common)
-    return AutoTokenizer.from_pretrained(path, **common)
+        with _as_config_error(model_args.model_name_or_path, "image processor"):
+            return AutoImageProcessor.from_pretrained(path, **common)
+    with _as_config_error(model_args.model_name_or_path, "tokenizer"):
+        return AutoTokenizer.from_pretrained(path, **common)
+
+
+def _looks_local(value: str) -> bool:
+    """A path the user meant as local (a Hub id is ``name`` or ``org/name``)."""
+    return (
+        value.startswith(("/", "./", "../", "~", "."))
+        or value.endswith(("/", os.sep))
+        or value.count("/") > 1
+        or (os.sep != "/" and os.sep in value)
+    )
+
+
+def checked_model_path(value: str) -> str:
+    """``--model_name_or_path`` resolved (``hftl:`` assets fetched) and checked where it is local:
+    a missing directory, a file, or a directory without ``config.json`` is a one-line error
+    (instead of transformers' message about Hub repo ids). Hub ids pass through unchanged."""
+    path = resolve(value)
+    local = Path(path).expanduser()
+    if local.exists():
+        if not local.is_dir():
+            raise ConfigError(
+                f"--model_name_or_path {value}: a file; give the directory that holds config.json"
+            )
+        if not (local / "config.json").is_file():
+            raise ConfigError(
+                f"--model_name_or_path {value}: no config.json in this directory; give a directory "
+                "written by save_pretrained, or a Hub model id"
+            )
+        return str(local)
+    if _looks_local(path):
+        raise ConfigError(f"--model_name_or_path {value}: no such directory")
+    return path
+
+
+class _as_config_error:
+    """Failures to load ``what`` for a model become one line naming the model and the way out."""
+
+    def __init__(self, value: str, what: str):
+        self.value, self.what = value, what
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, traceback):
+        if (
+            error is None
+            or isinstance(error, ConfigError)
+            or not isinstance(error, (OSError, ValueError))
+        ):
+            return False
+        local = Path(resolve(self.value)).expanduser().is_dir()
+        hint = (
+            "check the files in that directory"
+            if local
+            else "check the model id, the network (HF_HUB_OFFLINE), and HF_TOKEN for a private "
+            "or gated model"
+        )
+        raise ConfigError(
+            f"--model_name_or_path {self.value}: cannot load its {self.what} "
+            f"({first_line(error)}); {hint}"
+        ) from error
 
 
 def head_module_names(model: nn.Module) -> list[str]:

@@ -84,8 +84,8 @@ def image_batch_transform(processor, image_column: str, label_column: str, train
 
 
 def _decode(value) -> PILImage.Image:
-    from hftl.config import ConfigError
     from hftl.data import open_image
+    from hftl.errors import ConfigError
 
     try:
         image = open_image(value)

@@ -251,19 +251,29 @@ TOY_VOCAB = [
 ]
 
 
-def save_tiny_text_checkpoint(path, kind: str = "bert", num_labels: int = 2):
-    """A tiny random text classifier and a matching WordPiece tokenizer, saved like a Hub model."""
+def save_tiny_text_checkpoint(path, kind: str = "bert", num_labels: int = 2, seed: int = 0):
+    """A tiny random text classifier and a matching WordPiece tokenizer, saved like a Hub model.
+    The weights depend on ``seed`` only (the global RNG is left as it was)."""
     from transformers import BertTokenizer
 
-    model = TINY_MODELS[kind](num_labels=num_labels)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = TINY_MODELS[kind](num_labels=num_labels)
     tokenizer = BertTokenizer(vocab={word: i for i, word in enumerate(TOY_VOCAB)})
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
 
 
-def save_tiny_image_checkpoint(path, kind: str = "vit", num_labels: int = 2):
-    """A tiny random image classifier for 32x32 inputs and its image processor, saved to ``path``."""
+def save_tiny_image_checkpoint(path, kind: str = "vit", num_labels: int = 2, seed: int = 0):
+    """A tiny random image classifier for 32x32 inputs and its image processor, saved to ``path``.
+    The weights depend on ``seed`` only (the global RNG is left as it was)."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return _save_tiny_image_checkpoint(path, kind, num_labels)
+
+
+def _save_tiny_image_checkpoint(path, kind: str, num_labels: int):
     from transformers import (
         ConvNextImageProcessor,
         TimmWrapperConfig,

@@ -38,13 +38,15 @@ def main(argv=None) -> tuple[dict, TransferTrainer]:
     resume = start_run((model_args, data_args, training_args))
     set_seed(training_args.seed)
 
+    # ----- the pretrained model's preprocessing (a wrong model path stops here, before the data)
+    processor = load_processor(model_args, task="image")
+
     # ----- data: splits, columns, label names (checked) -----
     raw, columns, labels = load_classification_data(
         data_args, task="image", seed=training_args.seed, cache_dir=model_args.cache_dir
     )
 
-    # ----- model and the preprocessing it was pretrained with -----
-    processor = load_processor(model_args, task="image")
+    # ----- model: the pretrained checkpoint with a new head for these labels -----
     model = load_classifier(model_args, task="image", labels=labels)
     augment = data_args.augmentation
     if augment and training_args.strategy == "feature_extraction" and training_args.feature_cache:

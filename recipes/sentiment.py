@@ -41,13 +41,15 @@ def main(argv=None) -> tuple[dict, TransferTrainer]:
     resume = start_run((model_args, data_args, training_args))
     set_seed(training_args.seed)
 
+    # ----- the pretrained model's preprocessing (a wrong model path stops here, before the data)
+    tokenizer = load_processor(model_args, task="text")
+
     # ----- data: splits, columns, label names (checked) -----
     raw, columns, labels = load_classification_data(
         data_args, task="text", seed=training_args.seed, cache_dir=model_args.cache_dir
     )
 
-    # ----- model and its tokenizer -----
-    tokenizer = load_processor(model_args, task="text")
+    # ----- model: the pretrained checkpoint with a new head for these labels -----
     model = load_classifier(model_args, task="text", labels=labels)
     with training_args.main_process_first(desc="tokenizing"):
         tokenized = tokenize_dataset(

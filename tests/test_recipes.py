@@ -223,6 +223,8 @@ def test_image_toy_task_is_learned_and_timm_output_loads_with_timmwrapper(image_
     report, _ = run_images(
         image_setup, "timm-resnet", out, "--strategy", "full", "--num_train_epochs", "4"
     )
+    # The tiny checkpoints are seeded (hftl.testing), so this is the same run every time: 0.92.
+    # From other random initialisations 4 of 6 reach 0.9 (chance is 1/3).
     assert report["accuracy"] >= 0.9, report
     model = TimmWrapperForImageClassification.from_pretrained(out).eval()
     assert model.config.id2label == {0: "blue", 1: "green", 2: "red"}
