@@ -85,6 +85,20 @@ class SeededLengthGroupedSampler(LengthGroupedSampler):
         return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
 
 
+class SamplerEpochCallback(TrainerCallback):
+    """Sets the epoch of a :class:`SeededLengthGroupedSampler` from the trainer state when an
+    epoch begins. Accelerate's ``set_epoch`` reaches it through two wrappers, but a resume under
+    DDP adds a third (batch skipping around the per-process shards), and the sampler would then
+    replay epoch 0's order."""
+
+    def __init__(self):
+        self.sampler: SeededLengthGroupedSampler | None = None
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        if self.sampler is not None:  # state.epoch: epochs done (fractional on a resume)
+            self.sampler.set_epoch(math.floor((state.epoch or 0.0) + 1e-6))
+
+
 def _entries(directory) -> set[str]:
     if directory is None or not directory.exists():
         return set()
@@ -210,7 +224,12 @@ class TransferTrainer(Trainer):
             model, kwargs = self._use_cached_features(model, kwargs)
         # First: the resumed / best weights are in place before any other callback sees the model.
         self.checkpoints = CheckpointCallback()
-        kwargs["callbacks"] = [self.checkpoints, *(kwargs.get("callbacks") or [])]
+        self.sampler_epoch = SamplerEpochCallback()
+        kwargs["callbacks"] = [
+            self.checkpoints,
+            self.sampler_epoch,
+            *(kwargs.get("callbacks") or []),
+        ]
         if args.early_stopping_patience:
             kwargs["callbacks"] = [
                 *(kwargs.get("callbacks") or []),
@@ -244,6 +263,7 @@ class TransferTrainer(Trainer):
         if type(sampler) is LengthGroupedSampler:  # resumable: the order depends on seed and epoch
             seeded = SeededLengthGroupedSampler(sampler.batch_size, lengths=sampler.lengths,
                                                 seed=self.args.data_seed or self.args.seed)  # fmt: skip
+            self.sampler_epoch.sampler = seeded
             return seeded
         return sampler
 

@@ -148,3 +148,35 @@ def test_image_recipe_under_ddp(tmp_path):
         assert torch.equal(rank0[name], initial[name]) and torch.equal(
             rank1[name], initial[name]
         ), name
+
+
+@pytest.mark.ddp
+def test_resume_under_ddp_is_exact_and_checkpoints_hold_every_ranks_files(tmp_path):
+    from hftl.checkpoints import CHECKPOINT_MARKER
+    from hftl.testing import save_tiny_text_checkpoint, write_toy_reviews_csv
+
+    save_tiny_text_checkpoint(tmp_path / "bert", "bert")
+    write_toy_reviews_csv(tmp_path / "train.csv", 120)
+    common = ["--model_name_or_path", str(tmp_path / "bert"), "--train_file", str(tmp_path / "train.csv"),
+              "--strategy", "full", "--max_steps", "12", "--save_steps", "3", "--per_device_train_batch_size", "8",
+              "--report_to", "none", "--use_cpu", "true", "--disable_tqdm", "true"]  # fmt: skip
+    accelerate_launch("ddp_recipe.py", "sentiment", str(tmp_path / "a-ranks"), *common,
+                      "--output_dir", str(tmp_path / "a"), config_file=CPU_2PROC)  # fmt: skip
+    marker = json.loads((tmp_path / "a" / "checkpoint-3" / CHECKPOINT_MARKER).read_text())
+    assert {"rng_state_0.pth", "rng_state_1.pth", "optimizer.pt", "model.safetensors"} <= set(
+        marker["files"]
+    )
+
+    # 108 training rows, 16 a step over the 2 ranks: 7 steps an epoch, so checkpoint-3 is in the
+    # middle of the first epoch and checkpoint-9 in the middle of the second.
+    for step in (3, 9):
+        ranks = tmp_path / f"b{step}-ranks"
+        accelerate_launch("ddp_recipe.py", "sentiment", str(ranks), *common,
+                          "--output_dir", str(tmp_path / f"b{step}"),
+                          "--resume_from_checkpoint", str(tmp_path / "a" / f"checkpoint-{step}"),
+                          config_file=CPU_2PROC)  # fmt: skip
+        for rank in (0, 1):
+            expected = torch.load(tmp_path / "a-ranks" / f"rank{rank}.pt")
+            resumed = torch.load(ranks / f"rank{rank}.pt")
+            differing = [k for k in expected if not torch.equal(expected[k], resumed[k])]
+            assert differing == [], f"resumed at {step}, rank {rank}: {differing[:3]}"
