@@ -537,6 +537,15 @@ def prepare_output_dir(args) -> str | None:
     return None
 
 
+def _global_step(checkpoint: Path) -> int:
+    """The step a checkpoint was saved at (its trainer_state.json; else its folder name)."""
+    try:
+        return int(json.loads((Path(checkpoint) / "trainer_state.json").read_text())["global_step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        step = checkpoint_step(checkpoint)
+        return 0 if step is None else step
+
+
 def _inside(path, folder: Path) -> bool:
     try:
         Path(path).resolve().relative_to(folder.resolve())
@@ -561,8 +570,8 @@ def start_checkpoints(args, resume: Path | None, written: set[Path]) -> None:
     if not checkpoints:
         return
     if resume is not None:
-        step = checkpoint_step(resume)
-        later = [p for p in checkpoints if step is not None and checkpoint_step(p) > step]
+        step = _global_step(resume)
+        later = [p for p in checkpoints if checkpoint_step(p) > step]
         if args.should_save:
             for path in later:
                 unmark(path)

@@ -287,6 +287,13 @@ def test_an_earlier_runs_checkpoints_are_never_taken_for_this_runs(uninterrupted
         True, True, True, False, False,
     ]  # fmt: skip
     assert last_complete_checkpoint(run, log=False) == run / "checkpoint-5"
+    # The same from a checkpoint folder of another name: its step comes from trainer_state.json.
+    shutil.copytree(
+        out / "checkpoint-8", run / "checkpoint-8", dirs_exist_ok=True
+    )  # complete again
+    shutil.copytree(out / "checkpoint-4", tmp_path / "best")
+    make_trainer("bert", run, max_steps=5).train(resume_from_checkpoint=str(tmp_path / "best"))
+    assert checkpoint_problem(run / "checkpoint-8") is not None
     # --overwrite_output_dir: removed, and the run starts over.
     trainer = make_trainer("bert", run, overwrite_output_dir=True)
     trainer.train()
