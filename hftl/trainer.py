@@ -69,8 +69,8 @@ class SeededLengthGroupedSampler(LengthGroupedSampler):
 
     transformers draws the order from the global RNG when the epoch starts; a run resumed in the
     middle of a later epoch starts that epoch from another RNG state and trains on another order
-    than the uninterrupted run did. Accelerate calls ``set_epoch`` before every epoch (also
-    through the batch skipping of a resume), as it does for its own seedable random sampler.
+    than the uninterrupted run did. The epoch comes from :class:`SamplerEpochCallback` (and from
+    Accelerate's ``set_epoch`` where that reaches the sampler).
     """
 
     def __init__(self, *args, seed: int = 0, **kwargs):
