@@ -31,9 +31,11 @@ import re
 import shutil
 from pathlib import Path
 
+from accelerate import PartialState
 from transformers import TrainerCallback
 
-from hftl.errors import ConfigError, first_line
+from hftl.errors import ConfigError, first_line, shown
+from hftl.feature_cache import unwrap
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +51,6 @@ MODEL_FILES = (
     "adapter_model.bin",
 )
 _CHECKPOINT_NAME = re.compile(r"^checkpoint-(\d+)$")
-_SHOWN = 3  # tensor names quoted in an error
 
 
 class CheckpointError(ConfigError):
@@ -206,20 +207,6 @@ def resolve_resume(resume_from_checkpoint, output_dir) -> Path | None:
 # --------------------------------------------------------------------------------------------
 
 
-def _target(model):
-    from hftl.feature_cache import unwrap
-
-    return unwrap(model)
-
-
-def _is_peft(model) -> bool:
-    try:
-        from peft import PeftModel
-    except ImportError:  # pragma: no cover - peft is a dependency
-        return False
-    return isinstance(model, PeftModel)
-
-
 def _differences(where: Path, expected: dict, found: dict) -> str | None:
     """Missing / unexpected / mismatched tensor names between two {name: shape} maps."""
     missing = sorted(set(expected) - set(found))
@@ -227,12 +214,11 @@ def _differences(where: Path, expected: dict, found: dict) -> str | None:
     mismatched = sorted(
         n for n in set(expected) & set(found) if tuple(expected[n]) != tuple(found[n])
     )
-    parts = []
-    for label, names in (("missing", missing), ("unexpected", unexpected)):
-        if names:
-            parts.append(
-                f"{len(names)} {label} ({', '.join(names[:_SHOWN])}{', ...' * (len(names) > _SHOWN)})"
-            )
+    parts = [
+        f"{len(names)} {label} ({shown(names)})"
+        for label, names in (("missing", missing), ("unexpected", unexpected))
+        if names
+    ]
     if mismatched:
         name = mismatched[0]
         parts.append(
@@ -261,11 +247,12 @@ def read_weights(model, checkpoint) -> tuple[str, dict]:
     from transformers import PreTrainedModel
 
     path = Path(checkpoint)
-    target = _target(model)
-    if _is_peft(target):
+    target = unwrap(model)
+    if hasattr(target, "peft_config"):
         return "peft", _read_adapter(target, path)
     if not any((path / name).is_file() for name in MODEL_FILES):
         raise CheckpointError(f"{path}: no model weights ({MODEL_FILES[0]}) in this checkpoint")
+    expected = {name: tuple(t.shape) for name, t in target.state_dict().items()}
     if isinstance(target, PreTrainedModel):
         try:
             with _quiet_transformers():  # hftl reports what does not match, below
@@ -275,8 +262,8 @@ def read_weights(model, checkpoint) -> tuple[str, dict]:
                 )  # fmt: skip
         except (OSError, RuntimeError, ValueError) as error:
             raise CheckpointError(f"{path}: cannot be read ({first_line(error)})") from None
-        expected = {name: tuple(t.shape) for name, t in target.state_dict().items()}
-        found = {name: shape for name, shape in expected.items()}
+        # the checkpoint's tensors, in-memory names, as from_pretrained matched them
+        found = dict(expected)
         for name in info.get("missing_keys") or ():
             found.pop(name, None)
         for name in info.get("unexpected_keys") or ():
@@ -285,13 +272,9 @@ def read_weights(model, checkpoint) -> tuple[str, dict]:
             found[name] = tuple(checkpoint_shape)
         problem = _differences(path, expected, found)
         if problem or info.get("error_msgs"):
-            raise CheckpointError(
-                problem or f"{path}: {first_line(Exception(info['error_msgs'][0]))}"
-            )
-        state = loaded.state_dict()
-    else:
-        state = _read_state_dict_files(path)
-    expected = {name: tuple(t.shape) for name, t in target.state_dict().items()}
+            raise CheckpointError(problem or f"{path}: {first_line(info['error_msgs'][0])}")
+        return "state", loaded.state_dict()  # the same architecture: the same names and shapes
+    state = _read_state_dict_files(path)
     problem = _differences(path, expected, {name: tuple(t.shape) for name, t in state.items()})
     if problem:
         raise CheckpointError(problem)
@@ -357,7 +340,7 @@ def apply_weights(model, weights: tuple[str, dict]) -> None:
     """Copy weights from :func:`read_weights` into ``model`` in place (same Parameter objects,
     so an optimizer and a DDP wrapper keep pointing at them)."""
     kind, state = weights
-    target = _target(model)
+    target = unwrap(model)
     if kind == "peft":
         from peft.utils import set_peft_model_state_dict
 
@@ -365,7 +348,7 @@ def apply_weights(model, weights: tuple[str, dict]) -> None:
         if result.unexpected_keys:  # read_weights matched the names: this would be a PEFT change
             raise CheckpointError(
                 f"PEFT did not place {len(result.unexpected_keys)} adapter tensors "
-                f"({', '.join(result.unexpected_keys[:_SHOWN])})"
+                f"({shown(result.unexpected_keys)})"
             )
         return
     target.load_state_dict(state, strict=True)
@@ -420,8 +403,6 @@ class CheckpointCallback(TrainerCallback):
             )
 
     def on_save(self, args, state, control, **kwargs):
-        from accelerate import PartialState
-
         PartialState().wait_for_everyone()  # every process's files (rng_state_N.pth) are written
         path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         if args.should_save and path.is_dir():
@@ -483,8 +464,6 @@ def prepare_output_dir(args) -> str | None:
 
     Every process decides from the same files; only the main process changes them.
     """
-    from accelerate import PartialState
-
     output = Path(args.output_dir)
     check_output_dir_writable(output)
     resume = args.resume_from_checkpoint or None
@@ -497,20 +476,7 @@ def prepare_output_dir(args) -> str | None:
                 f"--overwrite_output_dir removes the checkpoints in {output}, and "
                 f"--resume_from_checkpoint {resume} reads one of them; give only one of the two"
             )
-        PartialState().wait_for_everyone()  # all processes have looked at the directory
-        if args.should_save:
-            stale = list_checkpoints(output)
-            for path in stale:
-                shutil.rmtree(path)
-            if (output / FINISHED_RUN).exists():
-                (output / FINISHED_RUN).unlink()
-            if stale:
-                logger.info(
-                    "--overwrite_output_dir: removed %d checkpoints of the earlier run in %s",
-                    len(stale),
-                    output,
-                )
-        PartialState().wait_for_everyone()
+        _remove_checkpoints(args, list_checkpoints(output), also=output / FINISHED_RUN)
         return resume
     if (output / FINISHED_RUN).is_file():
         raise ConfigError(
@@ -537,6 +503,20 @@ def prepare_output_dir(args) -> str | None:
     return None
 
 
+def _remove_checkpoints(args, checkpoints: list[Path], also: Path | None = None) -> None:
+    """--overwrite_output_dir: the main process removes an earlier run's checkpoints (and
+    ``also``), once every process has looked at the directory."""
+    PartialState().wait_for_everyone()
+    if args.should_save:
+        for path in checkpoints:
+            shutil.rmtree(path)
+        if also is not None and also.exists():
+            also.unlink()
+        if checkpoints:
+            logger.info("--overwrite_output_dir: removed %d earlier checkpoints", len(checkpoints))
+    PartialState().wait_for_everyone()
+
+
 def _global_step(checkpoint: Path) -> int:
     """The step a checkpoint was saved at (its trainer_state.json; else its folder name)."""
     try:
@@ -558,16 +538,19 @@ def start_checkpoints(args, resume: Path | None, written: set[Path]) -> None:
     """Before training: make the checkpoints in ``args.output_dir`` consistent with where this
     run starts (``resume``, or step 0), so that none of an earlier run is taken for this one's.
 
+    * ``overwrite_output_dir``: they are removed (all but ``resume``);
     * resuming at step S: checkpoints above S are marked incomplete (they will be rewritten);
-    * starting at step 0: complete checkpoints of an earlier run are an error, unless
-      ``overwrite_output_dir`` (then they are removed). ``written`` (this trainer's own, from an
-      earlier ``train()`` call) do not count.
-    """
-    from accelerate import PartialState
+    * starting at step 0: complete checkpoints of an earlier run are an error.
 
+    ``written`` (this trainer's own, from an earlier ``train()`` call) do not count.
+    """
     output = Path(args.output_dir)
-    checkpoints = [p for p in list_checkpoints(output) if p.resolve() not in written]
+    keep = written | ({resume.resolve()} if resume is not None else set())
+    checkpoints = [p for p in list_checkpoints(output) if p.resolve() not in keep]
     if not checkpoints:
+        return
+    if getattr(args, "overwrite_output_dir", False):
+        _remove_checkpoints(args, checkpoints)
         return
     if resume is not None:
         step = _global_step(resume)
@@ -585,17 +568,10 @@ def start_checkpoints(args, resume: Path | None, written: set[Path]) -> None:
         PartialState().wait_for_everyone()
         return
     complete = [p for p in checkpoints if checkpoint_problem(p) is None]
-    if not complete:
-        return  # half-written leftovers: skipped, and rewritten if this run gets there
-    if not getattr(args, "overwrite_output_dir", False):
+    if complete:
         raise ConfigError(
             f"--output_dir {output} holds checkpoints of an earlier run (the last complete one "
             f"is {complete[-1]}): resume with --resume_from_checkpoint {complete[-1]} (the "
             "recipes do so by themselves), or start over with --overwrite_output_dir true"
         )
-    PartialState().wait_for_everyone()
-    if args.should_save:
-        for path in checkpoints:
-            shutil.rmtree(path)
-        logger.info("--overwrite_output_dir: removed %d earlier checkpoints", len(checkpoints))
-    PartialState().wait_for_everyone()
+    # half-written leftovers only: skipped, and rewritten if this run gets there

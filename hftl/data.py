@@ -25,7 +25,7 @@ from pathlib import Path
 
 from datasets import ClassLabel, DatasetDict, Image, Value, load_dataset
 
-from hftl.errors import ConfigError, first_line
+from hftl.errors import ConfigError, first_line, shown
 
 logger = logging.getLogger(__name__)
 
@@ -364,10 +364,9 @@ def scan_image_folder(root: str, flag: str) -> dict[str, int]:
             "remove the folder"
         )
     if ignored:
-        shown = ", ".join(str(p.relative_to(base)) for p in ignored[:3])
         logger.warning(
-            "--%s %s: left out %d files that are not images (%s%s)",
-            flag, root, len(ignored), shown, ", ..." if len(ignored) > 3 else "",
+            "--%s %s: left out %d files that are not images (%s)",
+            flag, root, len(ignored), shown(p.relative_to(base) for p in ignored),
         )  # fmt: skip
     return counts
 
@@ -415,11 +414,7 @@ def resolve_columns(dataset: DatasetDict, args: DataArguments, task: str) -> Col
             by_name=[c for c in ("image", "img", "pixel_values") if c in others],
         )
     else:
-        strings = [
-            c
-            for c in others
-            if isinstance(features[c], Value) and features[c].dtype in ("string", "large_string")
-        ]
+        strings = [c for c in others if _is_text(features[c])]
         inputs = _pick(
             "text",
             args.text_column_name,
@@ -445,8 +440,8 @@ def encode_labels(dataset: DatasetDict, label_column: str) -> tuple[DatasetDict,
         fractional = sorted(v for v in values if float(v) != int(v))
         if fractional:
             raise ConfigError(
-                f"label column '{label_column}' holds real numbers ({', '.join(map(str, fractional[:3]))}"
-                f"{', ...' if len(fractional) > 3 else ''}); hftl trains classifiers: turn them "
+                f"label column '{label_column}' holds real numbers ({shown(fractional)}); hftl "
+                "trains classifiers: turn them "
                 "into classes first, or name the class column with --label_column_name"
             )
         dataset = dataset.cast_column(label_column, Value("int64"))
@@ -541,10 +536,8 @@ def check_label_coverage(
             f"class {described} never occurs in the training data; add training examples of it, "
             "remove it, or pass --drop_unseen_validation_labels true to drop those rows"
         )
-    kept = [name for i, name in enumerate(names) if i not in untrained]
-    renumber = {
-        old: new for new, old in enumerate(i for i in range(len(names)) if i not in untrained)
-    }
+    renumber = {old: new for new, old in enumerate(sorted(trained))}
+    kept = [names[i] for i in sorted(trained)]
     logger.warning("dropping class %s: it never occurs in the training data", described)
 
     def relabel(batch):
@@ -560,11 +553,15 @@ def check_label_coverage(
     return out, kept
 
 
+def _is_text(feature) -> bool:
+    return isinstance(feature, Value) and feature.dtype in ("string", "large_string")
+
+
 def check_text_rows(dataset: DatasetDict, text_column: str) -> None:
     """Refuse rows without text, naming the split and row."""
     for split, data in dataset.items():
         feature = data.features[text_column]
-        if not (isinstance(feature, Value) and feature.dtype in ("string", "large_string")):
+        if not _is_text(feature):
             raise ConfigError(
                 f"split '{split}': column '{text_column}' holds {feature.dtype if isinstance(feature, Value) else type(feature).__name__}"
                 ", not text; name the text column with --text_column_name"
@@ -590,7 +587,7 @@ def check_images(dataset: DatasetDict, image_column: str) -> DatasetDict:
             except (OSError, PILImage.DecompressionBombError, ValueError) as error:
                 where = value.get("path") or f"data row {index + 1}"
                 raise ConfigError(
-                    f"split '{split}': image {where} cannot be read ({_first_line(error)}); "
+                    f"split '{split}': image {where} cannot be read ({first_line(error)}); "
                     "remove or replace it"
                 ) from None
     return dataset
@@ -607,10 +604,6 @@ def open_image(value):
     if value.get("bytes"):
         return PILImage.open(BytesIO(value["bytes"]))
     return PILImage.open(value["path"])
-
-
-def _first_line(error: Exception) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
 def _pick(

@@ -30,12 +30,18 @@ def one_line(error: BaseException | str) -> str:
     return " ".join(text.split())
 
 
-def first_line(error: BaseException) -> str:
+def first_line(error: BaseException | str) -> str:
     """The first non-empty line of ``error``'s message (for wrapping a library's long error)."""
     for line in str(error).splitlines():
         if line.strip():
             return line.strip()
-    return type(error).__name__
+    return type(error).__name__ if isinstance(error, BaseException) else ""
+
+
+def shown(names, limit: int = 3) -> str:
+    """``a, b, c, ...``: the first ``limit`` of ``names`` for a one-line message."""
+    names = [str(name) for name in names]
+    return ", ".join(names[:limit]) + (", ..." if len(names) > limit else "")
 
 
 def debug_enabled() -> bool:

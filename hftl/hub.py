@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from hftl.cards import CardError, write_card
+from hftl.errors import first_line
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ def push_run(
             break
         except HfHubHTTPError as error:
             status = getattr(error.response, "status_code", None)
-            reason = _redact(_first_line(error), secret)
+            reason = _redact(first_line(error), secret)
             if status in (401, 403):
                 raise PushError(
                     f"pushing {output} to {repo_id}: not authorised ({status}): set HF_TOKEN or run "
@@ -96,7 +97,7 @@ def push_run(
         except Exception as error:
             if not _is_network_error(error):
                 raise
-            reason = _redact(_first_line(error), secret)
+            reason = _redact(first_line(error), secret)
             if number > retries:
                 raise PushError(
                     f"pushing {output} to {repo_id} failed after {number} attempt(s): {reason}; the "
@@ -184,11 +185,6 @@ def _stored_token() -> str | None:
     from huggingface_hub import get_token
 
     return get_token()
-
-
-def _first_line(error: Exception) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _redact(text: str, secret: str | None) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from pathlib import Path
@@ -46,7 +47,7 @@ def load_classifier(model_args, task: str, labels: list[str]) -> nn.Module:
         "trust_remote_code": model_args.trust_remote_code,
     }
     path = checked_model_path(model_args.model_name_or_path)
-    with _as_config_error(model_args.model_name_or_path, "config"):
+    with _as_config_error(model_args.model_name_or_path, path, "config"):
         config = AutoConfig.from_pretrained(
             path,
             num_labels=len(labels),
@@ -59,9 +60,9 @@ def load_classifier(model_args, task: str, labels: list[str]) -> nn.Module:
     auto = TASKS[task]
     if getattr(model_args, "from_scratch", False):
         logger.info("from_scratch: %s architecture with random weights", config.model_type)
-        with _as_config_error(model_args.model_name_or_path, "architecture"):
+        with _as_config_error(model_args.model_name_or_path, path, "architecture"):
             return auto.from_config(config, trust_remote_code=model_args.trust_remote_code)
-    with _as_config_error(model_args.model_name_or_path, "weights"):
+    with _as_config_error(model_args.model_name_or_path, path, "weights"):
         return auto.from_pretrained(path, config=config, ignore_mismatched_sizes=True, **common)
 
 
@@ -71,7 +72,7 @@ def load_processor(model_args, task: str):
     recipe calls it first, and a wrong model stops the run before the data is read)."""
     common = {"revision": model_args.revision, "cache_dir": model_args.cache_dir}
     path = checked_model_path(model_args.model_name_or_path)
-    with _as_config_error(model_args.model_name_or_path, "config"):
+    with _as_config_error(model_args.model_name_or_path, path, "config"):
         config = AutoConfig.from_pretrained(
             path, trust_remote_code=model_args.trust_remote_code, **common
         )
@@ -83,9 +84,9 @@ def load_processor(model_args, task: str):
             "architecture it supports"
         )
     if task == "image":
-        with _as_config_error(model_args.model_name_or_path, "image processor"):
+        with _as_config_error(model_args.model_name_or_path, path, "image processor"):
             return AutoImageProcessor.from_pretrained(path, **common)
-    with _as_config_error(model_args.model_name_or_path, "tokenizer"):
+    with _as_config_error(model_args.model_name_or_path, path, "tokenizer"):
         return AutoTokenizer.from_pretrained(path, **common)
 
 
@@ -121,32 +122,23 @@ def checked_model_path(value: str) -> str:
     return path
 
 
-class _as_config_error:
-    """Failures to load ``what`` for a model become one line naming the model and the way out."""
-
-    def __init__(self, value: str, what: str):
-        self.value, self.what = value, what
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, error, traceback):
-        if (
-            error is None
-            or isinstance(error, ConfigError)
-            or not isinstance(error, (OSError, ValueError))
-        ):
-            return False
-        local = Path(resolve(self.value)).expanduser().is_dir()
+@contextlib.contextmanager
+def _as_config_error(value: str, path: str, what: str):
+    """Failures to load ``what`` for model ``value`` (resolved to ``path``) become one line
+    naming the model and the way out."""
+    try:
+        yield
+    except ConfigError:
+        raise
+    except (OSError, ValueError) as error:
         hint = (
             "check the files in that directory"
-            if local
+            if Path(path).is_dir()
             else "check the model id, the network (HF_HUB_OFFLINE), and HF_TOKEN for a private "
             "or gated model"
         )
         raise ConfigError(
-            f"--model_name_or_path {self.value}: cannot load its {self.what} "
-            f"({first_line(error)}); {hint}"
+            f"--model_name_or_path {value}: cannot load its {what} ({first_line(error)}); {hint}"
         ) from error
 
 
