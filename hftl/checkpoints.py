@@ -538,19 +538,15 @@ def start_checkpoints(args, resume: Path | None, written: set[Path]) -> None:
     """Before training: make the checkpoints in ``args.output_dir`` consistent with where this
     run starts (``resume``, or step 0), so that none of an earlier run is taken for this one's.
 
-    * ``overwrite_output_dir``: they are removed (all but ``resume``);
     * resuming at step S: checkpoints above S are marked incomplete (they will be rewritten);
-    * starting at step 0: complete checkpoints of an earlier run are an error.
+    * starting at step 0: complete checkpoints of an earlier run are an error, unless
+      ``overwrite_output_dir`` (then they are removed).
 
     ``written`` (this trainer's own, from an earlier ``train()`` call) do not count.
     """
     output = Path(args.output_dir)
-    keep = written | ({resume.resolve()} if resume is not None else set())
-    checkpoints = [p for p in list_checkpoints(output) if p.resolve() not in keep]
+    checkpoints = [p for p in list_checkpoints(output) if p.resolve() not in written]
     if not checkpoints:
-        return
-    if getattr(args, "overwrite_output_dir", False):
-        _remove_checkpoints(args, checkpoints)
         return
     if resume is not None:
         step = _global_step(resume)
@@ -568,10 +564,12 @@ def start_checkpoints(args, resume: Path | None, written: set[Path]) -> None:
         PartialState().wait_for_everyone()
         return
     complete = [p for p in checkpoints if checkpoint_problem(p) is None]
-    if complete:
+    if not complete:
+        return  # half-written leftovers: skipped, and rewritten if this run gets there
+    if not getattr(args, "overwrite_output_dir", False):
         raise ConfigError(
             f"--output_dir {output} holds checkpoints of an earlier run (the last complete one "
             f"is {complete[-1]}): resume with --resume_from_checkpoint {complete[-1]} (the "
             "recipes do so by themselves), or start over with --overwrite_output_dir true"
         )
-    # half-written leftovers only: skipped, and rewritten if this run gets there
+    _remove_checkpoints(args, checkpoints)
