@@ -18,6 +18,8 @@ from pathlib import Path
 import jinja2
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from hftl.tasks import TASKS
+
 logger = logging.getLogger(__name__)
 
 CONFUSION_PNG = "confusion_matrix.png"
@@ -42,16 +44,21 @@ def load_run(output_dir: str | Path) -> dict:
             f"{output}: missing {', '.join(missing)}; is this the output of a finished hftl run? "
             "(hftl writes them at the end of training)"
         )
-    run = {name.removesuffix(".json"): json.loads((output / name).read_text()) for name in REQUIRED}
+    info, report = (json.loads((output / name).read_text()) for name in REQUIRED)
     state = output / "trainer_state.json"
-    run["log_history"] = (
-        json.loads(state.read_text()).get("log_history", []) if state.exists() else []
-    )
-    adapter = output / "adapter_config.json"
+    history = json.loads(state.read_text()).get("log_history", []) if state.exists() else []
+    return run_record(output, info, report, history)
+
+
+def run_record(output_dir: str | Path, info: dict, report: dict, log_history: list) -> dict:
+    """What a card is made from: the run's facts, its evaluation report, its log history and
+    whether ``output_dir`` holds a LoRA adapter (and for which base model)."""
+    run = {"run_info": info, "eval_report": report, "log_history": log_history}
+    adapter = Path(output_dir) / "adapter_config.json"
     run["adapter"] = adapter.exists()
     if run["adapter"]:
         base = json.loads(adapter.read_text()).get("base_model_name_or_path")
-        run["adapter_base"] = run["run_info"]["base_model"].get("hub_id") or base
+        run["adapter_base"] = info["base_model"].get("hub_id") or base
     return run
 
 
@@ -93,7 +100,11 @@ def card_data(run: dict, model_name: str, license: str | None = None) -> ModelCa
 
 
 def strategy_sentence(info: dict) -> str:
-    """What the strategy did, in one or two sentences a reader of the card understands."""
+    """What the strategy (and the guards) did, in sentences a reader of the card understands;
+    each registered strategy and guard words its own."""
+    from hftl.guards import GUARDS
+    from hftl.strategies import STRATEGIES
+
     t = info["training"]
     llrd = ""
     if t["layer_decay"] < 1:
@@ -117,21 +128,13 @@ def strategy_sentence(info: dict) -> str:
             "Trained from scratch: the architecture only, with random initial weights (no transfer)."
             + llrd
         )
-    probe = (t.get("feature_cache") or {}).get("linear_probe")
-    if probe:
-        return (
-            "Feature extraction with a linear probe: the pretrained backbone stayed frozen; a "
-            f"logistic regression on its features (C = {probe['C']:g}, chosen by {probe['folds']}-fold "
-            f"cross-validation, CV accuracy {probe['cv_accuracy']:.3f}) became the classifier."
-        )
-    sentences = {
-        "feature_extraction": "Feature extraction: the pretrained backbone stayed frozen; only a new classification head was trained.",
-        "partial": f"Partial fine-tuning: the top {t['num_trainable_layers']} block(s) and a new head were trained; the layers below stayed frozen.{llrd}",
-        "full": f"Full fine-tuning: every layer was trained.{llrd}",
-        "gradual": f"Gradual unfreezing: training started with the new head alone and unfroze one more block, top-down, every {t['unfreeze_every']} {t['unfreeze_unit']}(s).{llrd}",
-        "lora": "LoRA: the pretrained weights stayed frozen; low-rank adapters and a new head were trained.",
-    }  # fmt: skip
-    return sentences.get(t["strategy"], f"Strategy `{t['strategy']}`.")
+    if t["strategy"] not in STRATEGIES:
+        return f"Strategy `{t['strategy']}`."
+    sentences = [STRATEGIES.get(t["strategy"]).describe(t, llrd)]
+    for name in t.get("guards", []):
+        if name in GUARDS:
+            sentences.append(GUARDS.get(name).describe(t))
+    return " ".join(s for s in sentences if s)
 
 
 def render_card(output_dir: str | Path, repo_id: str | None = None, *, license: str | None = None,
@@ -159,11 +162,16 @@ def render_card(output_dir: str | Path, repo_id: str | None = None, *, license: 
         keep_trailing_newline=True,
     )
     templates.filters["basename"] = _display_name
+    if info["task"] not in TASKS:
+        raise CardError(
+            f"{output}: run_info.json names task {info['task']!r}; {TASKS.unknown(info['task'])}"
+        )
+    task = TASKS.get(info["task"])
     try:
-        template = templates.get_template(f"{info['task']}.md.j2")
+        template = templates.get_template(task.card_template)
     except jinja2.TemplateNotFound as error:
         raise CardError(
-            f"no model card template for task {info['task']!r} in hftl/model_cards"
+            f"no model card template {task.card_template} for task {task.name!r} in hftl/model_cards"
         ) from error
     text = template.render(
         card_data=data.to_yaml(),
@@ -179,18 +187,23 @@ def render_card(output_dir: str | Path, repo_id: str | None = None, *, license: 
         data_label=_dataset_label(info["data"]),
         adapter=run["adapter"],
         adapter_base=run.get("adapter_base"),
-        example_input="I really enjoyed this, one of the best I have seen.",
+        example_input=task.example_input,
     )
     ModelCard(text)  # parses the YAML header: a broken template fails here, not on the Hub
     return text
 
 
 def write_card(
-    output_dir: str | Path, repo_id: str | None = None, *, license: str | None = None
+    output_dir: str | Path,
+    repo_id: str | None = None,
+    *,
+    license: str | None = None,
+    run: dict | None = None,
 ) -> Path:
-    """Write ``README.md`` and its images (confusion matrix, training curves) into ``output_dir``."""
+    """Write ``README.md`` and its images (confusion matrix, training curves) into ``output_dir``;
+    ``run`` is :func:`run_record`'s result when the caller has it (else the files are read)."""
     output = Path(output_dir)
-    run = load_run(output)
+    run = run or load_run(output)
     images = {
         "confusion_matrix": _plot_confusion(run, output / CONFUSION_PNG),
         "training_curves": _plot_curves(run, output / CURVES_PNG),
@@ -220,13 +233,14 @@ def _display_name(value) -> str:
     )
 
 
-def _pyplot():
-    import matplotlib
+def _figure(width: float, height: float):
+    """A matplotlib figure drawn by the Agg canvas directly: no pyplot, no global backend."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    figure = Figure(figsize=(width, height))
+    FigureCanvasAgg(figure)
+    return figure
 
 
 def _plot_confusion(run: dict, path: Path) -> str | None:
@@ -234,10 +248,10 @@ def _plot_confusion(run: dict, path: Path) -> str | None:
     matrix = report.get("confusion_matrix")
     if not matrix:
         return None
-    plt = _pyplot()
     labels = run["run_info"]["labels"]
     size = max(3.5, 0.45 * len(labels) + 2)
-    fig, ax = plt.subplots(figsize=(size, size))
+    fig = _figure(size, size)
+    ax = fig.subplots()
     ax.imshow(matrix, cmap="Blues")
     ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
     ax.set_yticks(range(len(labels)), labels)
@@ -251,7 +265,6 @@ def _plot_confusion(run: dict, path: Path) -> str | None:
     ax.set_title(f"accuracy {report['accuracy']:.3f}")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path.name
 
 
@@ -264,8 +277,8 @@ def _plot_curves(run: dict, path: Path) -> str | None:
     if not train and not evals:
         path.unlink(missing_ok=True)
         return None
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig = _figure(6, 3.5)
+    ax = fig.subplots()
     if train:
         ax.plot(*zip(*train, strict=True), label="training loss", color="tab:blue")
         ax.set_ylabel("training loss")
@@ -278,5 +291,4 @@ def _plot_curves(run: dict, path: Path) -> str | None:
     fig.legend(loc="upper center", ncol=2, fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path.name

@@ -37,27 +37,29 @@ class GroupsArguments:
 
 def groups_command(argv: list[str]) -> int:
     """Print the layer map and the optimizer groups a run with these settings would use."""
-    from hftl.freezing import apply_strategy
-    from hftl.layers import build_layer_map
+    from hftl.layers import build_layer_map, check_head
     from hftl.optim import format_groups, param_groups
 
     model_args, train_args = parse_config(
         (GroupsArguments, TransferTrainingArguments), argv, prog="hftl groups"
     )
-    model = _load_model(model_args)
+    strategy = train_args.strategy_object
+    model = strategy.wrap(_load_model(model_args), train_args)
     layer_map = build_layer_map(model)
+    check_head(layer_map, model)
     print(f"{type(model).__name__}: L = {layer_map.num_blocks} blocks")
     print(layer_map.summary())
-    apply_strategy(
-        model, layer_map, train_args.strategy, num_trainable_layers=train_args.num_trainable_layers
-    )
+    try:
+        strategy.freeze(model, train_args, layer_map)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
     groups = param_groups(
         model,
         lr=train_args.learning_rate,
         layer_decay=train_args.layer_decay,
         head_lr_multiplier=train_args.head_lr_multiplier,
         weight_decay=train_args.weight_decay,
-        include_frozen=train_args.strategy == "gradual",
+        include_frozen=strategy.optimizer_holds_frozen,
         layer_map=layer_map,
         log=False,
     )
@@ -67,6 +69,10 @@ def groups_command(argv: list[str]) -> int:
 
 
 def _load_model(args: GroupsArguments):
+    from transformers import AutoConfig
+
+    from hftl.models import _as_config_error, checked_model_path
+    from hftl.tasks import TASKS, task_for_model_type
     from hftl.testing import TINY_MODELS
 
     if (args.tiny is None) == (args.model_name_or_path is None):
@@ -75,22 +81,18 @@ def _load_model(args: GroupsArguments):
         if args.tiny not in TINY_MODELS:
             raise ConfigError(f"--tiny {args.tiny}: choose one of {', '.join(TINY_MODELS)}")
         return TINY_MODELS[args.tiny](num_labels=args.num_labels)
-    from transformers import (
-        AutoConfig,
-        AutoModelForImageClassification,
-        AutoModelForSequenceClassification,
-    )
-    from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES
-
-    config = AutoConfig.from_pretrained(args.model_name_or_path, num_labels=args.num_labels)
-    auto = (
-        AutoModelForImageClassification
-        if config.model_type in MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES
-        else AutoModelForSequenceClassification
-    )
-    return auto.from_pretrained(
-        args.model_name_or_path, config=config, ignore_mismatched_sizes=True
-    )
+    name = args.model_name_or_path
+    path = checked_model_path(name)  # hftl: assets fetched, local paths checked
+    with _as_config_error(name, path, "config"):
+        config = AutoConfig.from_pretrained(path, num_labels=args.num_labels)
+    task = task_for_model_type(config.model_type)
+    if task is None:
+        raise ConfigError(
+            f"--model_name_or_path {name}: a '{config.model_type}' model, which no hftl task "
+            f"({', '.join(TASKS.names())}) can build"
+        )
+    with _as_config_error(name, path, "weights"):
+        return task.auto_model.from_pretrained(path, config=config, ignore_mismatched_sizes=True)
 
 
 def assets_command(argv: list[str]) -> int:

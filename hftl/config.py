@@ -16,15 +16,16 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
 from hftl.errors import ConfigError, one_line
-from hftl.freezing import STRATEGIES, check_num_trainable_layers
+from hftl.guards import GUARDS
+from hftl.strategies import STRATEGIES
 
-ALL_STRATEGIES = (*STRATEGIES, "lora")
+ALL_STRATEGIES = STRATEGIES.names()
 
 logger = logging.getLogger(__name__)
 
@@ -52,27 +53,33 @@ class ModelArguments:
     )
 
 
+_OPTION_CLASSES = (*STRATEGIES.argument_classes(), *GUARDS.argument_classes())
+
+
 @dataclass
-class TransferTrainingArguments(TrainingArguments):
+class TransferTrainingArguments(TrainingArguments, *_OPTION_CLASSES):
     """``TrainingArguments`` plus the transfer-learning options.
 
-    The new fields:
-        strategy: ``feature_extraction`` (head only), ``partial`` (top ``num_trainable_layers``
-            blocks + head), ``full`` (everything), ``gradual`` (head first, then one more block
-            every ``unfreeze_every`` ``unfreeze_unit``\\ s, top-down, until everything trains),
-            ``lora`` (PEFT LoRA adapters in the blocks + the full head).
-        num_trainable_layers: how many top blocks train under ``partial``.
+    The fields added here:
+        strategy: a registered strategy (:mod:`hftl.strategies`): ``feature_extraction`` (head
+            only), ``partial`` (top ``num_trainable_layers`` blocks + head), ``full``
+            (everything), ``gradual`` (head first, then one more block every ``unfreeze_every``
+            ``unfreeze_unit``\\ s, top-down), ``lora`` (PEFT LoRA adapters + the full head).
         layer_decay: layer-wise LR decay; depth ``d`` trains at ``lr * layer_decay ** (L + 1 - d)``.
         head_lr_multiplier: the new head trains at ``learning_rate * head_lr_multiplier``.
-        unfreeze_every / unfreeze_unit: the gradual-unfreezing schedule.
+        channels_last, overwrite_output_dir: see their help.
+
+    Each strategy and each guard (:mod:`hftl.guards`) brings its own fields (``lora_r``,
+    ``unfreeze_every``, ``early_stopping_patience``, ...) from its module, and checks them.
     """
 
-    strategy: Literal["feature_extraction", "partial", "full", "gradual", "lora"] = field(
-        default="full", metadata={"help": f"Transfer strategy: one of {', '.join(ALL_STRATEGIES)}."}
-    )
-    num_trainable_layers: int | None = field(
-        default=None,
-        metadata={"help": "strategy=partial: how many top blocks train (plus the head)."},
+    strategy: str = field(
+        default="full",
+        metadata={
+            "help": "Transfer strategy: "
+            + "; ".join(f"{s.name} ({s.summary})" for s in STRATEGIES),
+            "choices": list(STRATEGIES.names()),
+        },
     )
     layer_decay: float = field(
         default=1.0,
@@ -83,53 +90,6 @@ class TransferTrainingArguments(TrainingArguments):
     )
     head_lr_multiplier: float = field(
         default=1.0, metadata={"help": "The head trains at learning_rate times this."}
-    )
-    unfreeze_every: int = field(
-        default=1, metadata={"help": "strategy=gradual: unfreeze one more block every N units."}
-    )
-    unfreeze_unit: Literal["epoch", "step"] = field(
-        default="epoch", metadata={"help": "strategy=gradual: the unit of unfreeze_every."}
-    )
-    lora_r: int = field(default=8, metadata={"help": "strategy=lora: rank of the LoRA update."})
-    lora_alpha: int = field(default=16, metadata={"help": "strategy=lora: LoRA scaling numerator."})
-    lora_dropout: float = field(
-        default=0.1, metadata={"help": "strategy=lora: dropout on the LoRA path."}
-    )
-    lora_target_modules: list[str] | None = field(
-        default=None,
-        metadata={
-            "help": "strategy=lora: module names to adapt (default: attention query/value "
-            "projections, else all Linear, else all Conv2d layers in the blocks)."
-        },
-    )
-    merge_lora: bool = field(
-        default=True,
-        metadata={
-            "help": "strategy=lora: save the adapter merged into the base weights (a plain "
-            "model) as well as the adapter alone under adapter/. false: save the adapter only."
-        },
-    )
-    feature_cache: bool = field(
-        default=True,
-        metadata={
-            "help": "strategy=feature_extraction: run the frozen backbone once over the data and "
-            "train the head on the stored features (off when the training data is augmented)."
-        },
-    )
-    feature_cache_dir: str | None = field(
-        default=None,
-        metadata={
-            "help": "Where cached features are kept, memory-mapped and keyed by a hash of weights, "
-            "data and preprocessing (default: $HFTL_CACHE/features; 'memory': in memory only)."
-        },
-    )
-    linear_probe: bool = field(
-        default=False,
-        metadata={
-            "help": "strategy=feature_extraction: instead of gradient steps, fit a scikit-learn "
-            "logistic regression (C chosen by cross-validation) on the cached features and write "
-            "it into the model's linear classifier. For tiny datasets; needs scikit-learn."
-        },
     )
     channels_last: bool | None = field(
         default=None,
@@ -145,67 +105,36 @@ class TransferTrainingArguments(TrainingArguments):
             "resuming from them (as in the Hugging Face example scripts)."
         },
     )
-    early_stopping_patience: int = field(
-        default=0,
-        metadata={
-            "help": "Stop after this many evaluations without improvement of "
-            "metric_for_best_model (0 = off; needs load_best_model_at_end)."
-        },
-    )
 
     def __post_init__(self):
         _check_ranges(self, _TRAINING_RANGES)
-        if self.num_train_epochs <= 0 and self.max_steps <= 0:
+        if self.num_train_epochs <= 0 and self.max_steps <= 0 and not self.linear_probe:
             raise ValueError(
                 f"--num_train_epochs {self.num_train_epochs}: must be > 0 (or set --max_steps > 0)"
             )
-        if self.strategy not in ALL_STRATEGIES:
-            raise ValueError(
-                f"strategy must be one of {', '.join(ALL_STRATEGIES)}, got {self.strategy!r}"
-            )
+        if self.strategy not in STRATEGIES:
+            raise ValueError(STRATEGIES.unknown(self.strategy))
         if not 0.0 < self.layer_decay <= 1.0:
             raise ValueError(f"layer_decay must be in (0, 1] (1.0 = off), got {self.layer_decay}")
         if self.head_lr_multiplier <= 0:
             raise ValueError(f"head_lr_multiplier must be > 0, got {self.head_lr_multiplier}")
-        if self.strategy == "partial":
-            if self.num_trainable_layers is None:
-                raise ValueError(
-                    "strategy=partial needs num_trainable_layers (how many top blocks train)"
-                )
-            if self.num_trainable_layers < 0:
-                raise ValueError(
-                    f"num_trainable_layers must be >= 0, got {self.num_trainable_layers}"
-                )
-        elif self.num_trainable_layers is not None:
-            logger.warning(
-                "num_trainable_layers=%s is ignored: it applies to strategy=partial, not %s",
-                self.num_trainable_layers,
-                self.strategy,
-            )
-        if self.unfreeze_every < 1:
-            raise ValueError(f"unfreeze_every must be >= 1, got {self.unfreeze_every}")
-        if self.lora_r < 1:
-            raise ValueError(f"lora_r must be >= 1, got {self.lora_r}")
-        if self.early_stopping_patience < 0:
-            raise ValueError(
-                f"early_stopping_patience must be >= 0, got {self.early_stopping_patience}"
-            )
-        if self.early_stopping_patience and not self.load_best_model_at_end:
-            raise ValueError(
-                "early_stopping_patience needs load_best_model_at_end=true (and an eval_strategy "
-                "equal to save_strategy) so the best checkpoint is kept"
-            )
-        if self.linear_probe and (self.strategy != "feature_extraction" or not self.feature_cache):
-            raise ValueError(
-                "linear_probe needs strategy=feature_extraction with feature_cache=true (it fits "
-                "the classifier on the cached features)"
-            )
-        if self.strategy == "gradual" and self.ddp_find_unused_parameters is False:
-            raise ValueError(
-                "strategy=gradual needs ddp_find_unused_parameters=true under DDP (frozen blocks get "
-                "no gradient); leave it unset or set it to true"
-            )
+        for strategy in STRATEGIES:
+            strategy.check(self, selected=strategy.name == self.strategy)
+        for guard in GUARDS:
+            guard.check(self)
         super().__post_init__()
+
+    def __getstate__(self):
+        # Trainer pickles its arguments into training_args.bin next to every saved model; a
+        # --hub_token must not travel with them (into checkpoints, onto the Hub, to a colleague).
+        state = dict(self.__dict__)
+        state["hub_token"] = None
+        return state
+
+    @property
+    def strategy_object(self):
+        """The registered :class:`~hftl.strategies.base.Strategy` named by ``strategy``."""
+        return STRATEGIES.get(self.strategy)
 
 
 # Numeric options whose nonsense values transformers would only trip over later (a DataLoader
@@ -351,15 +280,14 @@ def _check_against_model(parsed: Sequence[Any]) -> None:
     train_args = next((p for p in parsed if isinstance(p, TransferTrainingArguments)), None)
     if model_args is None or not model_args.model_name_or_path or train_args is None:
         return
-    if train_args.strategy != "partial":
+    strategy = STRATEGIES.get(train_args.strategy)
+    if not strategy.needs_block_count:
         return
     revision = getattr(model_args, "revision", "main")
     blocks = count_blocks_from_config(model_args.model_name_or_path, revision=revision)
     if blocks is not None:
         try:
-            check_num_trainable_layers(
-                train_args.num_trainable_layers, blocks, model_args.model_name_or_path
-            )
+            strategy.check_blocks(train_args, blocks, model_args.model_name_or_path)
         except ValueError as error:
             raise ConfigError(str(error)) from None
 

@@ -3,7 +3,8 @@
 Sources, with the Hugging Face example scripts' argument names:
 
 * ``--dataset_name`` (+ ``--dataset_config_name``): a Hub dataset, or a local dataset directory;
-* ``--train_dir`` / ``--validation_dir``: image folders, one sub-folder per class;
+* ``--train_dir`` / ``--validation_dir``: folders with one sub-folder per class, read with the
+  task's folder builder (``imagefolder`` for images);
 * ``--train_file`` / ``--validation_file``: CSV, JSON, JSON Lines or Parquet.
 
 Everything read here is checked where it is read, and a problem is a one-line
@@ -23,7 +24,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from datasets import ClassLabel, DatasetDict, Image, Value, load_dataset
+from datasets import ClassLabel, DatasetDict, Value, load_dataset
 
 from hftl.errors import ConfigError, first_line, shown
 
@@ -31,7 +32,6 @@ logger = logging.getLogger(__name__)
 
 FILE_BUILDERS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 LABEL_NAMES = ("label", "labels", "class", "category", "target", "sentiment")
-TEXT_NAMES = ("text", "sentence", "review", "content", "document", "tweet")
 
 
 @dataclass
@@ -45,23 +45,19 @@ class DataArguments:
         default=None, metadata={"help": "Dataset configuration name."}
     )
     train_dir: str | None = field(
-        default=None, metadata={"help": "Image folder: one sub-folder per class."}
+        default=None, metadata={"help": "A folder with one sub-folder per class (images)."}
     )
-    validation_dir: str | None = field(default=None, metadata={"help": "Validation image folder."})
+    validation_dir: str | None = field(
+        default=None, metadata={"help": "Validation folder, same layout."}
+    )
     train_file: str | None = field(
         default=None, metadata={"help": "CSV / JSON / JSONL / Parquet file."}
     )
     validation_file: str | None = field(
         default=None, metadata={"help": "Validation file, same format."}
     )
-    text_column_name: str | None = field(
-        default=None, metadata={"help": "Text column (auto-detected)."}
-    )
     label_column_name: str | None = field(
         default=None, metadata={"help": "Label column (auto-detected)."}
-    )
-    image_column_name: str | None = field(
-        default=None, metadata={"help": "Image column (auto-detected)."}
     )
     validation_split_percentage: float = field(
         default=10,
@@ -71,17 +67,6 @@ class DataArguments:
         default=None, metadata={"help": "Truncate train (debugging)."}
     )
     max_eval_samples: int | None = field(default=None, metadata={"help": "Truncate validation."})
-    max_seq_length: int = field(default=256, metadata={"help": "Text: tokens kept per example."})
-    pad_to_max_length: bool = field(
-        default=False,
-        metadata={
-            "help": "Text: pad every example to max_seq_length (run_glue's default). Default: "
-            "pad each batch to its longest example, which is much faster on short texts."
-        },
-    )
-    augmentation: bool = field(
-        default=True, metadata={"help": "Images: random resized crop + flip in training."}
-    )
     drop_unseen_validation_labels: bool = field(
         default=False,
         metadata={
@@ -109,7 +94,7 @@ class DataArguments:
             raise ValueError(
                 f"validation_split_percentage must be in (0, 100), got {self.validation_split_percentage}"
             )
-        for name in ("max_train_samples", "max_eval_samples", "max_seq_length"):
+        for name in ("max_train_samples", "max_eval_samples"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"--{name} {value}: must be >= 1")
@@ -133,27 +118,31 @@ def _with_assets_resolved(args: DataArguments) -> DataArguments:
 @dataclass(frozen=True)
 class Columns:
     label: str
-    inputs: str  # the text or image column
+    inputs: str  # the task's input column (text, image, ...)
 
 
 def load_classification_data(
-    args: DataArguments, task: str, *, seed: int, cache_dir: str | None = None
+    args: DataArguments, task, task_args, *, seed: int, cache_dir: str | None = None
 ) -> tuple[DatasetDict, Columns, list[str]]:
     """Everything a classification recipe needs from its data, checked.
 
-    Loads the splits, finds the label and input columns, refuses empty texts / unreadable images
-    (naming them), makes the labels a ClassLabel with names from the data, and makes sure there is
-    a validation split.
+    Loads the splits, finds the label column and the task's input column, refuses unusable
+    inputs (the task names them: empty texts, unreadable images), makes the labels a ClassLabel
+    with names from the data, and makes sure there is a validation split.
+
+    Args:
+        task: the :class:`~hftl.tasks.base.Task` (or its registered name).
+        task_args: the task's own arguments (``task.arguments``).
 
     Returns:
         (datasets with ``train`` and ``validation``, the columns, the label names)
     """
-    raw = load_raw_datasets(args, cache_dir=cache_dir)
-    columns = resolve_columns(raw, args, task=task)
-    if task == "image":
-        raw = check_images(raw, columns.inputs)
-    else:
-        check_text_rows(raw, columns.inputs)
+    from hftl.tasks import task_of
+
+    task = task_of(task)
+    raw = load_raw_datasets(args, cache_dir=cache_dir, task=task)
+    columns = resolve_columns(raw, args, task, task_args)
+    raw = task.check_inputs(raw, columns.inputs)
     raw, labels = encode_labels(raw, columns.label)
     raw = ensure_validation_split(raw, args, columns.label, seed=seed)
     raw, labels = check_label_coverage(
@@ -165,11 +154,12 @@ def load_classification_data(
     return raw, columns, labels
 
 
-def load_raw_datasets(args: DataArguments, cache_dir: str | None = None) -> DatasetDict:
+def load_raw_datasets(args: DataArguments, cache_dir: str | None = None, task=None) -> DatasetDict:
     """Load the splits the arguments point at (at least ``train``).
 
     Paths may name hftl's offline assets, e.g. ``--train_dir hftl:mnist/train`` (fetched on first
-    use, see :mod:`hftl.assets`).
+    use, see :mod:`hftl.assets`). ``--train_dir`` is read with the task's folder builder
+    (``imagefolder`` for images).
     """
     args = _with_assets_resolved(args)
     if args.dataset_name:
@@ -178,18 +168,28 @@ def load_raw_datasets(args: DataArguments, cache_dir: str | None = None) -> Data
             lambda: load_dataset(args.dataset_name, args.dataset_config_name, cache_dir=cache_dir),
         )
     if args.train_dir:
+        if task is None or task.folder_builder is None:
+            what = f"the {task.name} task" if task is not None else "this call (no task given)"
+            raise ConfigError(
+                f"--train_dir {args.train_dir}: {what} reads no class folders; give --train_file "
+                "or --dataset_name"
+            )
+        extensions = task.folder_extensions
         folders = {"train": ("train_dir", _existing_dir(args.train_dir, "train_dir"))}
         if args.validation_dir:
             folders["validation"] = (
                 "validation_dir",
                 _existing_dir(args.validation_dir, "validation_dir"),
             )
-        counts = {split: scan_image_folder(path, flag) for split, (flag, path) in folders.items()}
+        counts = {
+            split: scan_class_folder(path, flag, extensions, task.input_name)
+            for split, (flag, path) in folders.items()
+        }
         data_files = {split: os.path.join(path, "**") for split, (_, path) in folders.items()}
         where = " and ".join(f"--{flag} {path}" for flag, path in folders.values())
         dataset = _read(
             where,
-            lambda: load_dataset("imagefolder", data_files=data_files, cache_dir=cache_dir),
+            lambda: load_dataset(task.folder_builder, data_files=data_files, cache_dir=cache_dir),
         )
         _check_folder_read(dataset, counts, folders)
         return dataset
@@ -294,22 +294,16 @@ def _check_same_columns(splits: dict, files: dict) -> None:
     )
 
 
-def image_extensions() -> frozenset[str]:
-    """The file extensions ``datasets``' imagefolder reads (lower case, with the dot)."""
-    from datasets.packaged_modules.imagefolder.imagefolder import ImageFolder
+def scan_class_folder(
+    root: str, flag: str, extensions: frozenset[str], kind: str = "image"
+) -> dict[str, int]:
+    """Check that ``root`` is one sub-folder per class with the inputs (files with one of
+    ``extensions``, e.g. images) directly inside, and return the number of inputs per class.
 
-    return frozenset(e.lower() for e in ImageFolder.EXTENSIONS)
-
-
-def scan_image_folder(root: str, flag: str) -> dict[str, int]:
-    """Check that ``root`` is one sub-folder per class with the images directly inside, and
-    return the number of images per class.
-
-    Refused, with the file or folder named: no class folders, an empty class folder, an image
-    outside the class folders or in a folder below one, a broken link. Files that are not images
-    are left out, with one log line listing them.
+    Refused, with the file or folder named: no class folders, an empty class folder, an input
+    outside the class folders or in a folder below one, a broken link. Other files are left out,
+    with one log line listing them.
     """
-    extensions = image_extensions()
     base = Path(root)
     counts: dict[str, int] = {}
     ignored: list[Path] = []
@@ -337,8 +331,8 @@ def scan_image_folder(root: str, flag: str) -> dict[str, int]:
                     elif Path(folder) != entry:
                         raise ConfigError(
                             f"--{flag} {root}: {file} is in a folder below class folder "
-                            f"'{entry.name}'; put each image directly in its class folder "
-                            f"({root}/<class>/<image>)"
+                            f"'{entry.name}'; put each {kind} directly in its class folder "
+                            f"({root}/<class>/<{kind}>)"
                         )
                     else:
                         counts[entry.name] += 1
@@ -346,33 +340,33 @@ def scan_image_folder(root: str, flag: str) -> dict[str, int]:
             broken(entry)
         elif entry.suffix.lower() in extensions:
             raise ConfigError(
-                f"--{flag} {root}: {entry.name} is not in a class folder; put every image in one "
+                f"--{flag} {root}: {entry.name} is not in a class folder; put every {kind} in one "
                 f"sub-folder per class ({root}/<class>/{entry.name})"
             )
         else:
             ignored.append(entry)
     if not counts:
         raise ConfigError(
-            f"--{flag} {root}: no class folders; put the images in one sub-folder per class "
+            f"--{flag} {root}: no class folders; put the {kind}s in one sub-folder per class "
             f"({root}/cats/1.jpg, {root}/dogs/2.jpg, ...)"
         )
     empty = [name for name, count in counts.items() if count == 0]
     if empty:
         others = f" (also: {', '.join(empty[1:])})" if len(empty) > 1 else ""
         raise ConfigError(
-            f"--{flag} {root}: class folder '{empty[0]}' has no images{others}; add images or "
+            f"--{flag} {root}: class folder '{empty[0]}' has no {kind}s{others}; add {kind}s or "
             "remove the folder"
         )
     if ignored:
         logger.warning(
-            "--%s %s: left out %d files that are not images (%s)",
-            flag, root, len(ignored), shown(p.relative_to(base) for p in ignored),
+            "--%s %s: left out %d files that are not %ss (%s)",
+            flag, root, len(ignored), kind, shown(p.relative_to(base) for p in ignored),
         )  # fmt: skip
     return counts
 
 
 def _check_folder_read(dataset: DatasetDict, counts: dict, folders: dict) -> None:
-    """What ``datasets`` read must be what the folders hold: every image, under its folder's class."""
+    """What ``datasets`` read must be what the folders hold: every file, under its folder's class."""
     for split, expected in counts.items():
         data = dataset[split]
         if "label" not in data.features or not isinstance(data.features["label"], ClassLabel):
@@ -383,13 +377,13 @@ def _check_folder_read(dataset: DatasetDict, counts: dict, folders: dict) -> Non
         found = Counter(names[i] for i in data["label"])
         if dict(found) != expected:
             raise ConfigError(
-                f"--{folders[split][0]} {folders[split][1]}: datasets read {dict(found)} images per "
+                f"--{folders[split][0]} {folders[split][1]}: datasets read {dict(found)} files per "
                 f"class, the folders hold {expected}; please report this"
             )
 
 
-def resolve_columns(dataset: DatasetDict, args: DataArguments, task: str) -> Columns:
-    """Find the label column and the text (``task='text'``) or image (``task='image'``) column.
+def resolve_columns(dataset: DatasetDict, args: DataArguments, task, task_args) -> Columns:
+    """Find the label column, then the task's input column among the others.
 
     Raises:
         ConfigError: a named column is missing, or the choice is ambiguous; the message lists the
@@ -397,7 +391,7 @@ def resolve_columns(dataset: DatasetDict, args: DataArguments, task: str) -> Col
     """
     features = dataset["train"].features
     columns = list(features)
-    label = _pick(
+    label = pick_column(
         "label",
         args.label_column_name,
         columns,
@@ -405,24 +399,7 @@ def resolve_columns(dataset: DatasetDict, args: DataArguments, task: str) -> Col
         by_name=[c for c in LABEL_NAMES if c in columns],
     )
     others = [c for c in columns if c != label]
-    if task == "image":
-        inputs = _pick(
-            "image",
-            args.image_column_name,
-            others,
-            typed=[c for c in others if isinstance(features[c], Image)],
-            by_name=[c for c in ("image", "img", "pixel_values") if c in others],
-        )
-    else:
-        strings = [c for c in others if _is_text(features[c])]
-        inputs = _pick(
-            "text",
-            args.text_column_name,
-            others,
-            typed=strings if len(strings) == 1 else [],
-            by_name=[c for c in TEXT_NAMES if c in strings] or strings,
-        )
-    return Columns(label=label, inputs=inputs)
+    return Columns(label=label, inputs=task.find_input_column(features, others, task_args))
 
 
 def encode_labels(dataset: DatasetDict, label_column: str) -> tuple[DatasetDict, list[str]]:
@@ -553,60 +530,7 @@ def check_label_coverage(
     return out, kept
 
 
-def _is_text(feature) -> bool:
-    return isinstance(feature, Value) and feature.dtype in ("string", "large_string")
-
-
-def check_text_rows(dataset: DatasetDict, text_column: str) -> None:
-    """Refuse rows without text, naming the split and row."""
-    for split, data in dataset.items():
-        feature = data.features[text_column]
-        if not _is_text(feature):
-            raise ConfigError(
-                f"split '{split}': column '{text_column}' holds {feature.dtype if isinstance(feature, Value) else type(feature).__name__}"
-                ", not text; name the text column with --text_column_name"
-            )
-        for index, value in enumerate(data[text_column]):
-            if value is None or not str(value).strip():
-                raise ConfigError(
-                    f"split '{split}': data row {index + 1} has an empty '{text_column}'; fill or drop it"
-                )
-
-
-def check_images(dataset: DatasetDict, image_column: str) -> DatasetDict:
-    """Stop decoding images in ``datasets`` (hftl decodes them, naming any file that fails) and
-    open every image's header now, so an unreadable file stops the run before training starts."""
-    from PIL import Image as PILImage
-
-    dataset = dataset.cast_column(image_column, Image(decode=False))
-    for split, data in dataset.items():
-        for index, value in enumerate(data[image_column]):
-            try:
-                with open_image(value) as image:
-                    image.size  # noqa: B018 - reading the header is the check
-            except (OSError, PILImage.DecompressionBombError, ValueError) as error:
-                where = value.get("path") or f"data row {index + 1}"
-                raise ConfigError(
-                    f"split '{split}': image {where} cannot be read ({first_line(error)}); "
-                    "remove or replace it"
-                ) from None
-    return dataset
-
-
-def open_image(value):
-    """A PIL image from a ``datasets`` undecoded image value ({'path', 'bytes'}) or a PIL image."""
-    from io import BytesIO
-
-    from PIL import Image as PILImage
-
-    if isinstance(value, PILImage.Image):
-        return value
-    if value.get("bytes"):
-        return PILImage.open(BytesIO(value["bytes"]))
-    return PILImage.open(value["path"])
-
-
-def _pick(
+def pick_column(
     kind: str, given: str | None, columns: list[str], typed: list[str], by_name: list[str]
 ) -> str:
     flag = f"--{kind}_column_name"

@@ -52,10 +52,14 @@ def run_main(main: Callable[[], object], prog: str) -> int:
     """Run a command-line entry point: bad input exits 2 with ``prog: error: <one line>``, Ctrl-C
     exits 130 with a line saying how to continue; both with the traceback under ``HFTL_DEBUG=1``.
 
-    Returns 0 when ``main`` returns (a returned int is passed through as the exit status).
+    Returns 0 when ``main`` returns (a returned int is passed through as the exit status). hftl's
+    messages go to stderr meanwhile (:func:`hftl.logs.console`).
     """
+    from hftl.logs import console
+
     try:
-        result = main()
+        with console():
+            result = main()
     except ConfigError as error:
         if debug_enabled():
             raise

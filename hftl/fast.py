@@ -28,3 +28,14 @@ def to_channels_last(batch: dict) -> dict:
     if torch.is_tensor(pixels) and pixels.dim() == 4:
         batch["pixel_values"] = pixels.contiguous(memory_format=torch.channels_last)
     return batch
+
+
+class ChannelsLastCollator:
+    """A data collator whose batches carry ``pixel_values`` channels-last (moving a batch to
+    the device keeps the layout)."""
+
+    def __init__(self, collator):
+        self.collator = collator
+
+    def __call__(self, examples):
+        return to_channels_last(self.collator(examples))

@@ -1,15 +1,19 @@
 """Feature extraction with the frozen backbone run once: cached features, then the head alone.
 
 With ``strategy: feature_extraction`` the backbone is frozen (and, frozen, runs in eval mode), so
-its output for an example is the same every epoch. :class:`~hftl.TransferTrainer` then
+its output for an example is the same every epoch. :func:`cache_features`, a step before the
+Trainer is built,
 
 1. runs the backbone once over the training and evaluation data (batched, ``inference_mode``),
 2. keeps the features in memory, or memory-mapped from ``$HFTL_CACHE/features/<key>.npy`` where
    ``key`` hashes the frozen weights, the data and the preprocessing (a re-run reuses them; any
    change makes a new key),
-3. trains the head on them with the same optimizer, schedule and data order as the uncached run.
+3. hands back the model's head on features (:class:`CachedFeatureModel`) and the feature
+   datasets, which :class:`~hftl.TransferTrainer` trains through the ordinary loop with the same
+   optimizer, schedule and data order as the uncached run. With ``linear_probe``, a callback
+   first writes a logistic regression fitted on the features into the head.
 
-The model it saves is the ordinary full model (backbone + trained head).
+The model the Trainer saves is the ordinary full model (backbone + trained head).
 
 A *split* says, per model family, where the backbone ends: ``extract(model, batch)`` returns what
 the head reads, ``head(model, features)`` the logits, so that ``head(extract(x)) == model(x)``
@@ -29,6 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers import TrainerCallback, default_data_collator
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from hftl.fast import to_channels_last
@@ -104,6 +109,10 @@ def split_for(model: nn.Module) -> Split | None:
     split = SPLITS.get(model_type)
     if split is None:
         return None
+    if model_type == "timm_wrapper" and not isinstance(
+        model.timm_model.get_classifier(), nn.Module
+    ):  # distilled models (DeiT): two heads on two tokens
+        return None
     if model_type == "resnet" and not (
         isinstance(model.classifier, nn.Sequential) and isinstance(model.classifier[-1], nn.Linear)
     ):
@@ -122,6 +131,9 @@ class CachedFeatureModel(nn.Module):
     # Trainer reads this after loading a checkpoint into the model it trains; the weights are
     # then loaded again, exactly, into the full model (hftl.checkpoints.CheckpointCallback).
     _keys_to_ignore_on_save = None
+    # The backbone does not run on features, so hftl.freezing's hook that keeps frozen modules
+    # in eval mode has nothing to do here (and would walk the backbone every step).
+    _hftl_frozen_guard = "not needed"
 
     def __init__(self, model: nn.Module, split: Split):
         super().__init__()
@@ -136,6 +148,10 @@ class CachedFeatureModel(nn.Module):
     # repeated train(mode) is a no-op and parameters() (which Module.zero_grad iterates too)
     # reads a list made once (the same Parameter objects: .to() and load_state_dict() update
     # them in place).
+    def get_base_model(self) -> nn.Module:
+        """The full model (how :func:`hftl.layers.build_layer_map` finds its layers)."""
+        return self.model
+
     def train(self, mode: bool = True):
         if self._mode is mode:
             return self
@@ -184,6 +200,167 @@ class FeatureDataset(torch.utils.data.Dataset):
 def unwrap(model: nn.Module) -> nn.Module:
     """The full model behind a :class:`CachedFeatureModel` (anything else is returned as is)."""
     return model.model if isinstance(model, CachedFeatureModel) else model
+
+
+# --------------------------------------------------------------------------------------------
+# The step before the Trainer: features of every dataset, the head-on-features model
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class CachedFeatures:
+    """What :func:`cache_features` hands to the Trainer: ``model`` (the head on features),
+    ``train`` / ``eval`` feature datasets, the ``collator`` and ``callbacks`` to pass, and
+    ``info`` for the run's record (examples, seconds, reused, linear_probe)."""
+
+    model: CachedFeatureModel
+    train: FeatureDataset
+    eval: object
+    callbacks: list
+    info: dict
+    extractor: Callable
+    collator: Callable = default_data_collator
+
+    def features(self, dataset):
+        """Another dataset in the full model's format as features (cached like the others)."""
+        return self.extractor(dataset)
+
+
+def cache_features(model: nn.Module, args, train_dataset, eval_dataset=None, *,
+                   data_collator=None, processing_class=None) -> CachedFeatures | None:  # fmt: skip
+    """Run the frozen backbone of ``model`` once over the data (or reuse the features stored for
+    these weights, data and preprocessing); None where hftl does not know where the model's
+    backbone ends (the Trainer then runs the frozen backbone every step).
+
+    ``eval_dataset`` may be one dataset or a dict of them, as for ``Trainer``.
+    """
+    from hftl.fast import wants_channels_last
+
+    split = split_for(model)
+    if args.linear_probe and (split is None or split.linear_head is None):
+        raise ValueError(
+            f"linear_probe needs a model whose head is one linear layer on cached features "
+            f"(timm, ViT, ResNet, ConvNeXt); {type(model).__name__} is not one"
+        )
+    if split is None:
+        logger.info(
+            "feature cache: not available for %s; the frozen backbone runs every step",
+            type(model).__name__,
+        )
+        return None
+    channels_last = wants_channels_last(model, args.channels_last)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    info = {"used": True, "examples": 0, "seconds": 0.0, "reused": 0, "linear_probe": None}
+    done: dict[int, FeatureDataset] = {}
+
+    def features_of(dataset):
+        if dataset is None or isinstance(dataset, FeatureDataset):
+            return dataset
+        if isinstance(dataset, dict):
+            return {name: features_of(d) for name, d in dataset.items()}
+        if id(dataset) not in done:
+            done[id(dataset)] = _extract_cached(
+                model, split, dataset, data_collator, processing_class, args, channels_last, info
+            )
+        return done[id(dataset)]
+
+    train = features_of(train_dataset)
+    callbacks = []
+    if args.linear_probe:
+        callbacks.append(LinearProbeCallback(train, split, info, seed=args.seed))
+    return CachedFeatures(
+        model=CachedFeatureModel(model, split),
+        train=train,
+        eval=features_of(eval_dataset),
+        callbacks=callbacks,
+        info=info,
+        extractor=features_of,
+    )
+
+
+def _entries(directory) -> set[str]:
+    if directory is None or not directory.exists():
+        return set()
+    return {p.name.split(".")[0] for p in directory.glob("*.features.npy")}
+
+
+def _extract_cached(model, split, dataset, collator, processing_class, args, channels_last, info):
+    """The FeatureDataset of one dataset (extracted once, or read from the cache)."""
+    import time
+
+    from hftl.assets import cache_dir
+
+    directory = args.feature_cache_dir
+    if directory is None:
+        directory = cache_dir() / "features"
+    directory = None if str(directory) == "memory" else Path(directory)
+    dtype = torch.bfloat16 if args.bf16 else torch.float16 if args.fp16 else None
+    preprocessing = describe_preprocessing(dataset, collator, processing_class)
+    if getattr(dataset, "_fingerprint", None) is None:
+        directory, key = None, "in-memory"  # not a datasets.Dataset: nothing to key a file on
+    else:
+        layout = "|channels_last" if channels_last else ""
+        key = cache_key(model, split, dataset, preprocessing, f"{dtype}{layout}")
+    device = args.device
+    model.to(device)
+    started = time.perf_counter()
+    before = _entries(directory)
+
+    def compute():
+        return extract(
+            model, split, dataset, collator,
+            batch_size=max(args.per_device_eval_batch_size, args.per_device_train_batch_size),
+            device=device, autocast_dtype=dtype, num_workers=args.dataloader_num_workers,
+            channels_last=channels_last,
+        )  # fmt: skip
+
+    with args.main_process_first(desc="feature extraction"):
+        features, labels = cached_features(key, compute, directory, args.should_save)
+    seconds = time.perf_counter() - started
+    reused = directory is not None and key in before
+    info["seconds"] += seconds
+    info["examples"] += len(labels)
+    info["reused"] += int(reused)
+    logger.info(
+        "feature cache: %d examples -> %s features in %.1f s (%s)",
+        len(labels), "x".join(map(str, features.shape)), seconds,
+        "reused" if reused else "computed once",
+    )  # fmt: skip
+    return FeatureDataset(features, labels)
+
+
+class LinearProbeCallback(TrainerCallback):
+    """``linear_probe``: when training begins, fit a logistic regression on the training
+    features and write it into the model's linear classifier (the head's initialisation)."""
+
+    def __init__(self, train: FeatureDataset, split: Split, info: dict, seed: int = 0):
+        self.train, self.split, self.info, self.seed = train, split, info, seed
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        import time
+
+        if state.global_step > 0:  # resumed: the head is the checkpoint's
+            return
+        started = time.perf_counter()
+        full = unwrap(model)
+        probe = fit_linear_probe(
+            self.train.features, self.train.labels, full.config.num_labels, seed=self.seed
+        )
+        head = self.split.linear_head(full)
+        with torch.no_grad():
+            head.weight.copy_(probe["weight"].to(head.weight))
+            head.bias.copy_(probe["bias"].to(head.bias))
+        seconds = time.perf_counter() - started
+        self.info["linear_probe"] = {k: probe[k] for k in ("C", "cv_accuracy", "folds")}
+        state.log_history.append(
+            {"probe_C": probe["C"], "probe_cv_accuracy": round(probe["cv_accuracy"], 4),
+             "probe_seconds": round(seconds, 3), "step": 0}
+        )  # fmt: skip
+        logger.info(
+            "linear probe: C=%g (%d-fold CV accuracy %.3f) in %.1f s, written into the classifier",
+            probe["C"], probe["folds"], probe["cv_accuracy"], seconds,
+        )  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------

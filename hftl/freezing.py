@@ -1,16 +1,7 @@
-"""Transfer-learning strategies as freezing rules over the layer map.
+"""Freezing by depth: the mechanics every strategy uses (:mod:`hftl.strategies`).
 
-Every strategy reduces to one number, the lowest depth that trains:
-
-=====================  ===========================================================
-``feature_extraction``  head only (depth ``L + 1``)
-``partial``             top ``num_trainable_layers`` blocks + head
-``full``                everything (depth 0)
-``gradual``             head only at first, then one more block per stage, top-down,
-                        until the embeddings train too (stage ``L + 1``)
-=====================  ===========================================================
-
-The rules are pure functions; :func:`set_trainable` is the one place that flips ``requires_grad``.
+Each depth-based strategy reduces to one number, the lowest depth that trains (its
+``min_depth``); :func:`set_trainable` is the one place that flips ``requires_grad``.
 Frozen parts stay frozen for real: no gradient (so AdamW skips them, weight decay included), and
 they run in eval mode while the rest trains: BatchNorm keeps its running statistics, dropout and
 stochastic depth are off (see :func:`keep_frozen_in_eval`). A frozen backbone is then a fixed
@@ -27,8 +18,6 @@ from hftl.layers import LayerMap
 
 logger = logging.getLogger(__name__)
 
-STRATEGIES = ("feature_extraction", "partial", "full", "gradual")
-
 
 def min_trainable_depth(
     strategy: str,
@@ -37,42 +26,23 @@ def min_trainable_depth(
     num_trainable_layers: int | None = None,
     stage: int = 0,
 ) -> int:
-    """The lowest depth that trains under ``strategy``.
+    """The lowest depth that trains under ``strategy`` (a registered strategy's ``min_depth``).
 
     Args:
-        strategy: one of :data:`STRATEGIES`.
+        strategy: a name in :data:`hftl.strategies.STRATEGIES`.
         num_blocks: L, the model's number of blocks.
         num_trainable_layers: for ``partial``, how many top blocks train (0..L).
         stage: for ``gradual``, how many unfreezing stages have passed (0 = head only).
 
     Raises:
-        ValueError: unknown strategy, or ``num_trainable_layers`` missing or out of 0..L.
+        ValueError: unknown strategy, one that does not freeze by depth, or
+            ``num_trainable_layers`` missing or out of 0..L.
     """
-    head = num_blocks + 1
-    if strategy == "feature_extraction":
-        return head
-    if strategy == "full":
-        return 0
-    if strategy == "partial":
-        check_num_trainable_layers(num_trainable_layers, num_blocks)
-        return head - num_trainable_layers
-    if strategy == "gradual":
-        return max(0, head - max(0, stage))
-    raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    from hftl.strategies import STRATEGIES
 
-
-def check_num_trainable_layers(
-    num_trainable_layers: int | None, num_blocks: int, model_name: str = "the model"
-) -> None:
-    if num_trainable_layers is None:
-        raise ValueError(
-            "strategy 'partial' needs num_trainable_layers (how many top blocks train)"
-        )
-    if not 0 <= num_trainable_layers <= num_blocks:
-        raise ValueError(
-            f"num_trainable_layers={num_trainable_layers} but {model_name} has {num_blocks} blocks: "
-            f"use 0..{num_blocks} (or strategy 'full' to train everything)"
-        )
+    return STRATEGIES.get(strategy).min_depth(
+        num_blocks, num_trainable_layers=num_trainable_layers, stage=stage
+    )
 
 
 def set_trainable(model: nn.Module, layer_map: LayerMap, min_depth: int) -> dict[str, int]:
@@ -112,13 +82,6 @@ def apply_strategy(
         counts["frozen"],
     )
     return min_depth
-
-
-def gradual_stage(progress: int, every: int) -> int:
-    """Stage of gradual unfreezing after ``progress`` epochs or steps, unfreezing every ``every``."""
-    if every < 1:
-        raise ValueError(f"unfreeze_every must be >= 1, got {every}")
-    return max(0, progress) // every
 
 
 # --------------------------------------------------------------------------------------------

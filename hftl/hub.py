@@ -45,8 +45,12 @@ def push_run(
     license: str | None = None,
     retries: int = 4,
     backoff: float = 2.0,
+    run_info: dict | None = None,
 ) -> str:
     """Write the card into ``output_dir`` and upload the run to ``repo_id``; returns the commit URL.
+
+    ``run_info``: the finished run's facts, when the caller (the end of a recipe) has them and
+    has just written the card for ``repo_id``; the card is then not written again.
 
     Raises:
         PushError: with one line saying what failed and that the local output is intact.
@@ -56,7 +60,9 @@ def push_run(
     from huggingface_hub.errors import HfHubHTTPError
 
     output = Path(output_dir)
-    write_card(output, repo_id, license=license)  # a CardError before touching the network
+    if run_info is None:
+        write_card(output, repo_id, license=license)  # a CardError before touching the network
+        run_info = json.loads((output / "run_info.json").read_text())
     api = HfApi(token=token)
     secret = token or api.token or _stored_token()
     files = _files_to_push(output)
@@ -70,7 +76,7 @@ def push_run(
             api.create_branch(repo.repo_id, branch=revision, exist_ok=True)
         return api.create_commit(
             repo_id=repo.repo_id,
-            operations=_operations(output, files),
+            operations=_operations(output, files, run_info),
             revision=revision,
             commit_message=message,
         )
@@ -112,13 +118,15 @@ def push_run(
     return info.commit_url
 
 
-def push_if_requested(trainer) -> str | None:
-    """End of a recipe: push the run with hftl's card when ``--push_to_hub`` was given (rank 0)."""
+def push_if_requested(trainer, repo_id: str, run_info: dict) -> str | None:
+    """End of a recipe: push the run, whose card for ``repo_id`` is written, when
+    ``--push_to_hub`` was given (rank 0)."""
     args = trainer.args
     if not args.push_to_hub or not trainer.is_world_process_zero():
         return None
-    repo_id = trainer.hub_model_id or args.hub_model_id or Path(args.output_dir).resolve().name
-    trainer._finish_current_push()  # an intermediate push (hub_strategy) still uploading
+    pending = getattr(trainer, "push_in_progress", None)
+    if pending is not None:  # an intermediate push (hub_strategy) still uploading
+        pending.wait_until_done()
     return push_run(
         args.output_dir,
         repo_id,
@@ -126,15 +134,15 @@ def push_if_requested(trainer) -> str | None:
         revision=args.hub_revision,
         token=args.hub_token,
         commit_message="End of training (hftl)",
+        run_info=run_info,
     )
 
 
-def _operations(output: Path, files: list[Path]) -> list:
+def _operations(output: Path, files: list[Path], info: dict) -> list:
     """One upload per file; a LoRA adapter trained from a local copy of a Hub model (an hftl
     asset) names the Hub id as its base in the pushed adapter_config.json, so PEFT finds it."""
     from huggingface_hub import CommitOperationAdd
 
-    info = json.loads((output / "run_info.json").read_text())
     hub_base = info["base_model"].get("hub_id")
     operations = []
     for path in files:

@@ -170,6 +170,17 @@ def build_layer_map(model: nn.Module, overrides: Mapping[str, int | str] | None 
     return LayerMap(depths=ordered, num_blocks=num_blocks)
 
 
+def check_head(layer_map: LayerMap, model: nn.Module) -> None:
+    """A classifier must have a head hftl can see: without one, ``feature_extraction`` would
+    train nothing and every strategy would leave the new classifier untrained."""
+    if not layer_map.names_at(layer_map.head_depth):
+        raise LayerMapError(
+            f"hftl found no head in {type(model).__name__} (no parameters outside its base model "
+            "or timm classifier); pass overrides={regex: 'head'} to build_layer_map and hand the "
+            "map to TransferTrainer(layer_map=...)"
+        )
+
+
 def num_blocks(model: nn.Module) -> int:
     """L, the number of blocks hftl sees in ``model`` (see :func:`layer_ids`)."""
     return build_layer_map(model).num_blocks
@@ -222,7 +233,9 @@ def _hf_structure(core: nn.Module) -> tuple[set[int], dict[str, int]]:
 
 
 def _timm_structure(core: nn.Module) -> tuple[set[int], dict[str, int]]:
-    head_ids = {id(p) for p in core.get_classifier().parameters()}
+    classifier = core.get_classifier()  # distilled models (DeiT) have two heads: a tuple
+    heads = classifier if isinstance(classifier, (tuple, list)) else (classifier,)
+    head_ids = {id(p) for head in heads for p in head.parameters()}
     matcher = core.group_matcher(coarse=True) if hasattr(core, "group_matcher") else None
     if not isinstance(matcher, Mapping):
         container = _largest_block_list(core, exclude=head_ids)

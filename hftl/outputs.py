@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
@@ -31,62 +32,52 @@ import transformers
 import yaml
 
 from hftl.checkpoints import FINISHED_RUN, RUN_STARTED, atomic_write_text, prepare_output_dir
+from hftl.feature_cache import unwrap
+from hftl.guards import active_guards
+from hftl.logs import RunLog
 from hftl.metrics import classification_report
 
 logger = logging.getLogger(__name__)
 
 
-_LOG_FILE: logging.Handler | None = None
+@dataclass
+class Run:
+    """One recipe run: its argument objects, its task, the checkpoint it resumes from, its
+    ``train.log``. :func:`start_run` makes it;
+    :func:`finish_run` ends it; as a context manager it restores logging however the run ends."""
+
+    arguments: tuple
+    task: object
+    resume: str | None = None
+    log: RunLog | None = None
+
+    def close(self) -> None:
+        if self.log is not None:
+            self.log.stop()
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
-def start_run(argument_objects: tuple) -> str | None:
+def start_run(argument_objects: tuple, task) -> Run:
     """Start a recipe's run: settle the output directory (refuse a finished run, or resume from its
     last complete checkpoint, see :func:`hftl.checkpoints.prepare_output_dir`), write
-    ``run_config.yaml`` and start ``train.log``.
-
-    Returns:
-        The checkpoint to resume from, or None.
+    ``run_config.yaml`` and start ``train.log`` (main process).
     """
     training_args = next(
         a for a in argument_objects if isinstance(a, transformers.TrainingArguments)
     )
     resume = prepare_output_dir(training_args)
+    log = None
     if training_args.should_save:
         output = Path(training_args.output_dir)
         output.mkdir(parents=True, exist_ok=True)
         write_resolved_config(output / RUN_STARTED, *argument_objects)
-    start_log_file(training_args)
-    return resume
-
-
-def start_log_file(training_args) -> None:
-    """Mirror hftl's and transformers' log lines into ``output_dir/train.log`` (main process),
-    until :func:`finish_run` ends the run (a later run in the same process gets its own file)."""
-    global _LOG_FILE
-    stop_log_file()
-    if not training_args.should_save:
-        return
-    path = Path(training_args.output_dir)
-    path.mkdir(parents=True, exist_ok=True)
-    handler = _LOG_FILE = logging.FileHandler(path / "train.log")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.setLevel(logging.INFO)
-    logging.getLogger("hftl").addHandler(handler)
-    hf_logger = logging.getLogger("transformers")
-    for console in hf_logger.handlers:  # the console keeps showing warnings only
-        console.setLevel(max(console.level, logging.WARNING))
-    hf_logger.addHandler(handler)
-    transformers.utils.logging.set_verbosity_info()
-
-
-def stop_log_file() -> None:
-    global _LOG_FILE
-    if _LOG_FILE is None:
-        return
-    for name in ("hftl", "transformers"):
-        logging.getLogger(name).removeHandler(_LOG_FILE)
-    _LOG_FILE.close()
-    _LOG_FILE = None
+        log = RunLog(output)
+    return Run(arguments=tuple(argument_objects), task=task, resume=resume, log=log)
 
 
 def write_resolved_config(path: Path, *argument_objects) -> None:
@@ -144,9 +135,12 @@ def _field_defaults(cls) -> dict:
     return defaults
 
 
-def finish_run(trainer, eval_dataset, labels: list[str], argument_objects: tuple) -> dict:
+def finish_run(trainer, eval_dataset, labels: list[str], run: Run) -> dict:
     """Evaluate the final model, save it and everything listed in the module docstring, write the
     model card, and push to the Hub when ``--push_to_hub`` was given (main process).
+
+    The run's facts (``run_info.json``) are collected once, here, and the card and the push are
+    made from them in memory.
 
     Returns the evaluation report (accuracy, f1, precision, recall, per_class, confusion_matrix).
     """
@@ -154,7 +148,7 @@ def finish_run(trainer, eval_dataset, labels: list[str], argument_objects: tuple
     output = Path(args.output_dir)
     prediction = trainer.predict(eval_dataset, metric_key_prefix="eval")
     report = classification_report(prediction.predictions.argmax(-1), prediction.label_ids, labels)
-    info = collect_run_info(trainer, labels, argument_objects, len(eval_dataset))  # before a merge
+    info = collect_run_info(trainer, labels, run, len(eval_dataset))  # before a LoRA merge
     _save_model(trainer)
     if trainer.is_world_process_zero():
         trainer.save_metrics("eval", prediction.metrics)
@@ -166,20 +160,31 @@ def finish_run(trainer, eval_dataset, labels: list[str], argument_objects: tuple
             )
         )
         (output / "eval_report.json").write_text(json.dumps(report, indent=2))
-        write_resolved_config(output / RUN_STARTED, *argument_objects)
+        write_resolved_config(output / RUN_STARTED, *run.arguments)
         # Last: its presence means the run finished (a re-run into this directory is refused).
         atomic_write_text(output / FINISHED_RUN, json.dumps(info, indent=2))
     logger.info(
         "validation accuracy %.4f, macro-F1 %.4f -> %s", report["accuracy"], report["f1"], output
     )
-    stop_log_file()  # train.log is complete: the card and the push below do not change it
+    run.close()  # train.log is complete: the card and the push below do not change it
     if trainer.is_world_process_zero():
-        from hftl.cards import write_card
+        from hftl.cards import run_record, write_card
         from hftl.hub import push_if_requested
 
-        write_card(output, args.hub_model_id if args.push_to_hub else None)
-        push_if_requested(trainer)
+        record = run_record(output, info, report, trainer.state.log_history)
+        repo_id = push_repo_id(trainer)
+        write_card(output, repo_id, run=record)
+        if repo_id is not None:
+            push_if_requested(trainer, repo_id, info)
     return report
+
+
+def push_repo_id(trainer) -> str | None:
+    """The repository ``--push_to_hub`` pushes to (None without ``--push_to_hub``)."""
+    args = trainer.args
+    if not args.push_to_hub:
+        return None
+    return trainer.hub_model_id or args.hub_model_id or Path(args.output_dir).resolve().name
 
 
 def _save_model(trainer) -> None:
@@ -229,7 +234,7 @@ def write_timm_weights(directory: Path) -> None:
         save_file(state, path, metadata={"format": "pt"})
 
 
-def collect_run_info(trainer, labels: list[str], argument_objects: tuple, num_eval: int) -> dict:
+def collect_run_info(trainer, labels: list[str], run: Run, num_eval: int) -> dict:
     """Facts about the finished run that the saved files alone do not hold (for the model card)."""
     import platform
 
@@ -237,18 +242,13 @@ def collect_run_info(trainer, labels: list[str], argument_objects: tuple, num_ev
 
     import hftl
     from hftl.assets import ASSET_SCHEME, ASSETS
-    from hftl.layers import build_layer_map
 
     args = trainer.args
-    model_args = next((a for a in argument_objects if hasattr(a, "model_name_or_path")), None)
-    data_args = next((a for a in argument_objects if hasattr(a, "train_file")), None)
-    from hftl.feature_cache import unwrap
-
-    model = unwrap(trainer.accelerator.unwrap_model(trainer.model))
+    model_args = next((a for a in run.arguments if hasattr(a, "model_name_or_path")), None)
+    data_args = next((a for a in run.arguments if hasattr(a, "train_file")), None)
+    trained = trainer.accelerator.unwrap_model(trainer.model)  # the head on features, or the model
+    model = unwrap(trained)
     config = model.config
-    is_text = trainer.processing_class is not None and hasattr(
-        trainer.processing_class, "pad_token"
-    )
 
     def asset_of(value):
         if isinstance(value, str) and value.startswith(ASSET_SCHEME):
@@ -262,54 +262,69 @@ def collect_run_info(trainer, labels: list[str], argument_objects: tuple, num_ev
         data_source = data_args.dataset_name or data_args.train_file or data_args.train_dir
     data_asset = asset_of(data_source)
 
-    layer_map = build_layer_map(model)
+    layer_map = trainer.layer_map  # names as the trained module spells them
     initial_lr: dict[int, float] = {}  # the peak LR of each depth (before the schedule)
     for group in getattr(trainer.optimizer, "param_groups", []):
         if "depth" in group:
             initial_lr[group["depth"]] = max(
                 initial_lr.get(group["depth"], 0.0), group.get("initial_lr", group["lr"])
             )
+    by_depth: dict[int, list] = {}
+    for name, param in trained.named_parameters():
+        by_depth.setdefault(layer_map.depths[name], []).append(param)
     layers = []
-    for depth in range(layer_map.num_blocks + 2):
-        params = [p for n, p in model.named_parameters() if layer_map.depths.get(n) == depth]
-        if not params:
-            continue
+    for depth in sorted(by_depth):
+        params = by_depth[depth]
         name = "embeddings / stem" if depth == 0 else f"block {depth}"
-        if depth == layer_map.num_blocks + 1:
+        if depth == layer_map.head_depth:
             name = "head"
-        trained = sum(p.numel() for p in params if p.requires_grad)
+        trained_params = sum(p.numel() for p in params if p.requires_grad)
         layers.append(
             {
                 "depth": depth,
                 "name": name,
                 "params": sum(p.numel() for p in params),
-                "trainable_params": trained,
-                "lr": initial_lr.get(depth) if trained else None,
+                "trainable_params": trained_params,
+                "lr": initial_lr.get(depth) if trained_params else None,
             }
         )
     last = next((e for e in reversed(trainer.state.log_history) if "train_runtime" in e), {})
-    device = "cpu"
     if torch.cuda.is_available():
         device = f"{torch.cuda.get_device_name(0)} (CUDA)"
     else:
         device = f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)"
-    lora = None
-    if args.strategy == "lora":
-        peft_config = getattr(model, "peft_config", {}).get("default")
-        lora = {
-            "r": args.lora_r,
-            "alpha": args.lora_alpha,
-            "dropout": args.lora_dropout,
-            "target_modules": sorted(getattr(peft_config, "target_modules", None) or [])
-            or args.lora_target_modules,
-            "merged": bool(args.merge_lora),
-        }
+    strategy = args.strategy_object
+    training = {
+        "strategy": args.strategy,
+        **strategy.run_info(args, model),
+        "guards": [guard.name for guard in active_guards(args)],
+        "layer_decay": args.layer_decay,
+        "head_lr_multiplier": args.head_lr_multiplier,
+        "learning_rate": args.learning_rate,
+        "weight_decay": args.weight_decay,
+        **{k: v for guard in active_guards(args) for k, v in guard.run_info(args).items()},
+        "optimizer": str(getattr(args.optim, "value", args.optim)),
+        "lr_scheduler": str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)),
+        "warmup_steps": args.warmup_steps,
+        "epochs": args.num_train_epochs,
+        "epochs_run": round(trainer.state.epoch or 0, 2),
+        "steps": trainer.state.global_step,
+        "per_device_batch_size": args.per_device_train_batch_size,
+        "total_batch_size": args.per_device_train_batch_size
+        * args.gradient_accumulation_steps
+        * args.world_size,
+        "world_size": args.world_size,
+        "mixed_precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "no",
+        "seed": args.seed,
+        "train_runtime_s": last.get("train_runtime"),
+        "feature_cache": getattr(trainer, "feature_cache", None),
+    }
     return {
         "hftl_version": hftl.__version__,
         "transformers_version": transformers.__version__,
         "torch_version": torch.__version__,
         "finished": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "task": "text-classification" if is_text else "image-classification",
+        "task": run.task.pipeline_tag,
         "model_type": getattr(config, "model_type", None),
         "timm_architecture": getattr(config, "architecture", None),
         "labels": list(labels),
@@ -333,56 +348,13 @@ def collect_run_info(trainer, labels: list[str], argument_objects: tuple, num_ev
             "num_train": len(trainer.train_dataset) if trainer.train_dataset is not None else None,
             "num_eval": num_eval,
         },
-        "training": {
-            "strategy": args.strategy,
-            "num_trainable_layers": args.num_trainable_layers
-            if args.strategy == "partial"
-            else None,
-            "layer_decay": args.layer_decay,
-            "head_lr_multiplier": args.head_lr_multiplier,
-            "learning_rate": args.learning_rate,
-            "unfreeze_every": args.unfreeze_every if args.strategy == "gradual" else None,
-            "unfreeze_unit": args.unfreeze_unit if args.strategy == "gradual" else None,
-            "lora": lora,
-            "weight_decay": args.weight_decay,
-            "early_stopping_patience": args.early_stopping_patience or None,
-            "optimizer": str(getattr(args.optim, "value", args.optim)),
-            "lr_scheduler": str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)),
-            "warmup_steps": args.warmup_steps,
-            "epochs": args.num_train_epochs,
-            "epochs_run": round(trainer.state.epoch or 0, 2),
-            "steps": trainer.state.global_step,
-            "per_device_batch_size": args.per_device_train_batch_size,
-            "total_batch_size": args.per_device_train_batch_size
-            * args.gradient_accumulation_steps
-            * args.world_size,
-            "world_size": args.world_size,
-            "mixed_precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "no",
-            "seed": args.seed,
-            "train_runtime_s": last.get("train_runtime"),
-            "feature_cache": _feature_cache_info(trainer),
-        },
+        "training": training,
         "layers": layers,
         "params": {
             "total": sum(p.numel() for p in model.parameters()),
             "trainable_at_end": sum(p.numel() for p in model.parameters() if p.requires_grad),
         },
         "hardware": {"device": device, "processes": args.world_size},
-    }
-
-
-def _feature_cache_info(trainer) -> dict | None:
-    if trainer.args.strategy != "feature_extraction":
-        return None
-    cache = getattr(trainer, "feature_cache", None)
-    if cache is None:
-        return {"used": False}
-    return {
-        "used": True,
-        "linear_probe": getattr(trainer, "linear_probe", None),
-        "examples": cache["examples"],
-        "seconds": round(cache["seconds"], 1),
-        "reused": cache["reused"],
     }
 
 

@@ -168,16 +168,21 @@ TINY_MODELS: dict[str, Callable[..., nn.Module]] = {
     "timm-vit": tiny_timm_vit,
 }
 
-TEXT_MODELS = ("bert", "roberta", "distilbert")
+
+def task_of_tiny(kind: str):
+    """The task whose tiny models include ``kind``."""
+    from hftl.tasks import TASKS
+
+    task = next((task for task in TASKS if kind in task.tiny_kinds), None)
+    if task is None:
+        raise ValueError(f"no task lists the tiny model {kind!r}; known: {', '.join(TINY_MODELS)}")
+    return task
 
 
 def dummy_inputs(kind: str, batch_size: int = 2, seed: int = 0) -> dict[str, torch.Tensor]:
-    """A batch the tiny model called ``kind`` accepts (token ids or 32x32 images)."""
+    """A batch the tiny model called ``kind`` accepts (its task's dummy batch)."""
     generator = torch.Generator().manual_seed(seed)
-    if kind in TEXT_MODELS:
-        ids = torch.randint(3, TEXT_VOCAB, (batch_size, 12), generator=generator)
-        return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
-    return {"pixel_values": torch.randn(batch_size, 3, 32, 32, generator=generator)}
+    return task_of_tiny(kind).dummy_batch(batch_size, generator)
 
 
 def keyword_dataset(num_examples: int, *, keyword: int = 7, seed: int = 0, length: int = 12):

@@ -263,7 +263,7 @@ def knob_workers(ctx) -> list[dict]:
     from datasets import load_dataset
     from transformers import AutoImageProcessor
 
-    from hftl.preprocessing import collate_images, image_batch_transform
+    from hftl.tasks.image_classification import collate_images, image_batch_transform
 
     processor = AutoImageProcessor.from_pretrained(ctx["image_model_dir"])
     data = load_dataset("imagefolder", data_dir=ctx["train_dir"], split="train")

@@ -36,7 +36,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import hftl  # noqa: F401,E402 - configures hftl's logger before main() quietens it
 from hftl.outputs import describe_hardware
 
 ROOT = Path(__file__).resolve().parents[1]

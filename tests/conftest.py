@@ -127,7 +127,7 @@ class _Records(logging.Handler):
 
 @pytest.fixture
 def hftl_logs():
-    """The records of hftl's logger (which does not propagate to root, so caplog misses them)."""
+    """The records of hftl's logger, whatever a program did to its propagation."""
     logger = logging.getLogger("hftl")
     level, handler = logger.level, _Records()
     logger.addHandler(handler)

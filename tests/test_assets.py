@@ -317,9 +317,9 @@ def test_from_scratch_is_the_same_architecture_with_random_weights(tmp_path):
     save_tiny_text_checkpoint(tmp_path, "bert")
     pretrained = AutoModelForSequenceClassification.from_pretrained(tmp_path).state_dict()
     scratch = load_classifier(
-        ModelArguments(str(tmp_path), from_scratch=True), "text", ["a", "b", "c"]
+        ModelArguments(str(tmp_path), from_scratch=True), "text-classification", ["a", "b", "c"]
     )
-    loaded = load_classifier(ModelArguments(str(tmp_path)), "text", ["a", "b", "c"])
+    loaded = load_classifier(ModelArguments(str(tmp_path)), "text-classification", ["a", "b", "c"])
     name = "bert.encoder.layer.0.attention.self.query.weight"
     assert torch.equal(loaded.state_dict()[name], pretrained[name])
     assert not torch.equal(scratch.state_dict()[name], pretrained[name])

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from hftl import ModelArguments, TransferTrainingArguments, parse_config
-from hftl.data import DataArguments
+from hftl.run import parse_run_config
 from hftl.testing import load_script
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
@@ -27,13 +26,12 @@ def test_same_settings_variants_turn_the_speed_defaults_off(benchmark, tmp_path)
         flags = benchmark.CASES[case]["variants"]["same"]
         data = ["--train_dir", "x"] if case.startswith("image") else ["--train_file", "x.csv"]
         argv = ["--model_name_or_path", "m", *data, "--output_dir", str(tmp_path), *flags]
-        _, data_args, training_args = parse_config(
-            (ModelArguments, DataArguments, TransferTrainingArguments), argv
-        )
+        task = "image-classification" if case.startswith("image") else "text-classification"
+        _, _, task_args, training_args = parse_run_config(task, argv)
         if case == "image_full":
             assert training_args.channels_last is False
         else:
-            assert data_args.pad_to_max_length
+            assert task_args.pad_to_max_length
             assert training_args.train_sampling_strategy == "random"
 
 

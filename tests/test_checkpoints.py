@@ -60,8 +60,8 @@ def make_trainer(case, out, **overrides):
                     per_device_train_batch_size=BATCH, per_device_eval_batch_size=BATCH)  # fmt: skip
     args = quiet_training_args(out, **{**settings, **flags, **overrides})
     data = data_for(kind)
-    return TransferTrainer(model, args, train_dataset=data, eval_dataset=data,
-                           compute_metrics=ScriptedScore())  # fmt: skip
+    return TransferTrainer.build(model, args, train_dataset=data, eval_dataset=data,
+                                 compute_metrics=ScriptedScore())  # fmt: skip
 
 
 def weights(trainer) -> dict:
@@ -329,17 +329,17 @@ def test_trainer_load_warnings_are_replaced_by_one_exact_load_line(
 def test_length_grouped_order_depends_on_seed_and_epoch_only():
     """So a run resumed in the middle of epoch 3 trains on epoch 3's order (transformers' own
     sampler draws it from whatever the global RNG holds when the epoch starts)."""
-    from hftl.trainer import SeededLengthGroupedSampler
+    from hftl.trainer import LengthGroupedOrder
 
     lengths = [
         int(n) for n in torch.randint(3, 60, (200,), generator=torch.Generator().manual_seed(0))
     ]
-    sampler = SeededLengthGroupedSampler(8, lengths=lengths, seed=3)
+    ordered = LengthGroupedOrder(list(range(200)), lengths, batch_size=8, seed=3)
 
     def order(epoch):
         torch.manual_seed(epoch * 17)  # whatever the global RNG holds: no effect
-        sampler.set_epoch(epoch)
-        return list(sampler)
+        ordered.set_epoch(epoch)
+        return [ordered[i] for i in range(len(ordered))]
 
     first, second = order(1), order(2)
     assert sorted(first) == list(range(200)) and first != second

@@ -35,7 +35,7 @@ def train_feature_extraction(output_dir, *, cache: bool, kind="bert", epochs=1, 
         output_dir, strategy="feature_extraction", feature_cache=cache, num_train_epochs=epochs,
         per_device_train_batch_size=8, learning_rate=5e-3, **overrides,
     )  # fmt: skip
-    trainer = TransferTrainer(
+    trainer = TransferTrainer.build(
         model, args, train_dataset=data(48, seed=0), eval_dataset=data(16, seed=1)
     )
     trainer.train()
@@ -49,7 +49,7 @@ def test_cached_and_uncached_training_end_with_the_same_head(tmp_path, kind):
         tmp_path / "c", cache=True, kind=kind, feature_cache_dir="memory"
     )
     plain = train_feature_extraction(tmp_path / "p", cache=False, kind=kind)
-    assert cached.feature_cache is not None and plain.feature_cache is None
+    assert cached.feature_cache["used"] and not plain.feature_cache["used"]
     from hftl.feature_cache import unwrap
 
     trained_cached = dict(unwrap(cached.model).named_parameters())
@@ -133,7 +133,7 @@ def test_linear_probe_is_one_linear_layer_on_raw_features(num_labels):
 def test_linear_probe_through_the_trainer_writes_the_classifier(tmp_path):
     trainer = train_feature_extraction(tmp_path, cache=True, kind="timm-resnet", linear_probe=True,
                                        feature_cache_dir="memory")  # fmt: skip
-    assert trainer.state.global_step == 0 and trainer.linear_probe["folds"] >= 2
+    assert trainer.state.global_step == 0 and trainer.feature_cache["linear_probe"]["folds"] >= 2
     metrics = trainer.evaluate()
     assert metrics["eval_loss"] < 1.0  # the colour task, from random-init features
     head = trainer.model.model.timm_model.get_classifier()
@@ -182,8 +182,10 @@ def test_a_plain_torch_dataset_is_cached_in_memory(tmp_path):
 
     args = quiet_training_args(tmp_path, strategy="feature_extraction", num_train_epochs=1,
                                feature_cache_dir=str(tmp_path / "features"))  # fmt: skip
-    trainer = TransferTrainer(TINY_MODELS["bert"](), args, train_dataset=Plain(keyword_dataset(16)))
-    assert trainer.feature_cache is not None and len(trainer.train_dataset) == 16
+    trainer = TransferTrainer.build(
+        TINY_MODELS["bert"](), args, train_dataset=Plain(keyword_dataset(16))
+    )
+    assert trainer.feature_cache["used"] and len(trainer.train_dataset) == 16
     assert not (tmp_path / "features").exists()
 
 

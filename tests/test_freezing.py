@@ -5,7 +5,8 @@ import torch
 from conftest import build, loss_of
 
 from hftl import apply_strategy, build_layer_map, min_trainable_depth, param_groups
-from hftl.freezing import gradual_stage, set_trainable
+from hftl.freezing import set_trainable
+from hftl.strategies.gradual import gradual_stage
 
 
 def _snapshot(model):

@@ -229,10 +229,10 @@ def test_pushed_adapter_names_the_hub_id_of_a_local_base(tmp_path):
     from hftl.hub import _operations
 
     hub_id = "sentence-transformers/all-MiniLM-L6-v2"  # what hftl:minilm is a copy of
-    (tmp_path / "run_info.json").write_text(json.dumps({"base_model": {"hub_id": hub_id}}))
+    info = {"base_model": {"hub_id": hub_id}}
     adapter = tmp_path / "adapter_config.json"
     adapter.write_text(json.dumps({"base_model_name_or_path": str(tmp_path), "r": 4}))
-    (operation,) = _operations(tmp_path, [adapter])
+    (operation,) = _operations(tmp_path, [adapter], info)
     pushed = json.loads(operation.path_or_fileobj)
     assert pushed == {"base_model_name_or_path": hub_id, "r": 4}
     assert json.loads(adapter.read_text())["base_model_name_or_path"] == str(tmp_path)  # local kept

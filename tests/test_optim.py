@@ -113,12 +113,13 @@ def test_bad_factors_are_refused():
 
 
 def test_group_table_is_logged(caplog):
+    logger = logging.getLogger("hftl")
     with caplog.at_level(logging.INFO, logger="hftl"):
-        logging.getLogger("hftl").propagate = True
+        propagate, logger.propagate = logger.propagate, True
         try:
             param_groups(build("bert"), lr=1e-3, layer_decay=0.5, weight_decay=0.01)
         finally:
-            logging.getLogger("hftl").propagate = False
+            logger.propagate = propagate
     table = caplog.text
     assert "depth" in table and "lr" in table and "head" in table
     assert "0.00025" in table  # depth 1 of 2 blocks: 1e-3 * 0.5 ** 2

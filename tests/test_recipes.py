@@ -7,7 +7,14 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from transformers import AutoModelForSequenceClassification, pipeline
+from transformers import (
+    AutoImageProcessor,
+    AutoModelForImageClassification,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    TrainerCallback,
+    pipeline,
+)
 
 from hftl.testing import (
     load_script,
@@ -17,6 +24,7 @@ from hftl.testing import (
     write_toy_image_folder,
     write_toy_reviews_csv,
 )
+from hftl.trainer import LengthGroupedOrder
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 SENTIMENT_LABELS = ("negative", "neutral", "positive")
@@ -55,18 +63,57 @@ def image_setup(tmp_path_factory):
     return root
 
 
-def run_sentiment(setup, out, *extra):
+def run_sentiment(setup, out, *extra, callbacks=None):
     argv = ["--model_name_or_path", str(setup / "bert"), "--train_file", str(setup / "train.csv"),
             "--validation_file", str(setup / "validation.csv"), "--output_dir", str(out),
             "--per_device_train_batch_size", "16", "--learning_rate", "3e-3", *QUIET, *extra]  # fmt: skip
-    return load_recipe("sentiment").main(argv)
+    return run_recipe("sentiment", argv, callbacks)
 
 
-def run_images(setup, kind, out, *extra):
+def run_images(setup, kind, out, *extra, callbacks=None):
     argv = ["--model_name_or_path", str(setup / kind), "--train_dir", str(setup / "train"),
             "--validation_dir", str(setup / "validation"), "--output_dir", str(out),
             "--per_device_train_batch_size", "12", "--learning_rate", "2e-3", *QUIET, *extra]  # fmt: skip
-    return load_recipe("image_classification").main(argv)
+    return run_recipe("image_classification", argv, callbacks)
+
+
+def run_recipe(name, argv, callbacks=None):
+    """The recipe's main, or (with callbacks) the same run through hftl.run.run_task."""
+    recipe = load_recipe(name)
+    if not callbacks:
+        return recipe.main(argv)
+    from hftl.run import run_task
+
+    return run_task(recipe.TASK, argv, prog=f"{name}.py", callbacks=callbacks)
+
+
+class InitialLogits(TrainerCallback):
+    """The model's logits on ``inputs`` when training begins (in eval mode, nothing else
+    touched): what an untrained model predicts."""
+
+    def __init__(self, inputs):
+        self.inputs, self.logits = inputs, None
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        from hftl.feature_cache import unwrap
+
+        model = unwrap(model)
+        training = model.training
+        with torch.no_grad():
+            self.logits = model.eval()(**self.inputs).logits
+        model.train(training)
+
+
+def assert_saved_model_is_the_trained_one(out, trainer, auto_class, initial):
+    """The saved model predicts what the trained one does, and not what it did before training."""
+    from hftl.feature_cache import unwrap
+
+    saved = auto_class.from_pretrained(out).eval()
+    trained = unwrap(trainer.accelerator.unwrap_model(trainer.model)).eval()
+    with torch.no_grad():
+        logits = saved(**initial.inputs).logits
+        torch.testing.assert_close(logits, trained(**initial.inputs).logits, atol=1e-4, rtol=1e-4)
+    assert (logits - initial.logits).abs().max() > 1e-3, "the saved model is the untrained one"
 
 
 # --------------------------------------------------------------------------------------------
@@ -85,8 +132,12 @@ STRATEGY_FLAGS = {
 @pytest.mark.parametrize("strategy", sorted(STRATEGY_FLAGS))
 def test_sentiment_each_strategy_saves_a_model_pipeline_loads(text_setup, tmp_path, strategy):
     out = tmp_path / "out"
+    texts = [row["text"] for row in toy_reviews(12, SENTIMENT_LABELS, seed=5)]
+    tokenizer = AutoTokenizer.from_pretrained(text_setup / "bert")
+    initial = InitialLogits(dict(tokenizer(texts, padding=True, return_tensors="pt")))
     report, trainer = run_sentiment(text_setup, out, "--strategy", strategy, "--max_steps", "6",
-                                    *STRATEGY_FLAGS[strategy])  # fmt: skip
+                                    *STRATEGY_FLAGS[strategy], callbacks=[initial])  # fmt: skip
+    assert_saved_model_is_the_trained_one(out, trainer, AutoModelForSequenceClassification, initial)
     assert report["labels"] == list(SENTIMENT_LABELS)
     for name in ("config.json", "model.safetensors", "tokenizer.json", "run_config.yaml",
                  "eval_results.json", "confusion_matrix.json", "trainer_state.json", "train.log"):  # fmt: skip
@@ -176,8 +227,14 @@ def test_sentiment_groups_batches_by_length_and_predicts_in_row_order(text_setup
     _, grouped = run_sentiment(text_setup, tmp_path / "g", "--max_steps", "1")
     _, shuffled = run_sentiment(text_setup, tmp_path / "r", "--max_steps", "1",
                                 "--train_sampling_strategy", "random")  # fmt: skip
-    assert grouped.args.train_sampling_strategy == "group_by_length"  # the recipe's default
+    # the recipe's default, served by hftl's resumable length-grouped order
+    assert (
+        "train_sampling_strategy: group_by_length"
+        in (tmp_path / "g" / "run_config.yaml").read_text()
+    )
+    assert isinstance(grouped.train_dataset, LengthGroupedOrder)
     assert shuffled.args.train_sampling_strategy == "random"  # a flag still sets it
+    assert not isinstance(shuffled.train_dataset, LengthGroupedOrder)
     assert padded_tokens(grouped) < 0.9 * padded_tokens(shuffled)
     # transformers would length-group prediction too; hftl keeps the rows in order.
     prediction = grouped.predict(grouped.eval_dataset)
@@ -200,16 +257,13 @@ def test_sentiment_groups_batches_by_length_and_predicts_in_row_order(text_setup
 )
 def test_images_each_strategy_saves_a_model_pipeline_loads(image_setup, tmp_path, kind, strategy):
     out = tmp_path / "out"
-    report, _ = run_images(
-        image_setup,
-        kind,
-        out,
-        "--strategy",
-        strategy,
-        "--max_steps",
-        "4",
-        *STRATEGY_FLAGS[strategy],
-    )
+    processor = AutoImageProcessor.from_pretrained(image_setup / kind)
+    colours = [(200, 30, 30), (30, 180, 40), (30, 40, 200), (120, 120, 120)]
+    images = [Image.new("RGB", (40, 40), colour) for colour in colours]
+    initial = InitialLogits(dict(processor(images, return_tensors="pt")))
+    report, trainer = run_images(image_setup, kind, out, "--strategy", strategy, "--max_steps", "4",
+                                 *STRATEGY_FLAGS[strategy], callbacks=[initial])  # fmt: skip
+    assert_saved_model_is_the_trained_one(out, trainer, AutoModelForImageClassification, initial)
     assert report["labels"] == ["blue", "green", "red"]  # the folder names
     classifier = pipeline("image-classification", model=str(out))
     results = classifier(Image.new("RGB", (40, 40), (200, 30, 30)))
@@ -369,18 +423,16 @@ def test_resume_from_checkpoint_flag(text_setup, tmp_path):
 
 
 def test_run_config_reproduces_the_run_options(text_setup, tmp_path):
-    from hftl import ModelArguments, TransferTrainingArguments, parse_config
-    from hftl.data import DataArguments
+    from hftl.run import parse_run_config
 
     out = tmp_path / "out"
     run_sentiment(text_setup, out, "--strategy", "partial", "--num_trainable_layers", "1", "--layer_decay", "0.7",
                   "--max_steps", "2", "--max_seq_length", "64")  # fmt: skip
-    model_args, data_args, training_args = parse_config(
-        (ModelArguments, DataArguments, TransferTrainingArguments),
-        ["--config", str(out / "run_config.yaml")],
+    model_args, data_args, text_args, training_args = parse_run_config(
+        "text-classification", ["--config", str(out / "run_config.yaml")]
     )
     assert model_args.model_name_or_path == str(text_setup / "bert")
-    assert data_args.max_seq_length == 64 and data_args.train_file == str(text_setup / "train.csv")
+    assert text_args.max_seq_length == 64 and data_args.train_file == str(text_setup / "train.csv")
     assert (
         training_args.strategy,
         training_args.num_trainable_layers,
@@ -420,19 +472,19 @@ def test_dataset_name_takes_a_dataset_directory_with_its_own_splits(
 
 
 def test_a_config_data_source_is_replaced_on_the_command_line(tmp_path):
-    from hftl import ConfigError, ModelArguments, TransferTrainingArguments, parse_config
-    from hftl.data import DataArguments
+    from hftl import ConfigError
+    from hftl.run import parse_run_config
 
     config = (
         Path(__file__).resolve().parents[1] / "recipes" / "configs" / "bert_base_full_llrd.yaml"
     )
-    schema = (ModelArguments, DataArguments, TransferTrainingArguments)
+    task = "text-classification"
     with pytest.raises(
         ConfigError, match='not dataset_name and train_file .*add --dataset_name ""'
     ):
-        parse_config(schema, ["--config", str(config), "--train_file", "reviews.csv"])
-    _, data_args, _ = parse_config(
-        schema, ["--config", str(config), "--train_file", "reviews.csv", "--dataset_name", ""]
+        parse_run_config(task, ["--config", str(config), "--train_file", "reviews.csv"])
+    _, data_args, _, _ = parse_run_config(
+        task, ["--config", str(config), "--train_file", "reviews.csv", "--dataset_name", ""]
     )
     assert (data_args.dataset_name, data_args.train_file) == ("", "reviews.csv")
 

@@ -197,7 +197,7 @@ def test_default_lora_targets_skip_grouped_convolutions():
     import timm
     from transformers import TimmWrapperConfig, TimmWrapperForImageClassification
 
-    from hftl.models import default_lora_targets
+    from hftl.strategies.lora import default_lora_targets
 
     architecture = "tf_efficientnet_lite0"
     config = TimmWrapperConfig(

@@ -5,8 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from hftl import ModelArguments, TransferTrainingArguments, parse_config
-from hftl.data import DataArguments
+from hftl.run import parse_run_config
 from hftl.testing import load_script
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "transfer_study.py"
@@ -23,9 +22,8 @@ def test_every_arm_is_a_valid_recipe_configuration(study, task, tmp_path):
     for arm in study.ARMS:
         argv = ["--model_name_or_path", spec["model"], *spec["data"], *study.arm_flags(arm, spec, steps=90),
                 "--output_dir", str(tmp_path), "--report_to", "none"]  # fmt: skip
-        model_args, _, training_args = parse_config(
-            (ModelArguments, DataArguments, TransferTrainingArguments), argv
-        )
+        recipe = study.load_recipe(spec["recipe"])
+        model_args, _, _, training_args = parse_run_config(recipe.TASK, argv)
         assert model_args.from_scratch == (arm == "scratch")
         if arm == "gradual":
             assert (training_args.unfreeze_unit, training_args.unfreeze_every) == ("step", 10)

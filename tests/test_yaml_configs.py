@@ -9,6 +9,8 @@ from accelerate.commands.config.config_args import load_config_from_file
 from hftl import ModelArguments, TransferTrainingArguments, parse_config
 from hftl.config import ALL_STRATEGIES
 from hftl.data import DataArguments
+from hftl.tasks import TASKS
+from hftl.testing import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE_CONFIGS = sorted((ROOT / "recipes" / "configs").glob("*.yaml"))
@@ -28,8 +30,12 @@ def test_every_yaml_in_the_repo_is_covered():
 
 @pytest.mark.parametrize("path", RECIPE_CONFIGS, ids=lambda p: p.name)
 def test_recipe_config_parses_and_its_header_gives_the_launch_command(path, tmp_path):
-    model_args, data_args, training_args = parse_config(
-        (ModelArguments, DataArguments, TransferTrainingArguments),
+    header = path.read_text().split("\n\n")[0]
+    recipe = re.search(r"# Recipe: (recipes/\w+\.py)", header).group(1)
+    assert (ROOT / recipe).is_file()
+    task = TASKS.get(load_script(ROOT / recipe).TASK)  # parsed with its recipe's task options
+    model_args, data_args, _, training_args = parse_config(
+        (ModelArguments, DataArguments, task.arguments, TransferTrainingArguments),
         ["--config", str(path), "--output_dir", str(tmp_path)],
     )
     assert training_args.strategy in ALL_STRATEGIES
@@ -39,9 +45,6 @@ def test_recipe_config_parses_and_its_header_gives_the_launch_command(path, tmp_
     else:  # Hub ids and Hub datasets, as in the Hugging Face examples
         assert "/" in model_args.model_name_or_path
         assert data_args.dataset_name
-    header = path.read_text().split("\n\n")[0]
-    recipe = re.search(r"# Recipe: (recipes/\w+\.py)", header).group(1)
-    assert (ROOT / recipe).is_file()
     launch = re.search(r"# Launch: (.+)", header).group(1)
     assert (
         launch.startswith("accelerate launch")

@@ -1,0 +1,48 @@
+"""What a catastrophic-forgetting guard is: a switch in the arguments that adds callbacks and/or a
+penalty to the training loss. One module per guard registers one of these."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class Guard:
+    """A guard against forgetting (early stopping, L2-SP, EWC, LwF, ...).
+
+    Attributes:
+        name: the guard's name (its arguments turn it on).
+        summary: one line for the docs.
+        arguments: a dataclass whose fields become ``TransferTrainingArguments`` fields.
+    """
+
+    name: str = ""
+    summary: str = ""
+    arguments: type | None = None
+
+    def active(self, args) -> bool:
+        """Whether ``args`` turn this guard on."""
+        return False
+
+    def check(self, args) -> None:
+        """Validate ``args``; raise ``ValueError`` with a one-line message."""
+
+    def setup(self, model: nn.Module, args) -> None:
+        """Called once the model to train is final (e.g. to keep a copy of the pretrained
+        weights), before the Trainer is built."""
+
+    def callbacks(self, args) -> list:
+        return []
+
+    def penalty(self, model: nn.Module, inputs: dict, outputs) -> torch.Tensor | None:
+        """A term added to the task loss of each training step (None: nothing)."""
+        return None
+
+    def run_info(self, args) -> dict:
+        """Facts for ``run_info.json`` / the card (under ``training``)."""
+        return {}
+
+    def describe(self, training: dict) -> str | None:
+        """A sentence for the model card from ``run_info.json``'s ``training`` (the guard's own
+        ``run_info`` is in it), or None."""
+        return None

@@ -1,0 +1,70 @@
+"""What a transfer strategy is: how it wraps and freezes the model, which callbacks it adds, its
+arguments and its sentence in the model card. One module per strategy registers one of these."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from hftl.layers import LayerMap
+
+
+class Strategy:
+    """A transfer-learning strategy. Subclasses set ``name`` and ``summary`` and override what
+    they change.
+
+    Attributes:
+        name: the value of ``--strategy``.
+        summary: one line for ``--help`` and the docs.
+        arguments: a dataclass whose fields become ``TransferTrainingArguments`` fields (or None).
+        frozen_backbone: the backbone never trains, so its features can be computed once.
+        optimizer_holds_frozen: frozen parameters go into the optimizer from the start (they are
+            unfrozen during training).
+        needs_block_count: :meth:`check_blocks` wants the model's number of blocks at parse time.
+    """
+
+    name: str = ""
+    summary: str = ""
+    arguments: type | None = None
+    frozen_backbone: bool = False
+    optimizer_holds_frozen: bool = False
+    needs_block_count: bool = False
+
+    def check(self, args, selected: bool) -> None:
+        """Validate ``args`` (a ``TransferTrainingArguments``); ``selected``: this is
+        ``args.strategy``. Raise ``ValueError`` with a one-line message."""
+
+    def check_blocks(self, args, num_blocks: int, model_name: str) -> None:
+        """Validate ``args`` against the model's number of blocks (``ValueError``)."""
+
+    def min_depth(self, num_blocks: int, *, num_trainable_layers: int | None = None,
+                  stage: int = 0) -> int:  # fmt: skip
+        """The lowest depth that trains (0 = everything, ``num_blocks + 1`` = head only)."""
+        raise ValueError(f"strategy {self.name!r} does not freeze by depth")
+
+    def wrap(self, model: nn.Module, args) -> nn.Module:
+        """The model to train (LoRA wraps it with PEFT); before the layer map is built."""
+        return model
+
+    def freeze(self, model: nn.Module, args, layer_map: LayerMap) -> None:
+        """Set which parameters train at the start."""
+        from hftl.freezing import apply_strategy
+
+        self.check_blocks(args, layer_map.num_blocks, type(model).__name__)
+        apply_strategy(
+            model,
+            layer_map,
+            self.name,
+            num_trainable_layers=getattr(args, "num_trainable_layers", None),
+        )
+
+    def callbacks(self, args, layer_map: LayerMap) -> list:
+        """``TrainerCallback``\\ s the strategy needs (e.g. the unfreezing schedule)."""
+        return []
+
+    def run_info(self, args, model: nn.Module) -> dict:
+        """Strategy-specific facts for ``run_info.json`` / the card (under ``training``)."""
+        return {}
+
+    def describe(self, training: dict, lr_note: str) -> str:
+        """One or two sentences for the model card; ``lr_note`` describes LLRD / the head LR."""
+        return f"Strategy `{self.name}`.{lr_note}"

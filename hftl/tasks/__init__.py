@@ -1,0 +1,31 @@
+"""Tasks, one module each, behind a validated registry.
+
+    from hftl.tasks import TASKS
+    task = TASKS.get("text-classification")
+    task.auto_model, task.load_processor(path), task.prepare(raw, processor, columns, ...)
+
+A new task is one module here (a :class:`~hftl.tasks.base.Task` subclass), registered below, plus
+a recipe, a YAML config, an asset entry and tests.
+"""
+
+from hftl.registry import Registry
+from hftl.tasks.base import Prepared, Task
+from hftl.tasks.image_classification import ImageClassification
+from hftl.tasks.text_classification import TextClassification
+
+TASKS: Registry[Task] = Registry("task")
+for _task in (ImageClassification(), TextClassification()):
+    TASKS.register(_task)
+
+
+def task_of(task: "Task | str") -> Task:
+    """A task object from itself or its registered name."""
+    return task if isinstance(task, Task) else TASKS.get(task)
+
+
+def task_for_model_type(model_type: str | None) -> Task | None:
+    """The first registered task whose ``AutoModelFor...`` class builds ``model_type``."""
+    return next((task for task in TASKS if task.builds(model_type)), None)
+
+
+__all__ = ["TASKS", "Prepared", "Task", "task_for_model_type", "task_of"]

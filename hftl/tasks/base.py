@@ -1,0 +1,97 @@
+"""What a task (a modality with its head) is: everything about it that the rest of hftl must not
+know. One module per task registers one of these; library code outside ``hftl/tasks/`` asks the
+task object and never compares task names."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+
+@dataclass
+class Prepared:
+    """A task's datasets in model format and the collator that batches them.
+
+    ``augmented``: the training transform is random (so features differ every epoch and cannot
+    be cached).
+    """
+
+    train: Any
+    eval: Any
+    collator: Any
+    augmented: bool = False
+
+
+class Task:
+    """A classification task over one input modality.
+
+    Attributes:
+        name: the registry name, which is also the ``pipeline()`` tag and the card template
+            (``model_cards/<name>.md.j2``).
+        summary: one line for the docs.
+        arguments: a dataclass of the task's own data options (column name, preprocessing).
+        auto_model: the ``AutoModelFor...`` class.
+        model_types: the ``model_type`` values ``auto_model`` builds (transformers' name table).
+        input_name: what one input is called in messages and flags (``--<input_name>_column_name``).
+        processor_name: what ``load_processor`` loads, for messages.
+        folder_builder / folder_extensions: the ``datasets`` builder for ``--train_dir`` (one
+            sub-folder per class) and the file extensions it reads; None where folders are not
+            a source for this task.
+        example_input: what the card's usage snippet classifies.
+        recipe_defaults: ``TrainingArguments`` defaults of the task's recipe.
+        tiny_kinds: the tiny random models of :mod:`hftl.testing` that belong to this task.
+    """
+
+    name: str = ""
+    summary: str = ""
+    arguments: type | None = None
+    auto_model: type | None = None
+    model_types: Mapping[str, str] = {}
+    input_name: str = ""
+    processor_name: str = "processor"
+    folder_builder: str | None = None
+    folder_extensions: frozenset[str] = frozenset()
+    example_input: str = ""
+    recipe_defaults: dict = {}
+    tiny_kinds: tuple[str, ...] = ()
+
+    @property
+    def pipeline_tag(self) -> str:
+        return self.name
+
+    @property
+    def card_template(self) -> str:
+        return f"{self.name}.md.j2"
+
+    def builds(self, model_type: str | None) -> bool:
+        """Whether ``auto_model`` builds a model of this ``model_type``."""
+        return model_type in self.model_types
+
+    def load_processor(self, path: str, **kwargs):
+        """The pretrained model's own preprocessing (tokenizer, image processor, ...)."""
+        raise NotImplementedError
+
+    def find_input_column(self, features, columns: list[str], task_args) -> str:
+        """The input column among ``columns`` (all but the label); a ``ConfigError`` names
+        the flag that settles an ambiguous or missing choice."""
+        raise NotImplementedError
+
+    def check_inputs(self, dataset, column: str):
+        """Refuse unusable inputs (empty text, unreadable image), naming split and row; returns
+        the dataset (possibly recast)."""
+        return dataset
+
+    def prepare(self, raw, processor, columns, task_args, training_args) -> Prepared:
+        """Model-ready train / validation datasets and the collator."""
+        raise NotImplementedError
+
+    def dummy_batch(self, batch_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """A batch the task's tiny models accept."""
+        raise NotImplementedError
+
+    def toy_dataset(self, num_examples: int, seed: int = 0):
+        """A learnable ``datasets.Dataset`` in model format for the task's tiny models."""
+        raise NotImplementedError

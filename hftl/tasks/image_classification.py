@@ -1,0 +1,227 @@
+"""Image classification: any ``AutoModelForImageClassification`` checkpoint or timm model.
+
+Preprocessing matches the pretrained model. Evaluation uses the model's own image processor,
+which is what ``pipeline()`` applies at inference. Training augmentation (random resized crop +
+horizontal flip) is built from the same numbers: input size, interpolation, mean and std; for
+timm models it is timm's own training transform from the checkpoint's ``pretrained_cfg``. Every
+image is converted to RGB first (L, RGBA, P and CMYK images occur in real folders), and images
+are decoded by hftl, so a file that fails is named.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from datasets import DatasetDict, Image
+from PIL import Image as PILImage
+from torchvision import transforms as T
+from transformers import AutoImageProcessor, AutoModelForImageClassification
+from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES
+
+from hftl.errors import ConfigError, first_line
+from hftl.tasks.base import Prepared, Task
+
+
+@dataclass
+class ImageClassificationArguments:
+    """The image task's own data options."""
+
+    image_column_name: str | None = field(
+        default=None, metadata={"help": "Image column (auto-detected)."}
+    )
+    augmentation: bool = field(
+        default=True, metadata={"help": "Images: random resized crop + flip in training."}
+    )
+
+
+class ImageClassification(Task):
+    name = "image-classification"
+    summary = "images -> one of N labels (ViT, ResNet, EfficientNet, ConvNeXt, timm, ...)"
+    arguments = ImageClassificationArguments
+    auto_model = AutoModelForImageClassification
+    model_types = MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES
+    input_name = "image"
+    processor_name = "image processor"
+    folder_builder = "imagefolder"
+    example_input = "path/or/url/to/image.jpg"
+    tiny_kinds = ("vit", "deit", "swin", "resnet", "timm-resnet", "timm-vit")
+
+    @property
+    def folder_extensions(self) -> frozenset[str]:
+        from datasets.packaged_modules.imagefolder.imagefolder import ImageFolder
+
+        return frozenset(e.lower() for e in ImageFolder.EXTENSIONS)
+
+    def load_processor(self, path, **kwargs):
+        return AutoImageProcessor.from_pretrained(path, **kwargs)
+
+    def find_input_column(self, features, columns, task_args):
+        from hftl.data import pick_column
+
+        return pick_column(
+            "image",
+            task_args.image_column_name,
+            columns,
+            typed=[c for c in columns if isinstance(features[c], Image)],
+            by_name=[c for c in ("image", "img", "pixel_values") if c in columns],
+        )
+
+    def check_inputs(self, dataset, column):
+        return check_images(dataset, column)
+
+    def prepare(self, raw, processor, columns, task_args, training_args):
+        training_args.remove_unused_columns = False  # the transform needs the raw image column
+        augment = task_args.augmentation
+        return Prepared(
+            train=raw["train"].with_transform(
+                image_batch_transform(processor, columns.inputs, columns.label, train=augment)
+            ),
+            eval=raw["validation"].with_transform(
+                image_batch_transform(processor, columns.inputs, columns.label, train=False)
+            ),
+            collator=collate_images,
+            augmented=augment,
+        )
+
+    def dummy_batch(self, batch_size, generator):
+        return {"pixel_values": torch.randn(batch_size, 3, 32, 32, generator=generator)}
+
+    def toy_dataset(self, num_examples, seed=0):
+        from hftl.testing import colour_dataset
+
+        return colour_dataset(num_examples, seed=seed)
+
+
+_INTERPOLATION = {
+    0: T.InterpolationMode.NEAREST,
+    1: T.InterpolationMode.LANCZOS,
+    2: T.InterpolationMode.BILINEAR,
+    3: T.InterpolationMode.BICUBIC,
+    4: T.InterpolationMode.BOX,
+    5: T.InterpolationMode.HAMMING,
+}
+
+
+def to_rgb(image) -> PILImage.Image:
+    """A PIL RGB image from a PIL image of any mode (or a numpy array)."""
+    if not isinstance(image, PILImage.Image):
+        image = PILImage.fromarray(image)
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
+        image = image.convert("RGBA")
+        background = PILImage.new("RGBA", image.size, (255, 255, 255, 255))
+        return PILImage.alpha_composite(background, image).convert("RGB")
+    return image.convert("RGB")
+
+
+def train_image_transform(processor) -> Callable[[PILImage.Image], torch.Tensor]:
+    """Random resized crop + flip at the model's input size, then its normalisation."""
+    if hasattr(processor, "train_transforms"):  # TimmWrapperImageProcessor: timm's own recipe
+        return processor.train_transforms
+    height, width = _input_size(processor)
+    steps = [
+        T.RandomResizedCrop((height, width), interpolation=_interpolation(processor)),
+        T.RandomHorizontalFlip(),
+        T.ToTensor(),
+    ]
+    if (
+        getattr(processor, "do_normalize", True)
+        and getattr(processor, "image_mean", None) is not None
+    ):
+        steps.append(T.Normalize(mean=processor.image_mean, std=processor.image_std))
+    return T.Compose(steps)
+
+
+def image_batch_transform(processor, image_column: str, label_column: str, train: bool) -> Callable:
+    """A ``Dataset.set_transform`` function: images -> ``pixel_values``, labels -> ``labels``."""
+    augment = train_image_transform(processor) if train else None
+
+    def transform(batch: dict) -> dict:
+        images = [_decode(value) for value in batch[image_column]]
+        if augment is not None:
+            pixels = [augment(image) for image in images]
+        else:
+            pixels = list(processor(images, return_tensors="pt")["pixel_values"])
+        return {"pixel_values": pixels, "labels": batch[label_column]}
+
+    # What the feature cache keys on (a closure's repr changes every run).
+    settings = (
+        processor.to_json_string() if hasattr(processor, "to_json_string") else repr(processor)
+    )
+    transform.hftl_description = (
+        f"image_batch_transform({image_column}, {label_column}, train={train}, {settings})"
+    )
+    return transform
+
+
+def _decode(value) -> PILImage.Image:
+    try:
+        image = open_image(value)
+        image.load()
+    except OSError as error:
+        where = value.get("path") if isinstance(value, dict) else None
+        raise ConfigError(
+            f"image {where or '(in memory)'} cannot be decoded ({error}); remove or replace it"
+        ) from None
+    return to_rgb(image)
+
+
+def collate_images(examples: list[dict]) -> dict[str, torch.Tensor]:
+    return {
+        "pixel_values": torch.stack([e["pixel_values"] for e in examples]),
+        "labels": torch.tensor([e["labels"] for e in examples]),
+    }
+
+
+def check_images(dataset: DatasetDict, image_column: str) -> DatasetDict:
+    """Stop decoding images in ``datasets`` (hftl decodes them, naming any file that fails) and
+    open every image's header now, so an unreadable file stops the run before training starts."""
+    dataset = dataset.cast_column(image_column, Image(decode=False))
+    for split, data in dataset.items():
+        for index, value in enumerate(data[image_column]):
+            try:
+                with open_image(value) as image:
+                    image.size  # noqa: B018 - reading the header is the check
+            except (OSError, PILImage.DecompressionBombError, ValueError) as error:
+                where = value.get("path") or f"data row {index + 1}"
+                raise ConfigError(
+                    f"split '{split}': image {where} cannot be read ({first_line(error)}); "
+                    "remove or replace it"
+                ) from None
+    return dataset
+
+
+def open_image(value):
+    """A PIL image from a ``datasets`` undecoded image value ({'path', 'bytes'}) or a PIL image."""
+    from io import BytesIO
+
+    if isinstance(value, PILImage.Image):
+        return value
+    if value.get("bytes"):
+        return PILImage.open(BytesIO(value["bytes"]))
+    return PILImage.open(value["path"])
+
+
+def _input_size(processor) -> tuple[int, int]:
+    for attribute in ("crop_size", "size"):
+        size = getattr(processor, attribute, None)
+        if attribute == "crop_size" and not getattr(processor, "do_center_crop", False):
+            continue
+        if not size:
+            continue
+        size = dict(size)
+        if "height" in size and "width" in size:
+            return size["height"], size["width"]
+        if "shortest_edge" in size:
+            return size["shortest_edge"], size["shortest_edge"]
+    raise ValueError(f"cannot read the input size from {type(processor).__name__}")
+
+
+def _interpolation(processor) -> T.InterpolationMode:
+    resample = getattr(processor, "resample", None)
+    return _INTERPOLATION.get(
+        int(resample) if resample is not None else 2, T.InterpolationMode.BILINEAR
+    )

@@ -1,0 +1,85 @@
+"""Every tiny model x every registered strategy: two real steps through TransferTrainer, then
+which parameters moved and the learning rate of every optimizer group.
+
+Like PEFT's custom-model tests: a new strategy (hftl/strategies/) or a new tiny model (a task's
+``tiny_kinds``) is covered here without writing a test for it.
+"""
+
+import pytest
+import torch
+
+from hftl import STRATEGIES, TransferTrainer
+from hftl.testing import TINY_MODELS, quiet_training_args, task_of_tiny
+
+LR, DECAY, HEAD = 1e-2, 0.5, 4.0
+FLAGS = {  # what each strategy needs beyond the shared settings
+    "partial": {"num_trainable_layers": 1},
+    "gradual": {"unfreeze_every": 1, "unfreeze_unit": "step"},  # step 1 also trains block L
+    "lora": {"lora_r": 2},
+}
+# The lowest depth that moves in two steps, given L blocks (None: adapters, not depths). A new
+# strategy adds its line here.
+LOWEST_MOVED = {
+    "feature_extraction": lambda L: L + 1,
+    "partial": lambda L: L,
+    "full": lambda L: 0,
+    "gradual": lambda L: L,
+    "lora": None,
+}
+
+
+def two_steps(kind, strategy, tmp_path):
+    torch.manual_seed(0)
+    model = TINY_MODELS[kind]()
+    args = quiet_training_args(
+        tmp_path, strategy=strategy, max_steps=2, per_device_train_batch_size=4,
+        learning_rate=LR, layer_decay=DECAY, head_lr_multiplier=HEAD, lr_scheduler_type="constant",
+        weight_decay=0.0, feature_cache_dir="memory", **FLAGS.get(strategy, {}),
+    )  # fmt: skip
+    trainer = TransferTrainer.build(
+        model, args, train_dataset=task_of_tiny(kind).toy_dataset(8, seed=0)
+    )
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    trainer.train()
+    moved = {n for n, p in trainer.model.named_parameters() if not torch.equal(p, before[n])}
+    return trainer, moved
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES.names())
+@pytest.mark.parametrize("kind", sorted(TINY_MODELS))
+def test_two_steps_move_what_the_strategy_trains_at_the_layer_rates(kind, strategy, tmp_path):
+    trainer, moved = two_steps(kind, strategy, tmp_path)
+    layer_map = trainer.layer_map
+    L, head = layer_map.num_blocks, layer_map.head_depth
+    depth = layer_map.depths
+    assert trainer.state.global_step == 2
+    assert any(depth[n] == head for n in moved), "the head did not train"
+
+    assert strategy in LOWEST_MOVED, f"add what strategy {strategy!r} trains to LOWEST_MOVED"
+    lowest = LOWEST_MOVED[strategy] and LOWEST_MOVED[strategy](L)
+    if lowest is None:
+        base = {n for n in moved if "lora_" not in n and depth[n] != head}
+        assert not base, f"pretrained weights moved under LoRA: {sorted(base)[:3]}"
+        assert any("lora_" in n for n in moved)
+    else:
+        assert {depth[n] for n in moved} <= set(range(lowest, head + 1))
+        # every depth that trains moved (gradual: block L joined at step 1)
+        assert {depth[n] for n in moved} == set(range(lowest, head + 1)) - _empty(layer_map)
+
+    for group in trainer.optimizer.param_groups:
+        expected = LR * HEAD if group["depth"] == head else LR * DECAY ** (head - group["depth"])
+        assert group["lr"] == pytest.approx(expected), group["depth"]
+        assert {depth[n] for n in group["param_names"]} == {group["depth"]}
+    in_optimizer = {n for g in trainer.optimizer.param_groups for n in g["param_names"]}
+    assert moved <= in_optimizer
+
+
+def _empty(layer_map):
+    return {d for d in range(layer_map.head_depth + 1) if not layer_map.names_at(d)}
+
+
+def test_an_unknown_strategy_is_refused_with_the_closest_name(tmp_path):
+    with pytest.raises(
+        ValueError, match=r"unknown strategy 'parital' \(did you mean 'partial'\?\)"
+    ):
+        quiet_training_args(tmp_path, strategy="parital")
