@@ -211,7 +211,8 @@ def unwrap(model: nn.Module) -> nn.Module:
 class CachedFeatures:
     """What :func:`cache_features` hands to the Trainer: ``model`` (the head on features),
     ``train`` / ``eval`` feature datasets, the ``collator`` and ``callbacks`` to pass, and
-    ``info`` for the run's record (examples, seconds, reused, linear_probe)."""
+    ``info`` for the run's record (examples, seconds in all and for the training set, entries
+    reused, linear_probe)."""
 
     model: CachedFeatureModel
     train: FeatureDataset
@@ -251,7 +252,8 @@ def cache_features(model: nn.Module, args, train_dataset, eval_dataset=None, *,
     channels_last = wants_channels_last(model, args.channels_last)
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    info = {"used": True, "examples": 0, "seconds": 0.0, "reused": 0, "linear_probe": None}
+    info = {"used": True, "examples": 0, "seconds": 0.0, "train_seconds": 0.0, "reused": 0,
+            "linear_probe": None}  # fmt: skip
     done: dict[int, FeatureDataset] = {}
 
     def features_of(dataset):
@@ -266,6 +268,7 @@ def cache_features(model: nn.Module, args, train_dataset, eval_dataset=None, *,
         return done[id(dataset)]
 
     train = features_of(train_dataset)
+    info["train_seconds"] = info["seconds"]  # the training set's share (the rest: evaluation)
     callbacks = []
     if args.linear_probe:
         callbacks.append(LinearProbeCallback(train, split, info, seed=args.seed))
