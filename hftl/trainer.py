@@ -44,7 +44,7 @@ from hftl.checkpoints import CheckpointCallback, read_weights, resolve_resume, s
 from hftl.config import TransferTrainingArguments
 from hftl.errors import ConfigError
 from hftl.fast import ChannelsLastCollator, wants_channels_last
-from hftl.feature_cache import CachedFeatureModel, cache_features
+from hftl.feature_cache import CachedFeatureModel, cache_features, split_for
 from hftl.feature_cache import unwrap as unwrap_cached
 from hftl.guards import active_guards
 from hftl.layers import LayerMap, build_layer_map, check_head
@@ -129,6 +129,7 @@ class TransferTrainer(Trainer):
             self.strategy.frozen_backbone
             and args.feature_cache
             and not isinstance(model, CachedFeatureModel)
+            and split_for(model) is not None
         ):
             logger.info(
                 "feature cache: the frozen backbone runs every step; TransferTrainer.build(...) "
