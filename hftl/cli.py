@@ -13,7 +13,7 @@ import argparse
 import sys
 from dataclasses import dataclass, field
 
-from hftl.config import TransferTrainingArguments, parse_config
+from hftl.config import ModelArguments, TransferTrainingArguments, parse_config
 from hftl.errors import ConfigError, run_main
 
 
@@ -69,10 +69,7 @@ def groups_command(argv: list[str]) -> int:
 
 
 def _load_model(args: GroupsArguments):
-    from transformers import AutoConfig
-
-    from hftl.models import _as_config_error, checked_model_path
-    from hftl.tasks import TASKS, task_for_model_type
+    from hftl.models import load_classifier, task_of_checkpoint
     from hftl.testing import TINY_MODELS
 
     if (args.tiny is None) == (args.model_name_or_path is None):
@@ -81,18 +78,9 @@ def _load_model(args: GroupsArguments):
         if args.tiny not in TINY_MODELS:
             raise ConfigError(f"--tiny {args.tiny}: choose one of {', '.join(TINY_MODELS)}")
         return TINY_MODELS[args.tiny](num_labels=args.num_labels)
-    name = args.model_name_or_path
-    path = checked_model_path(name)  # hftl: assets fetched, local paths checked
-    with _as_config_error(name, path, "config"):
-        config = AutoConfig.from_pretrained(path, num_labels=args.num_labels)
-    task = task_for_model_type(config.model_type)
-    if task is None:
-        raise ConfigError(
-            f"--model_name_or_path {name}: a '{config.model_type}' model, which no hftl task "
-            f"({', '.join(TASKS.names())}) can build"
-        )
-    with _as_config_error(name, path, "weights"):
-        return task.auto_model.from_pretrained(path, config=config, ignore_mismatched_sizes=True)
+    model_args = ModelArguments(args.model_name_or_path)  # hftl: assets fetched, paths checked
+    labels = [f"LABEL_{i}" for i in range(args.num_labels)]
+    return load_classifier(model_args, task_of_checkpoint(model_args), labels)
 
 
 def assets_command(argv: list[str]) -> int:

@@ -108,6 +108,8 @@ class TransferTrainingArguments(TrainingArguments, *_OPTION_CLASSES):
 
     def __post_init__(self):
         _check_ranges(self, _TRAINING_RANGES)
+        for strategy in STRATEGIES:
+            _check_ranges(self, strategy.ranges)
         if self.num_train_epochs <= 0 and self.max_steps <= 0 and not self.linear_probe:
             raise ValueError(
                 f"--num_train_epochs {self.num_train_epochs}: must be > 0 (or set --max_steps > 0)"
@@ -138,7 +140,8 @@ class TransferTrainingArguments(TrainingArguments, *_OPTION_CLASSES):
 
 
 # Numeric options whose nonsense values transformers would only trip over later (a DataLoader
-# error, a silent no-op): (minimum, whether the minimum itself is allowed).
+# error, a silent no-op): (minimum, whether the minimum itself is allowed). A strategy lists its
+# own options' minimums in its ``ranges``.
 _TRAINING_RANGES = {
     "per_device_train_batch_size": (1, True),
     "per_device_eval_batch_size": (1, True),
@@ -151,8 +154,6 @@ _TRAINING_RANGES = {
     "eval_steps": (0, False),
     "save_steps": (0, False),
     "save_total_limit": (1, True),
-    "lora_alpha": (0, False),
-    "lora_dropout": (0, True),
     "dataloader_num_workers": (0, True),
 }
 

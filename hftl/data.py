@@ -140,7 +140,7 @@ def load_classification_data(
     from hftl.tasks import task_of
 
     task = task_of(task)
-    raw = load_raw_datasets(args, cache_dir=cache_dir, task=task)
+    raw = load_raw_datasets(args, task, cache_dir=cache_dir)
     columns = resolve_columns(raw, args, task, task_args)
     raw = task.check_inputs(raw, columns.inputs)
     raw, labels = encode_labels(raw, columns.label)
@@ -154,7 +154,7 @@ def load_classification_data(
     return raw, columns, labels
 
 
-def load_raw_datasets(args: DataArguments, cache_dir: str | None = None, task=None) -> DatasetDict:
+def load_raw_datasets(args: DataArguments, task, cache_dir: str | None = None) -> DatasetDict:
     """Load the splits the arguments point at (at least ``train``).
 
     Paths may name hftl's offline assets, e.g. ``--train_dir hftl:mnist/train`` (fetched on first
@@ -168,11 +168,10 @@ def load_raw_datasets(args: DataArguments, cache_dir: str | None = None, task=No
             lambda: load_dataset(args.dataset_name, args.dataset_config_name, cache_dir=cache_dir),
         )
     if args.train_dir:
-        if task is None or task.folder_builder is None:
-            what = f"the {task.name} task" if task is not None else "this call (no task given)"
+        if task.folder_builder is None:
             raise ConfigError(
-                f"--train_dir {args.train_dir}: {what} reads no class folders; give --train_file "
-                "or --dataset_name"
+                f"--train_dir {args.train_dir}: the {task.name} task reads no class folders; give "
+                "--train_file or --dataset_name"
             )
         extensions = task.folder_extensions
         folders = {"train": ("train_dir", _existing_dir(args.train_dir, "train_dir"))}
@@ -295,7 +294,7 @@ def _check_same_columns(splits: dict, files: dict) -> None:
 
 
 def scan_class_folder(
-    root: str, flag: str, extensions: frozenset[str], kind: str = "image"
+    root: str, flag: str, extensions: frozenset[str], kind: str
 ) -> dict[str, int]:
     """Check that ``root`` is one sub-folder per class with the inputs (files with one of
     ``extensions``, e.g. images) directly inside, and return the number of inputs per class.

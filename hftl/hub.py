@@ -118,12 +118,10 @@ def push_run(
     return info.commit_url
 
 
-def push_if_requested(trainer, repo_id: str, run_info: dict) -> str | None:
-    """End of a recipe: push the run, whose card for ``repo_id`` is written, when
-    ``--push_to_hub`` was given (rank 0)."""
+def push_at_end(trainer, repo_id: str, run_info: dict) -> str:
+    """End of a recipe under ``--push_to_hub`` (main process): push the run, whose card for
+    ``repo_id`` is written, with the Trainer's Hub settings."""
     args = trainer.args
-    if not args.push_to_hub or not trainer.is_world_process_zero():
-        return None
     pending = getattr(trainer, "push_in_progress", None)
     if pending is not None:  # an intermediate push (hub_strategy) still uploading
         pending.wait_until_done()
@@ -199,4 +197,4 @@ def _redact(text: str, secret: str | None) -> str:
     return text.replace(secret, "***") if secret else text
 
 
-__all__ = ["CardError", "PushError", "push_if_requested", "push_run"]
+__all__ = ["CardError", "PushError", "push_at_end", "push_run"]

@@ -26,20 +26,17 @@ def load_classifier(model_args, task, labels: list[str]) -> nn.Module:
     """
     from hftl.tasks import task_of
 
+    path, config = read_config(
+        model_args,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
+    )
     common = {
         "revision": model_args.revision,
         "cache_dir": model_args.cache_dir,
         "trust_remote_code": model_args.trust_remote_code,
     }
-    path = checked_model_path(model_args.model_name_or_path)
-    with _as_config_error(model_args.model_name_or_path, path, "config"):
-        config = AutoConfig.from_pretrained(
-            path,
-            num_labels=len(labels),
-            id2label=dict(enumerate(labels)),
-            label2id={label: i for i, label in enumerate(labels)},
-            **common,
-        )
     if getattr(config, "model_type", None) == "timm_wrapper":
         config.label_names = list(labels)
     auto = task_of(task).auto_model
@@ -59,12 +56,7 @@ def load_processor(model_args, task):
     from hftl.tasks import task_of
 
     task = task_of(task)
-    common = {"revision": model_args.revision, "cache_dir": model_args.cache_dir}
-    path = checked_model_path(model_args.model_name_or_path)
-    with _as_config_error(model_args.model_name_or_path, path, "config"):
-        config = AutoConfig.from_pretrained(
-            path, trust_remote_code=model_args.trust_remote_code, **common
-        )
+    path, config = read_config(model_args)
     custom = model_args.trust_remote_code and getattr(config, "auto_map", None)
     if not task.builds(config.model_type) and not custom:
         raise ConfigError(
@@ -73,7 +65,38 @@ def load_processor(model_args, task):
             "architecture it supports"
         )
     with _as_config_error(model_args.model_name_or_path, path, task.processor_name):
-        return task.load_processor(path, **common)
+        return task.load_processor(
+            path, revision=model_args.revision, cache_dir=model_args.cache_dir
+        )
+
+
+def read_config(model_args, **overrides) -> tuple[str, object]:
+    """(the checked local path or Hub id, the checkpoint's config with ``overrides``); a missing
+    or unreadable checkpoint is a one-line ``ConfigError``."""
+    path = checked_model_path(model_args.model_name_or_path)
+    with _as_config_error(model_args.model_name_or_path, path, "config"):
+        config = AutoConfig.from_pretrained(
+            path,
+            revision=model_args.revision,
+            cache_dir=model_args.cache_dir,
+            trust_remote_code=model_args.trust_remote_code,
+            **overrides,
+        )
+    return path, config
+
+
+def task_of_checkpoint(model_args):
+    """The first registered task whose ``AutoModelFor...`` class builds the checkpoint."""
+    from hftl.tasks import TASKS, task_for_model_type
+
+    _, config = read_config(model_args)
+    task = task_for_model_type(config.model_type)
+    if task is None:
+        raise ConfigError(
+            f"--model_name_or_path {model_args.model_name_or_path}: a '{config.model_type}' "
+            f"model, which no hftl task ({', '.join(TASKS.names())}) can build"
+        )
+    return task
 
 
 def _looks_local(value: str) -> bool:

@@ -33,7 +33,6 @@ import yaml
 
 from hftl.checkpoints import FINISHED_RUN, RUN_STARTED, atomic_write_text, prepare_output_dir
 from hftl.feature_cache import unwrap
-from hftl.guards import active_guards
 from hftl.logs import RunLog
 from hftl.metrics import classification_report
 
@@ -169,13 +168,13 @@ def finish_run(trainer, eval_dataset, labels: list[str], run: Run) -> dict:
     run.close()  # train.log is complete: the card and the push below do not change it
     if trainer.is_world_process_zero():
         from hftl.cards import run_record, write_card
-        from hftl.hub import push_if_requested
+        from hftl.hub import push_at_end
 
         record = run_record(output, info, report, trainer.state.log_history)
         repo_id = push_repo_id(trainer)
         write_card(output, repo_id, run=record)
         if repo_id is not None:
-            push_if_requested(trainer, repo_id, info)
+            push_at_end(trainer, repo_id, info)
     return report
 
 
@@ -297,12 +296,12 @@ def collect_run_info(trainer, labels: list[str], run: Run, num_eval: int) -> dic
     training = {
         "strategy": args.strategy,
         **strategy.run_info(args, model),
-        "guards": [guard.name for guard in active_guards(args)],
+        "guards": [guard.name for guard in trainer.guards],
         "layer_decay": args.layer_decay,
         "head_lr_multiplier": args.head_lr_multiplier,
         "learning_rate": args.learning_rate,
         "weight_decay": args.weight_decay,
-        **{k: v for guard in active_guards(args) for k, v in guard.run_info(args).items()},
+        **{k: v for guard in trainer.guards for k, v in guard.run_info(args).items()},
         "optimizer": str(getattr(args.optim, "value", args.optim)),
         "lr_scheduler": str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)),
         "warmup_steps": args.warmup_steps,

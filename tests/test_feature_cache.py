@@ -164,6 +164,26 @@ def test_cached_trainer_model_still_takes_the_models_own_inputs(tmp_path):
     assert torch.equal(direct, full)
 
 
+def test_another_dataset_is_predicted_through_its_features(tmp_path):
+    from hftl.feature_cache import FeatureDataset, unwrap
+    from hftl.testing import keyword_dataset
+
+    trainer = train_feature_extraction(tmp_path, cache=True, feature_cache_dir="memory")
+    test = keyword_dataset(8, seed=4)
+    features = trainer.cached_features.features(test)
+    batch = test[:]
+    assert isinstance(features, FeatureDataset)
+    assert features.labels.tolist() == batch["labels"].tolist()
+    predicted = trainer.predict(features).predictions
+    with torch.no_grad():
+        full = (
+            unwrap(trainer.model)
+            .eval()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+            .logits
+        )
+    torch.testing.assert_close(torch.as_tensor(predicted), full, atol=1e-5, rtol=1e-5)
+
+
 def test_a_plain_torch_dataset_is_cached_in_memory(tmp_path):
     from hftl.testing import keyword_dataset
 

@@ -20,6 +20,8 @@ class Strategy:
         optimizer_holds_frozen: frozen parameters go into the optimizer from the start (they are
             unfrozen during training).
         needs_block_count: :meth:`check_blocks` wants the model's number of blocks at parse time.
+        ranges: ``{option: (minimum, whether the minimum itself is allowed)}`` for its numeric
+            options, refused with ``--option value: must be >= minimum``.
     """
 
     name: str = ""
@@ -28,6 +30,7 @@ class Strategy:
     frozen_backbone: bool = False
     optimizer_holds_frozen: bool = False
     needs_block_count: bool = False
+    ranges: dict[str, tuple[float, bool]] = {}
 
     def check(self, args, selected: bool) -> None:
         """Validate ``args`` (a ``TransferTrainingArguments``); ``selected``: this is

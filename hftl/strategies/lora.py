@@ -110,6 +110,7 @@ class Lora(Strategy):
     name = "lora"
     summary = "PEFT LoRA adapters in the blocks + the full new head"
     arguments = LoraArguments
+    ranges = {"lora_alpha": (0, False), "lora_dropout": (0, True)}
 
     def check(self, args, selected):
         if args.lora_r < 1:
