@@ -24,8 +24,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
+import random
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -181,18 +184,30 @@ class CachedFeatureModel(nn.Module):
 
 
 class FeatureDataset(torch.utils.data.Dataset):
-    """Rows ``{"features": tensor, "labels": int}`` over a (possibly memory-mapped) array."""
+    """Rows ``{"features": tensor, "labels": int}`` over a (possibly memory-mapped) array, or
+    over several *views* (arrays of the same examples under random augmentation): epoch ``e``
+    reads view ``e mod views`` (:meth:`set_epoch`, which the trainer calls as each epoch begins).
+    """
 
     def __init__(self, features, labels):
-        self.features = features
+        self.views = list(features) if isinstance(features, (list, tuple)) else [features]
         self.labels = labels
+        self.view = 0
+
+    @property
+    def features(self):
+        """The array read this epoch."""
+        return self.views[self.view]
+
+    def set_epoch(self, epoch: int) -> None:
+        self.view = int(epoch) % len(self.views)
 
     def __len__(self):
         return len(self.labels)
 
     def __getitem__(self, index):
         return {
-            "features": torch.from_numpy(np.asarray(self.features[index], dtype=np.float32)),
+            "features": torch.from_numpy(np.array(self.features[index], dtype=np.float32)),
             "labels": int(self.labels[index]),
         }
 
@@ -212,7 +227,7 @@ class CachedFeatures:
     """What :func:`cache_features` hands to the Trainer: ``model`` (the head on features),
     ``train`` / ``eval`` feature datasets, the ``collator`` and ``callbacks`` to pass, and
     ``info`` for the run's record (examples, seconds in all and for the training set, entries
-    reused, linear_probe)."""
+    reused, augmented views of the training set, linear_probe)."""
 
     model: CachedFeatureModel
     train: FeatureDataset
@@ -267,7 +282,14 @@ def cache_features(model: nn.Module, args, train_dataset, eval_dataset=None, *,
             )
         return done[id(dataset)]
 
-    train = features_of(train_dataset)
+    views = num_views(args, train_dataset)
+    if views > 1:
+        train = _extract_views(model, split, train_dataset, data_collator, processing_class, args,
+                               channels_last, info, views)  # fmt: skip
+        done[id(train_dataset)] = train
+    else:
+        train = features_of(train_dataset)
+    info["views"] = views
     info["train_seconds"] = info["seconds"]  # the training set's share (the rest: evaluation)
     callbacks = []
     if args.linear_probe:
@@ -282,14 +304,65 @@ def cache_features(model: nn.Module, args, train_dataset, eval_dataset=None, *,
     )
 
 
+def is_random(dataset) -> bool:
+    """Whether ``dataset``'s transform draws random augmentation (the tasks mark theirs with
+    ``hftl_random``)."""
+    transform = getattr(dataset, "_format_kwargs", {}).get("transform")
+    return bool(getattr(transform, "hftl_random", False))
+
+
+def num_views(args, train_dataset) -> int:
+    """How many augmented views of the training set to cache: 1 for data without random
+    augmentation, else ``feature_cache_views``, and no more than the epochs that read them."""
+    if train_dataset is None or not is_random(train_dataset):
+        return 1
+    views = args.feature_cache_views
+    if args.max_steps <= 0:
+        views = min(views, max(1, math.ceil(args.num_train_epochs)))
+    return views
+
+
+def _extract_views(model, split, dataset, collator, processing_class, args, channels_last, info,
+                   views) -> FeatureDataset:  # fmt: skip
+    """``views`` passes of the frozen backbone over a randomly augmented training set, each with
+    its own seed (so each view, and its cache entry, is reproducible)."""
+    arrays, labels = [], None
+    for view in range(views):
+        with _seeded(args.seed * 7919 + view):
+            one = _extract_cached(model, split, dataset, collator, processing_class, args,
+                                  channels_last, info, view=f"view {view + 1}/{views}")  # fmt: skip
+        if labels is not None and not np.array_equal(labels, one.labels):
+            raise RuntimeError("feature cache: the views of the training set differ in labels")
+        arrays.append(one.features)
+        labels = one.labels
+    return FeatureDataset(arrays, labels)
+
+
+@contextmanager
+def _seeded(seed: int):
+    """Seed python, numpy and torch for the block; the previous random states come back after."""
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=[]):
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.manual_seed(seed)
+        try:
+            yield
+        finally:
+            random.setstate(python_state)
+            np.random.set_state(numpy_state)
+
+
 def _entries(directory) -> set[str]:
     if directory is None or not directory.exists():
         return set()
     return {p.name.split(".")[0] for p in directory.glob("*.features.npy")}
 
 
-def _extract_cached(model, split, dataset, collator, processing_class, args, channels_last, info):
-    """The FeatureDataset of one dataset (extracted once, or read from the cache)."""
+def _extract_cached(model, split, dataset, collator, processing_class, args, channels_last, info,
+                    view: str | None = None) -> FeatureDataset:  # fmt: skip
+    """The FeatureDataset of one dataset (extracted once, or read from the cache); ``view``
+    names one augmented view (keyed by it and the seed)."""
     import time
 
     from hftl.assets import cache_dir
@@ -304,7 +377,8 @@ def _extract_cached(model, split, dataset, collator, processing_class, args, cha
         directory, key = None, "in-memory"  # not a datasets.Dataset: nothing to key a file on
     else:
         layout = "|channels_last" if channels_last else ""
-        key = cache_key(model, split, dataset, preprocessing, f"{dtype}{layout}")
+        views = f"|{view}|seed {args.seed}" if view else ""
+        key = cache_key(model, split, dataset, preprocessing, f"{dtype}{layout}{views}")
     device = args.device
     model.to(device)
     started = time.perf_counter()
@@ -326,8 +400,8 @@ def _extract_cached(model, split, dataset, collator, processing_class, args, cha
     info["examples"] += len(labels)
     info["reused"] += int(reused)
     logger.info(
-        "feature cache: %d examples -> %s features in %.1f s (%s)",
-        len(labels), "x".join(map(str, features.shape)), seconds,
+        "feature cache: %d examples%s -> %s features in %.1f s (%s)",
+        len(labels), f" ({view})" if view else "", "x".join(map(str, features.shape)), seconds,
         "reused" if reused else "computed once",
     )  # fmt: skip
     return FeatureDataset(features, labels)
@@ -347,8 +421,12 @@ class LinearProbeCallback(TrainerCallback):
             return
         started = time.perf_counter()
         full = unwrap(model)
+        views = self.train.views  # every augmented view is a training example for the probe
         probe = fit_linear_probe(
-            self.train.features, self.train.labels, full.config.num_labels, seed=self.seed
+            np.concatenate(views) if len(views) > 1 else views[0],
+            np.tile(self.train.labels, len(views)),
+            full.config.num_labels,
+            seed=self.seed,
         )
         head = self.split.linear_head(full)
         with torch.no_grad():

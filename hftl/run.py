@@ -64,13 +64,6 @@ def run_task(task, argv=None, *, prog: str, callbacks: list | None = None):
         # the pretrained checkpoint with a new head for these labels, and the task's datasets
         model = load_classifier(model_args, task, labels)
         data = task.prepare(raw, processor, columns, task_args, training_args)
-        frozen = training_args.strategy_object.frozen_backbone
-        if frozen and data.augmented and training_args.feature_cache:
-            logger.info(
-                "feature cache off: augmentation makes every epoch's features different "
-                "(--augmentation false caches them, about one backbone pass in all)"
-            )
-            training_args.feature_cache = False
 
         # strategy, LLRD groups, guards, metrics; a frozen backbone's features computed once
         trainer = TransferTrainer.build(

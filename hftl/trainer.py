@@ -85,10 +85,11 @@ class LengthGroupedOrder(torch.utils.data.Dataset):
 
 
 class EpochCallback(TrainerCallback):
-    """Sets the epoch of a :class:`LengthGroupedOrder` from the trainer state when an epoch
+    """Sets the epoch of a dataset that reads differently each epoch (a
+    :class:`LengthGroupedOrder`, cached augmented views) from the trainer state when an epoch
     begins (before its data loader is iterated), also after a resume."""
 
-    def __init__(self, ordered: LengthGroupedOrder):
+    def __init__(self, ordered):
         self.ordered = ordered
 
     def on_epoch_begin(self, args, state, control, **kwargs):
@@ -187,6 +188,8 @@ class TransferTrainer(Trainer):
             model, train_dataset, eval_dataset = cached.model, cached.train, cached.eval
             data_collator, record = cached.collator, cached.info
             callbacks = [*cached.callbacks, *(callbacks or [])]
+            if len(cached.train.views) > 1:  # augmented views: epoch e reads view e mod views
+                callbacks.insert(0, EpochCallback(cached.train))
         trainer = cls(
             model, args, train_dataset=train_dataset, eval_dataset=eval_dataset,
             data_collator=data_collator, processing_class=processing_class, callbacks=callbacks,

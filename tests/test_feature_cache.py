@@ -3,6 +3,7 @@ and training on cached features equals training with the frozen backbone in the 
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -224,3 +225,49 @@ def test_cached_model_keeps_mode_switching_and_grad_clearing_of_a_module():
     assert model.classifier.weight.grad is not None
     wrapper.zero_grad()
     assert all(p.grad is None for p in model.parameters())
+
+
+def test_feature_extraction_caches_unaugmented_features_by_default_and_views_when_asked(
+    tmp_path, hftl_logs
+):
+    """No flags: a frozen backbone sees unaugmented images, cached once. --augmentation true:
+    one cached random view per epoch (up to --feature_cache_views), seeded, so a rerun reuses
+    them."""
+    from test_recipes import run_images
+    from transformers import TrainerCallback
+
+    from hftl.testing import save_tiny_image_checkpoint, write_toy_image_folder
+
+    write_toy_image_folder(tmp_path / "train", per_class=6, seed=0)
+    write_toy_image_folder(tmp_path / "validation", per_class=3, seed=1)
+    save_tiny_image_checkpoint(tmp_path / "vit", "vit", num_labels=2)
+
+    class ViewsRead(TrainerCallback):
+        def __init__(self):
+            self.views = []
+
+        def on_step_begin(self, args, state, control, train_dataloader=None, **kwargs):
+            self.views.append((int(state.epoch or 0), train_dataloader.dataset.view))
+
+    cache = ["--strategy", "feature_extraction", "--feature_cache_dir", str(tmp_path / "cache")]
+    _, plain = run_images(tmp_path, "vit", tmp_path / "plain", *cache)
+    assert plain.feature_cache["views"] == 1 and len(plain.train_dataset.views) == 1
+    assert any("augmentation off" in r.getMessage() for r in hftl_logs.records)
+
+    augmented = [*cache, "--augmentation", "true", "--num_train_epochs", "3",
+                 "--feature_cache_views", "5", "--per_device_train_batch_size", "6"]  # fmt: skip
+    read = ViewsRead()
+    _, first = run_images(tmp_path, "vit", tmp_path / "first", *augmented, callbacks=[read])
+    views = first.train_dataset.views
+    assert first.feature_cache["views"] == 3 == len(views)  # no more views than epochs
+    assert sorted(set(read.views)) == [(0, 0), (1, 1), (2, 2)]  # epoch e read view e
+    for a, b in [(0, 1), (1, 2), (0, 2)]:
+        assert not np.allclose(views[a], views[b])  # three different augmentations
+    for view in views:  # and none is the unaugmented image
+        assert not np.allclose(view, plain.train_dataset.views[0])
+
+    hftl_logs.clear()
+    _, second = run_images(tmp_path, "vit", tmp_path / "second", *augmented)
+    assert second.feature_cache["reused"] == 4  # three views and the evaluation set
+    for a, b in zip(second.train_dataset.views, views, strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -2,7 +2,9 @@
 
 The frozen backbone is a fixed function, so the recipes compute its features once and train the
 head on them (:mod:`hftl.feature_cache`, ``feature_cache``); ``linear_probe`` fits the head by
-logistic regression on those features instead of gradient steps.
+logistic regression on those features instead of gradient steps. With a frozen backbone the
+training data is not augmented unless asked for; augmented data is cached as
+``feature_cache_views`` random views of each example, and epoch ``e`` reads view ``e mod views``.
 """
 
 import logging
@@ -19,7 +21,16 @@ class FeatureExtractionArguments:
         default=True,
         metadata={
             "help": "strategy=feature_extraction: run the frozen backbone once over the data and "
-            "train the head on the stored features (off when the training data is augmented)."
+            "train the head on the stored features."
+        },
+    )
+    feature_cache_views: int = field(
+        default=5,
+        metadata={
+            "help": "strategy=feature_extraction with augmented training data (--augmentation "
+            "true): how many random views of each training example are cached; epoch e trains "
+            "on view e mod N (no more views than epochs are computed). Costs N backbone passes "
+            "over the training data."
         },
     )
     feature_cache_dir: str | None = field(
@@ -44,6 +55,7 @@ class FeatureExtraction(Strategy):
     summary = "the backbone is frozen, only the new head trains (features cached)"
     arguments = FeatureExtractionArguments
     frozen_backbone = True
+    ranges = {"feature_cache_views": (1, True)}
 
     def check(self, args, selected):
         if args.linear_probe and (not selected or not args.feature_cache):

@@ -13,16 +13,12 @@ import torch
 
 @dataclass
 class Prepared:
-    """A task's datasets in model format and the collator that batches them.
-
-    ``augmented``: the training transform is random (so features differ every epoch and cannot
-    be cached).
-    """
+    """A task's datasets in model format and the collator that batches them. A random training
+    transform carries ``hftl_random = True`` (the feature cache then caches several views)."""
 
     train: Any
     eval: Any
     collator: Any
-    augmented: bool = False
 
 
 class Task:

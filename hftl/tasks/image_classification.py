@@ -10,6 +10,7 @@ are decoded by hftl, so a file that fails is named.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -23,6 +24,8 @@ from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_CLASSIFICATIO
 from hftl.errors import ConfigError, first_line
 from hftl.tasks.base import Prepared, Task
 
+logger = logging.getLogger(__name__)
+
 
 @dataclass
 class ImageClassificationArguments:
@@ -31,8 +34,14 @@ class ImageClassificationArguments:
     image_column_name: str | None = field(
         default=None, metadata={"help": "Image column (auto-detected)."}
     )
-    augmentation: bool = field(
-        default=True, metadata={"help": "Images: random resized crop + flip in training."}
+    augmentation: bool | None = field(
+        default=None,
+        metadata={
+            "help": "Random resized crop + flip of the training images (timm models: timm's own "
+            "training transform). Default: on where the backbone trains, off with a frozen one "
+            "(feature_extraction computes each image's features once; with --augmentation true "
+            "it caches --feature_cache_views augmented views instead)."
+        },
     )
 
 
@@ -74,6 +83,12 @@ class ImageClassification(Task):
     def prepare(self, raw, processor, columns, task_args, training_args):
         training_args.remove_unused_columns = False  # the transform needs the raw image column
         augment = task_args.augmentation
+        if augment is None:
+            augment = task_args.augmentation = not training_args.strategy_object.frozen_backbone
+            logger.info(
+                "augmentation %s (the default %s)", "on" if augment else "off",
+                "where the backbone trains" if augment else "with a frozen backbone",
+            )  # fmt: skip
         return Prepared(
             train=raw["train"].with_transform(
                 image_batch_transform(processor, columns.inputs, columns.label, train=augment)
@@ -82,7 +97,6 @@ class ImageClassification(Task):
                 image_batch_transform(processor, columns.inputs, columns.label, train=False)
             ),
             collator=collate_images,
-            augmented=augment,
         )
 
     def dummy_batch(self, batch_size, generator):
@@ -154,6 +168,8 @@ def image_batch_transform(processor, image_column: str, label_column: str, train
     transform.hftl_description = (
         f"image_batch_transform({image_column}, {label_column}, train={train}, {settings})"
     )
+    transform.hftl_random = train  # random crops and flips: hftl.feature_cache caches views
+
     return transform
 
 
