@@ -45,9 +45,10 @@ def groups_command(argv: list[str]) -> int:
     )
     strategy = train_args.strategy_object
     model = strategy.wrap(_load_model(model_args), train_args)
-    layer_map = build_layer_map(model)
+    layer_map = build_layer_map(model, grouping=train_args.layer_grouping)
     check_head(layer_map, model)
-    print(f"{type(model).__name__}: L = {layer_map.num_blocks} blocks")
+    grouping = f" (timm {layer_map.grouping} grouping)" if layer_map.grouping else ""
+    print(f"{type(model).__name__}: L = {layer_map.num_blocks} blocks{grouping}")
     print(layer_map.summary())
     try:
         strategy.freeze(model, train_args, layer_map)

@@ -40,7 +40,33 @@ class ModelArguments:
             "or an offline hftl asset (hftl:minilm, hftl:efficientnet-lite0)."
         }
     )
-    revision: str = field(default="main", metadata={"help": "Branch, tag or commit of the model."})
+    revision: str = field(
+        default="main",
+        metadata={"help": "Branch, tag or commit of the model (--model_revision does the same)."},
+    )
+    config_name: str | None = field(
+        default=None, metadata={"help": "Config to use instead of the model's own (id or path)."}
+    )
+    processor_name: str | None = field(
+        default=None,
+        metadata={
+            "help": "Preprocessing (image processor, tokenizer) to use instead of the model's own "
+            "(id or path); --image_processor_name / --tokenizer_name do the same."
+        },
+    )
+    token: str | None = field(
+        default=None,
+        metadata={
+            "help": "Hub token for private or gated models and datasets (default: HF_TOKEN)."
+        },
+    )
+    ignore_mismatched_sizes: bool = field(
+        default=True,
+        metadata={
+            "help": "Replace a pretrained head whose size differs from the labels' (hftl's "
+            "default: a new head is the point of transfer); false: such a checkpoint is an error."
+        },
+    )
     cache_dir: str | None = field(
         default=None, metadata={"help": "Where downloaded models are cached."}
     )
@@ -90,6 +116,16 @@ class TransferTrainingArguments(TrainingArguments, *_OPTION_CLASSES):
     )
     head_lr_multiplier: float = field(
         default=1.0, metadata={"help": "The head trains at learning_rate times this."}
+    )
+    layer_grouping: str = field(
+        default="coarse",
+        metadata={
+            "help": "timm models: what a depth is. coarse = one per stage of a CNN (timm's "
+            "group_matcher(coarse=True)); fine = one per block of a stage, the grouping timm's own "
+            "--layer-decay uses, so a layer_decay tuned in timm means the same schedule here. "
+            "Other models have one grouping.",
+            "choices": ["coarse", "fine"],
+        },
     )
     channels_last: bool | None = field(
         default=None,
@@ -285,7 +321,9 @@ def _check_against_model(parsed: Sequence[Any]) -> None:
     if not strategy.needs_block_count:
         return
     revision = getattr(model_args, "revision", "main")
-    blocks = count_blocks_from_config(model_args.model_name_or_path, revision=revision)
+    blocks = count_blocks_from_config(
+        model_args.model_name_or_path, grouping=train_args.layer_grouping, revision=revision
+    )
     if blocks is not None:
         try:
             strategy.check_blocks(train_args, blocks, model_args.model_name_or_path)
@@ -293,7 +331,9 @@ def _check_against_model(parsed: Sequence[Any]) -> None:
             raise ConfigError(str(error)) from None
 
 
-def count_blocks_from_config(model_name_or_path: str, **config_kwargs) -> int | None:
+def count_blocks_from_config(
+    model_name_or_path: str, grouping: str = "coarse", **config_kwargs
+) -> int | None:
     """L for a checkpoint, from its config alone (weights are not loaded: meta device).
 
     Returns None where the config cannot be read (e.g. offline with a Hub id); the check then
@@ -308,7 +348,7 @@ def count_blocks_from_config(model_name_or_path: str, **config_kwargs) -> int | 
         config = AutoConfig.from_pretrained(model_name_or_path, **config_kwargs)
         with torch.device("meta"):
             model = AutoModel.from_config(config)
-        return build_layer_map(model).num_blocks
+        return build_layer_map(model, grouping=grouping).num_blocks
     except Exception as error:  # noqa: BLE001 - any failure just defers the check
         logger.debug("could not count blocks of %s from its config: %s", model_name_or_path, error)
         return None

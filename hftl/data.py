@@ -18,6 +18,7 @@ hold every class, and classes without a training example (or, with
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections import Counter
@@ -122,8 +123,9 @@ class Columns:
 
 
 def load_classification_data(
-    args: DataArguments, task, task_args, *, seed: int, cache_dir: str | None = None
-) -> tuple[DatasetDict, Columns, list[str]]:
+    args: DataArguments, task, task_args, *, seed: int, cache_dir: str | None = None,
+    token: str | None = None,
+) -> tuple[DatasetDict, Columns, list[str]]:  # fmt: skip
     """Everything a classification recipe needs from its data, checked.
 
     Loads the splits, finds the label column and the task's input column, refuses unusable
@@ -140,7 +142,7 @@ def load_classification_data(
     from hftl.tasks import task_of
 
     task = task_of(task)
-    raw = load_raw_datasets(args, task, cache_dir=cache_dir)
+    raw = load_raw_datasets(args, task, cache_dir=cache_dir, token=token)
     columns = resolve_columns(raw, args, task, task_args)
     raw = task.check_inputs(raw, columns.inputs)
     raw, labels = encode_labels(raw, columns.label)
@@ -154,7 +156,9 @@ def load_classification_data(
     return raw, columns, labels
 
 
-def load_raw_datasets(args: DataArguments, task, cache_dir: str | None = None) -> DatasetDict:
+def load_raw_datasets(
+    args: DataArguments, task, cache_dir: str | None = None, token: str | None = None
+) -> DatasetDict:
     """Load the splits the arguments point at (at least ``train``).
 
     Paths may name hftl's offline assets, e.g. ``--train_dir hftl:mnist/train`` (fetched on first
@@ -165,7 +169,10 @@ def load_raw_datasets(args: DataArguments, task, cache_dir: str | None = None) -
     if args.dataset_name:
         return _read(
             f"--dataset_name {args.dataset_name}",
-            lambda: load_dataset(args.dataset_name, args.dataset_config_name, cache_dir=cache_dir),
+            lambda: load_dataset(
+                args.dataset_name, args.dataset_config_name, cache_dir=cache_dir, token=token
+            ),
+            local=Path(args.dataset_name).expanduser().exists(),
         )
     if args.train_dir:
         if task.folder_builder is None:
@@ -220,10 +227,31 @@ def load_raw_datasets(args: DataArguments, task, cache_dir: str | None = None) -
     raise ConfigError("no data: give --dataset_name, --train_dir or --train_file")
 
 
-def _read(where: str, load, kind: str | None = None):
+@contextlib.contextmanager
+def _no_dataset_bars(local: bool):
+    """No ``datasets`` progress bars while local files are read ("Downloading data" for a file
+    on disk measures nothing); a Hub download keeps its bars."""
+    from datasets.utils import (
+        are_progress_bars_disabled,
+        disable_progress_bars,
+        enable_progress_bars,
+    )
+
+    if not local or are_progress_bars_disabled():
+        yield
+        return
+    disable_progress_bars()
+    try:
+        yield
+    finally:
+        enable_progress_bars()
+
+
+def _read(where: str, load, kind: str | None = None, local: bool = True):
     """``load()``, with any failure turned into one line that names the source."""
     try:
-        return load()
+        with _no_dataset_bars(local):
+            return load()
     except ConfigError:
         raise
     except Exception as error:  # noqa: BLE001 - reading user data: any failure is about the data

@@ -390,6 +390,7 @@ def _extract_cached(model, split, dataset, collator, processing_class, args, cha
             batch_size=max(args.per_device_eval_batch_size, args.per_device_train_batch_size),
             device=device, autocast_dtype=dtype, num_workers=args.dataloader_num_workers,
             channels_last=channels_last,
+            progress=None if args.disable_tqdm or not args.should_log else f"features{f' ({view})' if view else ''}",
         )  # fmt: skip
 
     with args.main_process_first(desc="feature extraction"):
@@ -402,7 +403,8 @@ def _extract_cached(model, split, dataset, collator, processing_class, args, cha
     logger.info(
         "feature cache: %d examples%s -> %s features in %.1f s (%s)",
         len(labels), f" ({view})" if view else "", "x".join(map(str, features.shape)), seconds,
-        "reused" if reused else "computed once",
+        "reused" if reused else "computed once" if directory is None
+        else f"computed once, kept in {directory}",
     )  # fmt: skip
     return FeatureDataset(features, labels)
 
@@ -460,8 +462,12 @@ def extract(
     autocast_dtype: torch.dtype | None = None,
     num_workers: int = 0,
     channels_last: bool = False,
+    progress: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One pass of the frozen backbone over ``dataset``: (features [N, D] float32, labels [N])."""
+    """One pass of the frozen backbone over ``dataset``: (features [N, D] float32, labels [N]);
+    ``progress``: the description of a progress bar (None: no bar)."""
+    from tqdm.auto import tqdm
+
     loader = torch.utils.data.DataLoader(
         dataset,
         batch_size=batch_size,
@@ -475,7 +481,7 @@ def extract(
     features, labels = [], []
     try:
         with torch.inference_mode():
-            for batch in loader:
+            for batch in tqdm(loader, desc=progress, disable=progress is None, leave=False):
                 batch = {
                     k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v
                     for k, v in batch.items()
@@ -530,7 +536,7 @@ def cached_features(key: str, compute: Callable[[], tuple[np.ndarray, np.ndarray
     features_path = directory / f"{key}.features.npy"
     labels_path = directory / f"{key}.labels.npy"
     if features_path.exists() and labels_path.exists():
-        logger.info("feature cache: reusing %s", features_path)
+        logger.debug("feature cache: reusing %s", features_path)
         return np.load(features_path, mmap_mode="r"), np.load(labels_path)
     features, labels = compute()
     if is_main:
@@ -539,7 +545,7 @@ def cached_features(key: str, compute: Callable[[], tuple[np.ndarray, np.ndarray
             partial = path.with_suffix(f".{os.getpid()}.tmp.npy")
             np.save(partial, array)
             os.replace(partial, path)  # a crash leaves no half-written cache entry
-        logger.info("feature cache: stored %s (%s)", features_path, _size(features))
+        logger.debug("feature cache: stored %s (%s)", features_path, _size(features))
     return features, labels
 
 

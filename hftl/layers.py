@@ -11,7 +11,8 @@ computed in one place, from the model's own structure, and returned as data:
 * timm models (bare, or wrapped by ``TimmWrapperForImageClassification``): the head is
   ``get_classifier()``, the blocks come from timm's own ``group_matcher(coarse=True)`` (one depth per
   stage for CNNs, per block for ViTs; parts timm merges into the previous group, such as a final
-  norm, share the last block's depth).
+  norm, share the last block's depth), or with ``grouping="fine"`` ``group_matcher(coarse=False)``
+  (one depth per block of a stage), the grouping timm's own layer decay uses.
 * Parameters that are neither head nor block (embeddings, stems, final norms) are placed by
   registration order, which for these models is forward order: before the first block -> 0,
   between blocks -> the next block's depth, after the last block -> L. The exceptions known so far,
@@ -55,10 +56,13 @@ class LayerMap:
     Attributes:
         depths: parameter name -> depth (0 embeddings/stem, 1..num_blocks blocks, head_depth head).
         num_blocks: L, the number of blocks.
+        grouping: for timm models, the ``group_matcher`` grouping the blocks come from
+            (``coarse`` or ``fine``); None for others.
     """
 
     depths: dict[str, int]
     num_blocks: int
+    grouping: str | None = None
 
     @property
     def head_depth(self) -> int:
@@ -101,15 +105,35 @@ def layer_ids(model: nn.Module, overrides: Mapping[str, int | str] | None = None
     return build_layer_map(model, overrides).depths
 
 
-def build_layer_map(model: nn.Module, overrides: Mapping[str, int | str] | None = None) -> LayerMap:
-    """Like :func:`layer_ids`, returning a :class:`LayerMap` that also knows L."""
+LAYER_GROUPINGS = ("coarse", "fine")
+
+
+def build_layer_map(
+    model: nn.Module,
+    overrides: Mapping[str, int | str] | None = None,
+    *,
+    grouping: str = "coarse",
+) -> LayerMap:
+    """Like :func:`layer_ids`, returning a :class:`LayerMap` that also knows L.
+
+    ``grouping`` (timm models): ``coarse`` takes timm's ``group_matcher(coarse=True)`` (one depth
+    per stage of a CNN), ``fine`` its ``group_matcher(coarse=False)``, which timm's own layer
+    decay (``param_groups_layer_decay``, ``train.py --layer-decay``) uses (one depth per block
+    of a stage), so a ``layer_decay`` tuned in timm means the same schedule here. Other models
+    have one grouping.
+    """
+    if grouping not in LAYER_GROUPINGS:
+        raise ValueError(f"layer grouping '{grouping}': choose one of {', '.join(LAYER_GROUPINGS)}")
     prefix, core = _find_core(model)
     named = list(core.named_parameters())
     if not named:
         raise LayerMapError(f"{type(model).__name__} has no parameters to place.")
     override_rules = [(re.compile(pattern), depth) for pattern, depth in (overrides or {}).items()]
 
-    head_ids, block_of = _timm_structure(core) if _is_timm(core) else _hf_structure(core)
+    if _is_timm(core):
+        head_ids, block_of = _timm_structure(core, coarse=grouping == "coarse")
+    else:
+        head_ids, block_of = _hf_structure(core)
     if not block_of and not override_rules:
         shown = ", ".join(name for name, _ in named[:8])
         raise LayerMapError(
@@ -167,7 +191,8 @@ def build_layer_map(model: nn.Module, overrides: Mapping[str, int | str] | None 
     num_blocks = max(depths.values(), default=0)
     depths.update(dict.fromkeys(head, num_blocks + 1))
     ordered = {prefix + name: depths[name] for name, _ in named}
-    return LayerMap(depths=ordered, num_blocks=num_blocks)
+    timm_grouping = grouping if _is_timm(core) and hasattr(core, "group_matcher") else None
+    return LayerMap(depths=ordered, num_blocks=num_blocks, grouping=timm_grouping)
 
 
 def check_head(layer_map: LayerMap, model: nn.Module) -> None:
@@ -232,11 +257,11 @@ def _hf_structure(core: nn.Module) -> tuple[set[int], dict[str, int]]:
     return head_ids, _blocks_from_container(core, container) if container is not None else {}
 
 
-def _timm_structure(core: nn.Module) -> tuple[set[int], dict[str, int]]:
+def _timm_structure(core: nn.Module, coarse: bool = True) -> tuple[set[int], dict[str, int]]:
     classifier = core.get_classifier()  # distilled models (DeiT) have two heads: a tuple
     heads = classifier if isinstance(classifier, (tuple, list)) else (classifier,)
     head_ids = {id(p) for head in heads for p in head.parameters()}
-    matcher = core.group_matcher(coarse=True) if hasattr(core, "group_matcher") else None
+    matcher = core.group_matcher(coarse=coarse) if hasattr(core, "group_matcher") else None
     if not isinstance(matcher, Mapping):
         container = _largest_block_list(core, exclude=head_ids)
         return head_ids, _blocks_from_container(core, container) if container is not None else {}

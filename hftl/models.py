@@ -36,6 +36,7 @@ def load_classifier(model_args, task, labels: list[str]) -> nn.Module:
         "revision": model_args.revision,
         "cache_dir": model_args.cache_dir,
         "trust_remote_code": model_args.trust_remote_code,
+        "token": getattr(model_args, "token", None),
     }
     if getattr(config, "model_type", None) == "timm_wrapper":
         config.label_names = list(labels)
@@ -44,8 +45,66 @@ def load_classifier(model_args, task, labels: list[str]) -> nn.Module:
         logger.info("from_scratch: %s architecture with random weights", config.model_type)
         with _as_config_error(model_args.model_name_or_path, path, "architecture"):
             return auto.from_config(config, trust_remote_code=model_args.trust_remote_code)
+    strict = not getattr(model_args, "ignore_mismatched_sizes", True)
     with _as_config_error(model_args.model_name_or_path, path, "weights"):
-        return auto.from_pretrained(path, config=config, ignore_mismatched_sizes=True, **common)
+        try:
+            model, loading = auto.from_pretrained(
+                path, config=config, output_loading_info=True,
+                ignore_mismatched_sizes=not strict, **common,
+            )  # fmt: skip
+        except RuntimeError as error:
+            if not (strict and "ignore_mismatched_sizes" in str(error)):
+                raise
+            raise ConfigError(
+                f"--model_name_or_path {model_args.model_name_or_path}: its weights do not all "
+                f"fit the model for {len(labels)} labels (the head's size differs; train.log has "
+                "the report) and --ignore_mismatched_sizes is false; set it to true for a new head"
+            ) from None
+    logger.info(describe_loading(model, loading, model_args.model_name_or_path))
+    return model
+
+
+def describe_loading(model: nn.Module, loading: dict, name: str) -> str:
+    """One line on what the checkpoint gave the model (transformers' load report, which goes to
+    train.log, in hftl's words), e.g. ``new 10-class head (classifier); the checkpoint's
+    1000-class head dropped``. Weights outside the head missing from the checkpoint would start
+    random: a one-line ``ConfigError`` instead."""
+    from hftl.layers import build_layer_map
+
+    layer_map = build_layer_map(model)
+    missing = set(loading.get("missing_keys") or ())
+    mismatched = {key: shapes for key, *shapes in loading.get("mismatched_keys") or ()}
+    head = {n for n, depth in layer_map.depths.items() if depth == layer_map.head_depth}
+    pooler = {key for key in missing - head if ".pooler." in f".{key}"}
+    lost = sorted(missing - head - pooler)
+    if lost:
+        raise ConfigError(
+            f"--model_name_or_path {name}: {len(lost)} weights of the model are not in the "
+            f"checkpoint ({', '.join(lost[:3])}{', ...' if len(lost) > 3 else ''}) and would "
+            "start random; give a checkpoint of this architecture (or --from_scratch true)"
+        )
+    num_labels = model.config.num_labels
+    modules = sorted({key.rsplit(".", 1)[0] for key in (missing & head) | set(mismatched)})
+    if mismatched:
+        old = next(iter(mismatched.values()))[0]
+        line = (
+            f"new {num_labels}-class head ({', '.join(modules)}); the checkpoint's "
+            f"{old[0]}-class head dropped"
+        )
+    elif missing & head:
+        line = f"new {num_labels}-class head ({', '.join(modules)}); the checkpoint has none"
+    else:
+        line = f"the checkpoint's own {num_labels}-class head kept (it has the labels' size)"
+    if pooler:
+        line += f"; new pooler ({len(pooler)} tensors, random: not in the checkpoint)"
+    unused = sorted(loading.get("unexpected_keys") or ())
+    if unused:
+        prefixes = sorted({".".join(key.split(".")[:2]) for key in unused})
+        line += (
+            f"; {len(unused)} checkpoint tensors unused ({', '.join(prefixes[:3])}"
+            f"{', ...' if len(prefixes) > 3 else ''})"
+        )
+    return line
 
 
 def load_processor(model_args, task):
@@ -64,22 +123,31 @@ def load_processor(model_args, task):
             f"model, which {task.auto_model.__name__} cannot build; choose a checkpoint of an "
             "architecture it supports"
         )
-    with _as_config_error(model_args.model_name_or_path, path, task.processor_name):
+    name = getattr(model_args, "processor_name", None)
+    source = checked_model_path(name) if name else path
+    with _as_config_error(name or model_args.model_name_or_path, source, task.processor_name):
         return task.load_processor(
-            path, revision=model_args.revision, cache_dir=model_args.cache_dir
+            source,
+            revision=model_args.revision,
+            cache_dir=model_args.cache_dir,
+            token=getattr(model_args, "token", None),
         )
 
 
 def read_config(model_args, **overrides) -> tuple[str, object]:
     """(the checked local path or Hub id, the checkpoint's config with ``overrides``); a missing
-    or unreadable checkpoint is a one-line ``ConfigError``."""
+    or unreadable checkpoint is a one-line ``ConfigError``. ``config_name`` (if set) gives the
+    config instead of the checkpoint."""
     path = checked_model_path(model_args.model_name_or_path)
-    with _as_config_error(model_args.model_name_or_path, path, "config"):
+    config_name = getattr(model_args, "config_name", None)
+    source = checked_model_path(config_name) if config_name else path
+    with _as_config_error(config_name or model_args.model_name_or_path, source, "config"):
         config = AutoConfig.from_pretrained(
-            path,
+            source,
             revision=model_args.revision,
             cache_dir=model_args.cache_dir,
             trust_remote_code=model_args.trust_remote_code,
+            token=getattr(model_args, "token", None),
             **overrides,
         )
     return path, config

@@ -91,9 +91,10 @@ def param_groups(
     result = [groups[key] for key in sorted(groups, key=lambda k: (k[0], not k[1]))]
     if log and result:
         logger.info(
-            "hftl parameter groups (L=%d blocks):\n%s",
+            "hftl parameter groups (L=%d blocks%s):\n%s",
             num_blocks,
-            format_groups(result, num_blocks),
+            f", timm {layer_map.grouping} grouping" if layer_map.grouping else "",
+            format_groups(result, num_blocks, by_depth=True),
         )
     return result
 
@@ -118,20 +119,32 @@ def no_weight_decay_names(model: nn.Module) -> set[str]:
     return names
 
 
-def format_groups(groups: list[Mapping], num_blocks: int | None = None) -> str:
-    """A compact table: depth, role, #tensors, #params, lr, weight decay."""
+def format_groups(
+    groups: list[Mapping], num_blocks: int | None = None, *, by_depth: bool = False
+) -> str:
+    """A compact table: depth, role, #tensors, #params, lr, weight decay. ``by_depth``: one row
+    per depth (a depth's decayed and undecayed groups together, wd shown as ``0.01/0``)."""
     head_depth = None if num_blocks is None else num_blocks + 1
     rows = [f"{'depth':>5}  {'role':<10} {'tensors':>7} {'params':>12} {'lr':>10} {'wd':>7}"]
-    total_tensors = total_params = 0
-    for group in groups:
-        depth = group.get("depth", "?")
+    merged: dict = {}
+    for index, group in enumerate(groups):
+        key = (group.get("depth", "?"), group["lr"]) if by_depth else index
+        row = merged.setdefault(key, {"depth": group.get("depth", "?"), "lr": group["lr"],
+                                      "tensors": 0, "params": 0, "wd": set()})  # fmt: skip
+        row["tensors"] += len(group["params"])
+        row["params"] += sum(p.numel() for p in group["params"])
+        row["wd"].add(group["weight_decay"])
+    for row in merged.values():
+        depth = row["depth"]
         role = "embeddings" if depth == 0 else "head" if depth == head_depth else "block"
-        numel = sum(p.numel() for p in group["params"])
-        total_tensors += len(group["params"])
-        total_params += numel
+        wd = "/".join(f"{w:.3g}" for w in sorted(row["wd"], reverse=True))
         rows.append(
-            f"{depth:>5}  {role:<10} {len(group['params']):>7} {numel:>12,} "
-            f"{group['lr']:>10.3g} {group['weight_decay']:>7.3g}"
+            f"{depth:>5}  {role:<10} {row['tensors']:>7} {row['params']:>12,} "
+            f"{row['lr']:>10.3g} {wd:>7}"
         )
+    total_tensors = sum(r["tensors"] for r in merged.values())
+    total_params = sum(r["params"] for r in merged.values())
     rows.append(f"{'total':>5}  {'':<10} {total_tensors:>7} {total_params:>12,}")
+    if any(len(r["wd"]) > 1 for r in merged.values()):
+        rows.append("(wd a/0: biases and norm weights get no weight decay)")
     return "\n".join(rows)

@@ -298,6 +298,7 @@ def collect_run_info(trainer, labels: list[str], run: Run, num_eval: int) -> dic
         **strategy.run_info(args, model),
         "guards": [guard.name for guard in trainer.guards],
         "layer_decay": args.layer_decay,
+        "layer_grouping": layer_map.grouping,
         "head_lr_multiplier": args.head_lr_multiplier,
         "learning_rate": args.learning_rate,
         "weight_decay": args.weight_decay,

@@ -15,6 +15,7 @@ from transformers import set_seed
 
 from hftl.config import ModelArguments, TransferTrainingArguments, parse_config
 from hftl.data import DataArguments, load_classification_data
+from hftl.hf_examples import ExampleScriptArguments, apply_example_flags
 from hftl.metrics import compute_metrics_fn
 from hftl.models import load_classifier, load_processor
 from hftl.outputs import finish_run, start_run
@@ -28,12 +29,15 @@ def parse_run_config(task, argv=None, *, prog: str | None = None) -> tuple:
     """(model, data, task, training) arguments of a ``task`` run from ``--config`` and flags,
     with the task recipe's defaults."""
     task = task_of(task)
-    return parse_config(
-        (ModelArguments, DataArguments, task.arguments, TransferTrainingArguments),
+    *arguments, example = parse_config(
+        (ModelArguments, DataArguments, task.arguments, TransferTrainingArguments,
+         ExampleScriptArguments),
         argv,
         prog=prog,
         defaults=task.recipe_defaults,
-    )
+    )  # fmt: skip
+    apply_example_flags(example, *arguments)
+    return tuple(arguments)
 
 
 def run_task(task, argv=None, *, prog: str, callbacks: list | None = None):
@@ -59,8 +63,9 @@ def run_task(task, argv=None, *, prog: str, callbacks: list | None = None):
         processor = load_processor(model_args, task)
         # data: splits, columns, label names (checked)
         raw, columns, labels = load_classification_data(
-            data_args, task, task_args, seed=training_args.seed, cache_dir=model_args.cache_dir
-        )
+            data_args, task, task_args, seed=training_args.seed, cache_dir=model_args.cache_dir,
+            token=model_args.token,
+        )  # fmt: skip
         # the pretrained checkpoint with a new head for these labels, and the task's datasets
         model = load_classifier(model_args, task, labels)
         data = task.prepare(raw, processor, columns, task_args, training_args)

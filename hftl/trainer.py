@@ -30,6 +30,7 @@ import math
 
 import torch
 from transformers import Trainer, TrainerCallback, default_data_collator
+from transformers.trainer_callback import ProgressCallback
 from transformers.trainer_pt_utils import get_length_grouped_indices
 
 try:  # transformers >= 5: optimizer factories (Muon, Dion) build their own groups
@@ -48,6 +49,7 @@ from hftl.feature_cache import CachedFeatureModel, cache_features, split_for
 from hftl.feature_cache import unwrap as unwrap_cached
 from hftl.guards import active_guards
 from hftl.layers import LayerMap, build_layer_map, check_head
+from hftl.logs import ProgressLine
 from hftl.optim import param_groups
 from hftl.strategies.gradual import GradualUnfreezingCallback  # noqa: F401 - re-exported
 
@@ -137,7 +139,7 @@ class TransferTrainer(Trainer):
                 "computes its features once instead"
             )
         model = self.strategy.wrap(model, args)
-        self.layer_map = layer_map or build_layer_map(model)
+        self.layer_map = layer_map or build_layer_map(model, grouping=args.layer_grouping)
         check_head(self.layer_map, model)
         self.strategy.freeze(model, args, self.layer_map)
         self.guards = active_guards(args)
@@ -162,6 +164,9 @@ class TransferTrainer(Trainer):
             *(c for guard in self.guards for c in guard.callbacks(args)),
         ]
         super().__init__(model, args, *pargs, **kwargs)
+        if any(type(c) is ProgressCallback for c in self.callback_handler.callbacks):
+            self.remove_callback(ProgressCallback)  # a bar with the loss on it, not a dict a step
+            self.add_callback(ProgressLine())
         # FSDP and DeepSpeed checkpoints are sharded their own way; Trainer reads those.
         self.checkpoints.exact_loading = not (self.is_fsdp_enabled or self.is_deepspeed_enabled)
 
@@ -316,7 +321,11 @@ class TransferTrainer(Trainer):
                 f"optim={self.args.optim} builds its own parameter groups, so hftl cannot apply its "
                 "layer-wise groups; use a standard optimizer such as optim=adamw_torch"
             )
-        layer_map = self.layer_map if opt_model is self.model else build_layer_map(opt_model)
+        layer_map = (
+            self.layer_map
+            if opt_model is self.model
+            else build_layer_map(opt_model, grouping=self.args.layer_grouping)
+        )
         groups = param_groups(
             opt_model,
             lr=self.args.learning_rate,

@@ -1,6 +1,7 @@
 """The layer map: every parameter has a depth, depths follow the forward pass, the head is on top."""
 
 import pytest
+import torch
 from conftest import build, depths_in_forward_order
 from torch import nn
 
@@ -99,3 +100,34 @@ def test_overrides_move_parameters_on_a_real_model():
     depths = layer_ids(model, overrides={r"vit\.layernorm\.": "head"})
     assert depths["vit.layernorm.weight"] == 3
     assert depths["vit.layers.1.mlp.fc2.weight"] == 2
+
+
+@pytest.mark.parametrize("architecture", ["resnet18", "efficientnet_b0"])
+def test_fine_grouping_gives_timms_own_layer_decay_tensor_for_tensor(architecture):
+    """--layer_grouping fine: the LR of every tensor is what timm's param_groups_layer_decay
+    (train.py --layer-decay) gives it; coarse: one depth per stage, timm's coarse groups."""
+    import timm
+    from timm.models._manipulate import group_parameters
+    from timm.optim import param_groups_layer_decay
+
+    from hftl.optim import param_groups
+
+    torch.manual_seed(0)
+    model = timm.create_model(architecture, pretrained=False, num_classes=3)
+    fine, coarse = (build_layer_map(model, grouping=g) for g in ("fine", "coarse"))
+    assert fine.grouping == "fine" and coarse.num_blocks < fine.num_blocks
+    timm_coarse = group_parameters(model, model.group_matcher(coarse=True), reverse=True)
+    assert coarse.depths == {name: timm_coarse[name] for name in coarse.depths}
+
+    ours = {
+        id(p): group["lr"]
+        for group in param_groups(model, lr=1.0, layer_decay=0.5, layer_map=fine, log=False)
+        for p in group["params"]
+    }
+    theirs = {
+        id(p): group["lr_scale"]
+        for group in param_groups_layer_decay(model, layer_decay=0.5)
+        for p in group["params"]
+    }
+    assert len(set(theirs.values())) == fine.num_blocks + 2  # stem, each block, head
+    assert ours == pytest.approx(theirs)

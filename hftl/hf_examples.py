@@ -1,0 +1,121 @@
+"""The command lines of transformers' example scripts, taken as they are.
+
+Users arrive with a ``run_image_classification.py``, ``run_classification.py`` or ``run_glue.py``
+command. Most of its flags are hftl's own under the same name (``--model_name_or_path``,
+``--dataset_name``, ``--train_dir``, ``--train_file``, ``--max_train_samples``,
+``--max_seq_length``, ``--pad_to_max_length``, ``--config_name``, ``--token``,
+``--ignore_mismatched_sizes``, ``--trust_remote_code``, ``--image_column_name``,
+``--label_column_name``, every ``TrainingArguments`` flag). :class:`ExampleScriptArguments` holds
+the others: each is mapped onto its hftl equivalent, or, where it has no meaning here, gets one
+line saying so (never a silent difference), or, where hftl cannot do what it asks, a one-line
+error.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from hftl.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+# Metrics every run reports (eval_report.json); run_classification.py's --metric_name picks one.
+REPORTED_METRICS = ("accuracy", "f1", "precision", "recall")
+
+
+def _flag(help_text: str, default=None):
+    return field(default=default, metadata={"help": f"(as in the HF example scripts) {help_text}"})
+
+
+@dataclass
+class ExampleScriptArguments:
+    """Flags of the HF example scripts that hftl spells otherwise or has no use for."""
+
+    model_revision: str | None = _flag("= --revision.")
+    image_processor_name: str | None = _flag("= --processor_name.")
+    feature_extractor_name: str | None = _flag("= --processor_name.")
+    tokenizer_name: str | None = _flag("= --processor_name.")
+    train_val_split: float | None = _flag(
+        "Fraction of train held out when there is no validation split "
+        "(= --validation_split_percentage x 100)."
+    )
+    text_column_names: str | None = _flag("The text column (= --text_column_name); one only.")
+    text_column_delimiter: str | None = _flag("Joins several text columns (one is read here).")
+    shuffle_train_dataset: bool = _flag("Nothing to do: the Trainer shuffles every epoch.", False)
+    shuffle_seed: int | None = _flag("Nothing to do: the order is seeded by --seed.")
+    metric_name: str | None = _flag(f"One of {', '.join(REPORTED_METRICS)}: all are reported.")
+    task_name: str | None = _flag(
+        "A GLUE task: give --dataset_name nyu-mll/glue --dataset_config_name TASK."
+    )
+    do_regression: bool = _flag("Not supported: hftl trains classifiers.", False)
+    test_file: str | None = _flag("No test-set prediction step here.")
+    max_predict_samples: int | None = _flag("No test-set prediction step here.")
+    remove_splits: str | None = _flag("Nothing to do: only train and validation are read.")
+    remove_columns: str | None = _flag("Nothing to do: only the input and label columns are read.")
+    preprocessing_num_workers: int | None = _flag("Not used: tokenization runs in one process.")
+    overwrite_cache: bool = _flag("Not used: datasets' cache is keyed by its inputs.", False)
+    use_fast_tokenizer: bool | None = _flag("Not used: the checkpoint's own (fast) tokenizer.")
+    model_type: str | None = _flag("Not used: --from_scratch true trains the model's architecture.")
+
+
+def apply_example_flags(example, model_args, data_args, task_args, training_args) -> None:
+    """Put the example-script flags that were given onto hftl's arguments (in place)."""
+
+    def set_once(target, name: str, value, flag: str) -> None:
+        current = getattr(target, name)
+        if value is not None and current not in (None, "main") and current != value:
+            raise ConfigError(f"--{flag} {value} and --{name} {current}: give one of them")
+        if value is not None:
+            setattr(target, name, value)
+
+    set_once(model_args, "revision", example.model_revision, "model_revision")
+    for flag in ("image_processor_name", "feature_extractor_name", "tokenizer_name"):
+        set_once(model_args, "processor_name", getattr(example, flag), flag)
+    if example.train_val_split is not None:
+        if not 0 < example.train_val_split < 1:
+            raise ConfigError(f"--train_val_split {example.train_val_split}: must be in (0, 1)")
+        data_args.validation_split_percentage = 100 * example.train_val_split
+    if example.text_column_names is not None:
+        names = [n.strip() for n in example.text_column_names.split(",") if n.strip()]
+        if len(names) != 1 or not hasattr(task_args, "text_column_name"):
+            raise ConfigError(
+                f"--text_column_names {example.text_column_names}: hftl reads one text column; "
+                "join the columns in your data or name one"
+            )
+        set_once(task_args, "text_column_name", names[0], "text_column_names")
+    if example.metric_name is not None and example.metric_name not in REPORTED_METRICS:
+        raise ConfigError(
+            f"--metric_name {example.metric_name}: hftl reports {', '.join(REPORTED_METRICS)} "
+            "(eval_report.json); use one of them, or --metric_for_best_model to pick the best "
+            "checkpoint by it"
+        )
+    if example.task_name is not None:
+        raise ConfigError(
+            f"--task_name {example.task_name}: give --dataset_name nyu-mll/glue "
+            f"--dataset_config_name {example.task_name} (hftl reads one text column: a "
+            "single-sentence task such as sst2 or cola)"
+        )
+    if example.do_regression:
+        raise ConfigError("--do_regression: hftl trains classifiers; regression is not supported")
+    if training_args.do_predict or example.test_file or example.max_predict_samples:
+        logger.warning(
+            "--do_predict / --test_file / --max_predict_samples: no test-set prediction step in "
+            "hftl; predict with pipeline() on the saved model"
+        )
+    quiet = {
+        "shuffle_train_dataset": "the Trainer shuffles the training data every epoch, seeded",
+        "shuffle_seed": "the data order is seeded by --seed",
+        "text_column_delimiter": "one text column is read, there is nothing to join",
+        "remove_splits": "only the train and validation splits are read",
+        "remove_columns": "only the input and label columns are read",
+        "preprocessing_num_workers": "tokenization runs in one process",
+        "overwrite_cache": "datasets' cache is keyed by its inputs; a change is recomputed",
+        "use_fast_tokenizer": "the checkpoint's own tokenizer is used",
+        "model_type": "--from_scratch true trains the model's architecture from random weights",
+    }
+    for name, why in quiet.items():
+        if getattr(example, name) not in (None, False):
+            logger.warning("--%s has no effect in hftl: %s", name, why)
+    if example.metric_name is not None:
+        logger.info("--metric_name %s: reported with the others", example.metric_name)
