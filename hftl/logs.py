@@ -43,6 +43,19 @@ def console():
     logger.addHandler(handler)
     logger.setLevel(os.environ.get("HFTL_VERBOSITY", "INFO").upper())
     logger.propagate = False
+    try:
+        with quiet_libraries():
+            yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
+
+
+@contextlib.contextmanager
+def quiet_libraries():
+    """Errors only from transformers' console handlers, Python warnings captured (a run's
+    train.log gets them), no bookkeeping bars; everything restored after."""
     hf_handlers = [(h, h.level) for h in logging.getLogger("transformers").handlers]
     for hf_handler, level in hf_handlers:
         hf_handler.setLevel(max(level, logging.ERROR))
@@ -62,9 +75,6 @@ def console():
         warnings_logger.propagate = warnings_saved
         for hf_handler, level in hf_handlers:
             hf_handler.setLevel(level)
-        logger.removeHandler(handler)
-        logger.setLevel(saved[0])
-        logger.propagate = saved[1]
 
 
 class _Counter(logging.Handler):

@@ -25,6 +25,7 @@ from image_classification import main as image_classification
 from sentiment import main as sentiment
 
 from hftl.assets import fetch_all
+from hftl.logs import quiet_libraries
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
 TASKS = {
@@ -136,4 +137,5 @@ def show_predictions(results: dict, paths: dict) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(0 if main() else 1)
+    with quiet_libraries():  # library warnings go to each run's train.log
+        sys.exit(0 if main() else 1)
