@@ -304,11 +304,15 @@ def cache_features(model: nn.Module, args, train_dataset, eval_dataset=None, *,
     )
 
 
+def transform_of(dataset):
+    """The ``set_transform`` / ``with_transform`` function of a ``datasets.Dataset`` (or None)."""
+    return getattr(dataset, "_format_kwargs", {}).get("transform")
+
+
 def is_random(dataset) -> bool:
     """Whether ``dataset``'s transform draws random augmentation (the tasks mark theirs with
     ``hftl_random``)."""
-    transform = getattr(dataset, "_format_kwargs", {}).get("transform")
-    return bool(getattr(transform, "hftl_random", False))
+    return bool(getattr(transform_of(dataset), "hftl_random", False))
 
 
 def num_views(args, train_dataset) -> int:
@@ -522,7 +526,7 @@ def describe_preprocessing(dataset, collator, processing_class) -> str:
     if processing_class is not None:
         to_json = getattr(processing_class, "to_json_string", None)
         parts.append(to_json() if to_json else repr(processing_class))
-    transform = getattr(dataset, "_format_kwargs", {}).get("transform")
+    transform = transform_of(dataset)
     if transform is not None:
         parts.append(getattr(transform, "hftl_description", repr(transform)))
     return "|".join(parts)

@@ -14,7 +14,7 @@ error.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from hftl.errors import ConfigError
 
@@ -26,6 +26,17 @@ REPORTED_METRICS = ("accuracy", "f1", "precision", "recall")
 
 def _flag(help_text: str, default=None):
     return field(default=default, metadata={"help": f"(as in the HF example scripts) {help_text}"})
+
+
+def _no_effect(why: str, default=None):
+    """A flag that changes nothing here; ``why`` is its help and the line a run prints."""
+    return field(
+        default=default,
+        metadata={
+            "help": f"(as in the HF example scripts) No effect here: {why}.",
+            "no_effect": why,
+        },
+    )
 
 
 @dataclass
@@ -41,9 +52,6 @@ class ExampleScriptArguments:
         "(= --validation_split_percentage x 100)."
     )
     text_column_names: str | None = _flag("The text column (= --text_column_name); one only.")
-    text_column_delimiter: str | None = _flag("Joins several text columns (one is read here).")
-    shuffle_train_dataset: bool = _flag("Nothing to do: the Trainer shuffles every epoch.", False)
-    shuffle_seed: int | None = _flag("Nothing to do: the order is seeded by --seed.")
     metric_name: str | None = _flag(f"One of {', '.join(REPORTED_METRICS)}: all are reported.")
     task_name: str | None = _flag(
         "A GLUE task: give --dataset_name nyu-mll/glue --dataset_config_name TASK."
@@ -51,12 +59,23 @@ class ExampleScriptArguments:
     do_regression: bool = _flag("Not supported: hftl trains classifiers.", False)
     test_file: str | None = _flag("No test-set prediction step here.")
     max_predict_samples: int | None = _flag("No test-set prediction step here.")
-    remove_splits: str | None = _flag("Nothing to do: only train and validation are read.")
-    remove_columns: str | None = _flag("Nothing to do: only the input and label columns are read.")
-    preprocessing_num_workers: int | None = _flag("Not used: tokenization runs in one process.")
-    overwrite_cache: bool = _flag("Not used: datasets' cache is keyed by its inputs.", False)
-    use_fast_tokenizer: bool | None = _flag("Not used: the checkpoint's own (fast) tokenizer.")
-    model_type: str | None = _flag("Not used: --from_scratch true trains the model's architecture.")
+    shuffle_train_dataset: bool = _no_effect(
+        "the Trainer shuffles the training data every epoch, seeded", False
+    )
+    shuffle_seed: int | None = _no_effect("the data order is seeded by --seed")
+    text_column_delimiter: str | None = _no_effect(
+        "one text column is read, there is nothing to join"
+    )
+    remove_splits: str | None = _no_effect("only the train and validation splits are read")
+    remove_columns: str | None = _no_effect("only the input and label columns are read")
+    preprocessing_num_workers: int | None = _no_effect("tokenization runs in one process")
+    overwrite_cache: bool = _no_effect(
+        "datasets' cache is keyed by its inputs; a change is recomputed", False
+    )
+    use_fast_tokenizer: bool | None = _no_effect("the checkpoint's own tokenizer is used")
+    model_type: str | None = _no_effect(
+        "--from_scratch true trains the model's architecture from random weights"
+    )
 
 
 def apply_example_flags(example, model_args, data_args, task_args, training_args) -> None:
@@ -103,19 +122,9 @@ def apply_example_flags(example, model_args, data_args, task_args, training_args
             "--do_predict / --test_file / --max_predict_samples: no test-set prediction step in "
             "hftl; predict with pipeline() on the saved model"
         )
-    quiet = {
-        "shuffle_train_dataset": "the Trainer shuffles the training data every epoch, seeded",
-        "shuffle_seed": "the data order is seeded by --seed",
-        "text_column_delimiter": "one text column is read, there is nothing to join",
-        "remove_splits": "only the train and validation splits are read",
-        "remove_columns": "only the input and label columns are read",
-        "preprocessing_num_workers": "tokenization runs in one process",
-        "overwrite_cache": "datasets' cache is keyed by its inputs; a change is recomputed",
-        "use_fast_tokenizer": "the checkpoint's own tokenizer is used",
-        "model_type": "--from_scratch true trains the model's architecture from random weights",
-    }
-    for name, why in quiet.items():
-        if getattr(example, name) not in (None, False):
-            logger.warning("--%s has no effect in hftl: %s", name, why)
+    for flag in fields(example):
+        why = flag.metadata.get("no_effect")
+        if why and getattr(example, flag.name) not in (None, False):
+            logger.warning("--%s has no effect in hftl: %s", flag.name, why)
     if example.metric_name is not None:
         logger.info("--metric_name %s: reported with the others", example.metric_name)
