@@ -28,15 +28,12 @@ def _flag(help_text: str, default=None):
     return field(default=default, metadata={"help": f"(as in the HF example scripts) {help_text}"})
 
 
+# The help of a flag that changes nothing here; the rest of the help is the line a run prints.
+NO_EFFECT = "(as in the HF example scripts) No effect here: "
+
+
 def _no_effect(why: str, default=None):
-    """A flag that changes nothing here; ``why`` is its help and the line a run prints."""
-    return field(
-        default=default,
-        metadata={
-            "help": f"(as in the HF example scripts) No effect here: {why}.",
-            "no_effect": why,
-        },
-    )
+    return field(default=default, metadata={"help": NO_EFFECT + why})
 
 
 @dataclass
@@ -123,8 +120,10 @@ def apply_example_flags(example, model_args, data_args, task_args, training_args
             "hftl; predict with pipeline() on the saved model"
         )
     for flag in fields(example):
-        why = flag.metadata.get("no_effect")
-        if why and getattr(example, flag.name) not in (None, False):
-            logger.warning("--%s has no effect in hftl: %s", flag.name, why)
+        help_text = flag.metadata.get("help", "")
+        if help_text.startswith(NO_EFFECT) and getattr(example, flag.name) not in (None, False):
+            logger.warning(
+                "--%s has no effect in hftl: %s", flag.name, help_text.removeprefix(NO_EFFECT)
+            )
     if example.metric_name is not None:
         logger.info("--metric_name %s: reported with the others", example.metric_name)
