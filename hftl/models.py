@@ -16,10 +16,11 @@ from hftl.errors import ConfigError, first_line
 logger = logging.getLogger(__name__)
 
 
-def load_classifier(model_args, task, labels: list[str]) -> nn.Module:
+def load_classifier(model_args, task, labels: list[str], task_args=None) -> nn.Module:
     """The task's ``AutoModelFor...Classification`` with a new head for ``labels``.
 
-    ``task``: a :class:`~hftl.tasks.base.Task` or its registered name.
+    ``task``: a :class:`~hftl.tasks.base.Task` or its registered name; ``task_args``: its
+    options (default: their defaults), which may choose the head (the text task's pooling).
 
     The label names go into the config (``id2label`` / ``label2id``), so the saved model predicts
     names, not ``LABEL_0``. A pretrained head of another size is replaced (``ignore_mismatched_sizes``).
@@ -40,18 +41,17 @@ def load_classifier(model_args, task, labels: list[str]) -> nn.Module:
     }
     if getattr(config, "model_type", None) == "timm_wrapper":
         config.label_names = list(labels)
-    auto = task_of(task).auto_model
+    task = task_of(task)
     if getattr(model_args, "from_scratch", False):
         logger.info("from_scratch: %s architecture with random weights", config.model_type)
         with _as_config_error(model_args.model_name_or_path, path, "architecture"):
-            return auto.from_config(config, trust_remote_code=model_args.trust_remote_code)
+            return task.load_model(path, config, task_args, from_scratch=True, **common)[0]
     strict = not getattr(model_args, "ignore_mismatched_sizes", True)
     with _as_config_error(model_args.model_name_or_path, path, "weights"):
         try:
-            model, loading = auto.from_pretrained(
-                path, config=config, output_loading_info=True,
-                ignore_mismatched_sizes=not strict, **common,
-            )  # fmt: skip
+            model, loading = task.load_model(
+                path, config, task_args, ignore_mismatched_sizes=not strict, **common
+            )
         except RuntimeError as error:
             if not (strict and "ignore_mismatched_sizes" in str(error)):
                 raise

@@ -238,6 +238,7 @@ def collect_run_info(trainer, labels: list[str], run: Run, num_eval: int) -> dic
     import platform
 
     import torch
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
 
     import hftl
     from hftl.assets import ASSET_SCHEME, ASSETS
@@ -326,6 +327,9 @@ def collect_run_info(trainer, labels: list[str], run: Run, num_eval: int) -> dic
         "finished": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "task": run.task.pipeline_tag,
         "model_type": getattr(config, "model_type", None),
+        # a model type transformers does not know: the saved model carries its code
+        "custom_code": getattr(config, "model_type", None) not in CONFIG_MAPPING_NAMES,
+        "head": run.task.describe_model(model),
         "timm_architecture": getattr(config, "architecture", None),
         "labels": list(labels),
         "base_model": {

@@ -67,7 +67,7 @@ def run_task(task, argv=None, *, prog: str, callbacks: list | None = None):
             token=model_args.token,
         )  # fmt: skip
         # the pretrained checkpoint with a new head for these labels, and the task's datasets
-        model = load_classifier(model_args, task, labels)
+        model = load_classifier(model_args, task, labels, task_args)
         data = task.prepare(raw, processor, columns, task_args, training_args)
 
         # strategy, LLRD groups, guards, metrics; a frozen backbone's features computed once

@@ -41,6 +41,17 @@ def tiny_bert(num_labels: int = 2, layers: int = 2) -> nn.Module:
     return BertForSequenceClassification(config)
 
 
+def tiny_pooled_bert(num_labels: int = 2, layers: int = 2, pooling: str = "mean") -> nn.Module:
+    """hftl's pooled text head (:mod:`hftl.tasks.pooled_text`) on a tiny BERT encoder."""
+    from hftl.tasks.pooled_text import PooledTextClassifier, PooledTextConfig
+
+    encoder = tiny_bert(num_labels, layers).config
+    config = PooledTextConfig(
+        encoder_config=encoder.to_dict(), pooling=pooling, num_labels=num_labels
+    )
+    return PooledTextClassifier(config)
+
+
 def tiny_roberta(num_labels: int = 2, layers: int = 2) -> nn.Module:
     from transformers import RobertaConfig, RobertaForSequenceClassification
 
@@ -158,6 +169,7 @@ def tiny_timm_vit(num_labels: int = 3, layers: int = 2) -> nn.Module:
 
 TINY_MODELS: dict[str, Callable[..., nn.Module]] = {
     "bert": tiny_bert,
+    "bert-mean": tiny_pooled_bert,
     "roberta": tiny_roberta,
     "distilbert": tiny_distilbert,
     "vit": tiny_vit,

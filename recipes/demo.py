@@ -10,11 +10,13 @@
    images that is a frozen random backbone (what random features are worth); for the text, full
    training from scratch with the same budget.
 3. Prints accuracy, baselines and where each model was saved, then classifies held-out examples
-   with plain `transformers.pipeline()`.
+   with `transformers.pipeline()` (the text model with `trust_remote_code=True`: its head pools
+   the tokens as MiniLM was trained to, code saved with it).
 """
 
 import argparse
 import csv
+import json
 import logging
 import random
 import sys
@@ -116,8 +118,13 @@ def show_predictions(results: dict, paths: dict) -> None:
     text_dir = results[next(text_task)]["pretrained"]["output_dir"]
     with open(paths["rotten-tomatoes"] / "test.csv", newline="") as handle:
         reviews = rng.sample(list(csv.DictReader(handle)), 4)
-    classify = pipeline("text-classification", model=str(text_dir))
-    print(f"\npipeline('text-classification', model='{text_dir}') on held-out test reviews:")
+    # a head that pools the tokens (MiniLM was trained for mean pooling) is saved with its code
+    custom = json.loads((Path(text_dir) / "run_info.json").read_text()).get("custom_code", False)
+    classify = pipeline("text-classification", model=str(text_dir), trust_remote_code=custom)
+    remote = ", trust_remote_code=True" if custom else ""
+    print(
+        f"\npipeline('text-classification', model='{text_dir}'{remote}) on held-out test reviews:"
+    )
     for review, prediction in zip(reviews, classify([r["text"] for r in reviews]), strict=True):
         print(
             f"  {prediction['label']:<7} ({prediction['score']:.2f}), truth {review['label']:<7}  {review['text'][:80]}"

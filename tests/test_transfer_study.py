@@ -19,7 +19,7 @@ def study():
 @pytest.mark.parametrize("task", ["text", "image"])
 def test_every_arm_is_a_valid_recipe_configuration(study, task, tmp_path):
     spec = study.TASKS[task]
-    for arm in study.ARMS:
+    for arm in spec["arms"]:
         argv = ["--model_name_or_path", spec["model"], *spec["data"], *study.arm_flags(arm, spec, steps=90),
                 "--output_dir", str(tmp_path), "--report_to", "none"]  # fmt: skip
         recipe = study.load_recipe(spec["recipe"])
@@ -27,6 +27,9 @@ def test_every_arm_is_a_valid_recipe_configuration(study, task, tmp_path):
         assert model_args.from_scratch == (arm == "scratch")
         if arm == "gradual":
             assert (training_args.unfreeze_unit, training_args.unfreeze_every) == ("step", 10)
+        if arm in study.POOLING_ARMS:  # the same arm, the head reading [CLS] instead
+            plain = study.arm_flags(study.POOLING_ARMS[arm], spec, steps=90)
+            assert study.arm_flags(arm, spec, steps=90) == [*plain, "--pooling", "cls"]
     high, normal = (study.arm_flags(a, spec, 90) for a in ("full_high_lr", "full_llrd"))
     assert float(high[high.index("--learning_rate") + 1]) == pytest.approx(
         30 * float(normal[normal.index("--learning_rate") + 1])

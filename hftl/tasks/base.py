@@ -66,6 +66,23 @@ class Task:
         """Whether ``auto_model`` builds a model of this ``model_type``."""
         return model_type in self.model_types
 
+    def load_model(self, path: str, config, task_args=None, *, from_scratch: bool = False,
+                   **kwargs) -> tuple:  # fmt: skip
+        """(the classifier for ``config``, transformers' loading info or None): ``auto_model``
+        from the checkpoint at ``path`` (``kwargs``: ``from_pretrained``'s hub and size options),
+        or from ``config`` alone with random weights where ``from_scratch``. A task whose head
+        differs from the architecture's own (the text task's pooled heads) returns its own."""
+        if from_scratch:
+            trust = kwargs.get("trust_remote_code", False)
+            return self.auto_model.from_config(config, trust_remote_code=trust), None
+        return self.auto_model.from_pretrained(
+            path, config=config, output_loading_info=True, **kwargs
+        )
+
+    def describe_model(self, model) -> dict:
+        """Facts about the task's head for the run record and the card (e.g. the pooling)."""
+        return {}
+
     def load_processor(self, path: str, **kwargs):
         """The pretrained model's own preprocessing (tokenizer, image processor, ...)."""
         raise NotImplementedError

@@ -5,25 +5,55 @@ Preprocessing is the model's tokenizer with truncation to ``max_seq_length``; pa
 batch (``DataCollatorWithPadding``), so a batch is as long as its longest example, and the recipe
 groups examples of similar length into batches (``train_sampling_strategy: group_by_length``).
 ``pad_to_max_length`` pads everything to ``max_seq_length`` instead.
+
+The head reads the feature the checkpoint was trained to give (``pooling``): sentence encoders
+(sentence-transformers checkpoints, which say so in ``modules.json`` / ``1_Pooling/config.json``)
+get the mean (or max) of their token vectors through :mod:`hftl.tasks.pooled_text`; other
+checkpoints keep their architecture's own head, which reads the first token ([CLS]).
 """
 
 from __future__ import annotations
 
+import json
+import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from datasets import Value
 from transformers import (
+    AutoConfig,
+    AutoModel,
     AutoModelForSequenceClassification,
     AutoTokenizer,
     DataCollatorWithPadding,
 )
-from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES
+from transformers.models.auto.modeling_auto import (
+    MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES,
+    MODEL_MAPPING,
+)
 
 from hftl.errors import ConfigError
 from hftl.tasks.base import Prepared, Task
+from hftl.tasks.pooled_text import (
+    POOLINGS,
+    PooledTextClassifier,
+    PooledTextConfig,
+    build_encoder,
+    no_pooler,
+)
+
+logger = logging.getLogger(__name__)
 
 TEXT_NAMES = ("text", "sentence", "review", "content", "document", "tweet")
+POOLING_CHOICES = ("auto", "cls", *POOLINGS)
+
+# hftl loads its pooled classifier without remote code; a saved one carries pooled_text.py and
+# an auto_map, so others load it with trust_remote_code=True (and without hftl)
+AutoConfig.register(PooledTextConfig.model_type, PooledTextConfig, exist_ok=True)
+AutoModelForSequenceClassification.register(PooledTextConfig, PooledTextClassifier, exist_ok=True)
+PooledTextConfig.register_for_auto_class()
+PooledTextClassifier.register_for_auto_class("AutoModelForSequenceClassification")
 
 
 @dataclass
@@ -42,9 +72,25 @@ class TextClassificationArguments:
         },
     )
 
+    pooling: str = field(
+        default="auto",
+        metadata={
+            "help": "Text: what the head reads. auto: the pooling the checkpoint was trained "
+            "with (a sentence-transformers checkpoint's 1_Pooling/config.json, e.g. mean for "
+            "all-MiniLM-L6-v2), else cls; cls: the architecture's own head ([CLS] / first "
+            "token); mean / max: over the real tokens, through hftl's pooled head (a saved "
+            "model then loads with trust_remote_code=True).",
+            "choices": POOLING_CHOICES,
+        },
+    )
+
     def __post_init__(self):
         if self.max_seq_length < 1:
             raise ValueError(f"--max_seq_length {self.max_seq_length}: must be >= 1")
+        if self.pooling not in POOLING_CHOICES:
+            raise ValueError(
+                f"--pooling {self.pooling}: choose one of {', '.join(POOLING_CHOICES)}"
+            )
 
 
 class TextClassification(Task):
@@ -59,10 +105,57 @@ class TextClassification(Task):
     # Batches of similar length: with per-batch padding, far fewer pad tokens to compute on
     # (docs/benchmarks.md). A config or flag may set it back to "random".
     recipe_defaults = {"train_sampling_strategy": "group_by_length"}
-    tiny_kinds = ("bert", "roberta", "distilbert")
+    tiny_kinds = ("bert", "roberta", "distilbert", "bert-mean")
+
+    def builds(self, model_type):
+        return model_type in self.model_types or model_type == PooledTextConfig.model_type
 
     def load_processor(self, path, **kwargs):
         return AutoTokenizer.from_pretrained(path, **kwargs)
+
+    def load_model(self, path, config, task_args=None, *, from_scratch=False, **kwargs):
+        """The architecture's own classifier (``pooling`` cls), or hftl's pooled head on the
+        pretrained encoder (mean / max); ``auto`` reads what the checkpoint was trained with."""
+        hub = {k: kwargs[k] for k in ("revision", "cache_dir", "token") if k in kwargs}
+        choice = task_args.pooling if task_args is not None else "auto"
+        pooled = config.model_type == PooledTextConfig.model_type  # an hftl model, trained on
+        if pooled:
+            pooling = config.pooling if choice == "auto" else choice
+            if pooling == "cls":
+                raise ConfigError(
+                    f"--pooling cls: {path} is an hftl pooled classifier ({config.pooling} "
+                    "pooling) without the architecture's own head; use --pooling auto, mean or max"
+                )
+            config.pooling = pooling
+            logger.info("pooling: %s of the token vectors (the checkpoint's)", pooling)
+            return super().load_model(path, config, task_args, from_scratch=from_scratch, **kwargs)
+        pooling, reason = resolve_pooling(choice, path, **hub)
+        logger.info("pooling (%s): %s", reason, describe_pooling(pooling))
+        if pooling == "cls":
+            return super().load_model(path, config, task_args, from_scratch=from_scratch, **kwargs)
+        encoder_class = MODEL_MAPPING[type(config)]
+        wrapper = PooledTextConfig(
+            encoder_config=config.to_dict(),
+            pooling=pooling,
+            classifier_dropout=_dropout_of(config),
+            id2label=config.id2label,
+            label2id=config.label2id,
+        )
+        if from_scratch:
+            return PooledTextClassifier(wrapper, encoder=build_encoder(config)), None
+        kwargs.pop("ignore_mismatched_sizes", None)  # the head is new: no sizes to match
+        encoder, loading = AutoModel.from_pretrained(
+            path, config=config, output_loading_info=True, **no_pooler(encoder_class), **kwargs
+        )
+        model = PooledTextClassifier(wrapper, encoder=encoder)
+        prefix = f"{model.base_model_prefix}."
+        loading = {key: [prefix + k for k in values] if key == "missing_keys" else values
+                   for key, values in loading.items()}  # fmt: skip
+        loading["missing_keys"] += ["classifier.weight", "classifier.bias"]
+        return model, loading
+
+    def describe_model(self, model):
+        return {"pooling": getattr(model.config, "pooling", "cls")}
 
     def find_input_column(self, features, columns, task_args):
         from hftl.data import pick_column
@@ -106,6 +199,94 @@ class TextClassification(Task):
         from hftl.testing import keyword_dataset
 
         return keyword_dataset(num_examples, seed=seed)
+
+
+def describe_pooling(pooling: str) -> str:
+    if pooling == "cls":
+        return "cls: the architecture's own head reads the first token"
+    return (
+        f"{pooling} of the token vectors: hftl's pooled head, saved with its code (it loads "
+        "with trust_remote_code=True)"
+    )
+
+
+def resolve_pooling(choice: str, path: str, **hub) -> tuple[str, str]:
+    """(cls, mean or max; why) for ``--pooling choice`` and the checkpoint at ``path`` (a local
+    directory or a Hub id)."""
+    if choice != "auto":
+        return choice, "--pooling"
+    trained = sentence_transformers_pooling(path, **hub)
+    if trained is None:
+        return "cls", "auto: the checkpoint names no sentence-transformers pooling"
+    mode, name = trained
+    if mode not in ("cls", *POOLINGS):
+        raise ConfigError(
+            f"--pooling auto: {path}/{name} says the checkpoint was trained with {mode} "
+            "pooling, which hftl does not offer; choose --pooling cls, mean or max"
+        )
+    return mode, f"auto: the checkpoint's sentence-transformers pooling, {name}"
+
+
+ST_MODES = {  # sentence-transformers' Pooling config keys -> the pooling's name
+    "pooling_mode_cls_token": "cls",
+    "pooling_mode_mean_tokens": "mean",
+    "pooling_mode_max_tokens": "max",
+    "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len_tokens",
+    "pooling_mode_weightedmean_tokens": "weightedmean",
+    "pooling_mode_lasttoken": "lasttoken",
+}
+
+
+def sentence_transformers_pooling(path: str, **hub) -> tuple[str, str] | None:
+    """(the pooling mode, the file in the checkpoint that says so) of a sentence-transformers
+    checkpoint: its
+    ``modules.json`` names the Pooling module's folder, whose ``config.json`` sets the mode.
+    None where the checkpoint has no such files (or, for a Hub id, they cannot be fetched)."""
+    modules = _checkpoint_file(path, "modules.json", **hub)
+    if modules is None:
+        return None
+    try:
+        entries = json.loads(Path(modules).read_text())
+        folder = next(e["path"] for e in entries if str(e.get("type", "")).endswith("Pooling"))
+    except (ValueError, KeyError, TypeError, StopIteration):
+        return None
+    name = f"{folder}/config.json" if folder else "config.json"
+    config_file = _checkpoint_file(path, name, **hub)
+    if config_file is None:
+        return None
+    try:
+        settings = json.loads(Path(config_file).read_text())
+    except ValueError as error:
+        raise ConfigError(f"{config_file}: not valid JSON ({error}); fix or delete it") from None
+    modes = [mode for key, mode in ST_MODES.items() if settings.get(key)]
+    if settings.get("pooling_mode") and not modes:
+        modes = [str(settings["pooling_mode"])]
+    if not modes:
+        return None
+    mode = modes[0] if len(modes) == 1 else " + ".join(modes)
+    return mode, name
+
+
+def _checkpoint_file(path: str, name: str, revision=None, cache_dir=None, token=None) -> str | None:
+    local = Path(path).expanduser()
+    if local.is_dir():
+        return str(local / name) if (local / name).is_file() else None
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    try:
+        return hf_hub_download(path, name, revision=revision, cache_dir=cache_dir, token=token)
+    except (HfHubHTTPError, LocalEntryNotFoundError, OSError, ValueError):
+        return None
+
+
+def _dropout_of(config) -> float:
+    """The dropout the family's own classifier would use before its last layer."""
+    for key in ("classifier_dropout", "seq_classif_dropout", "hidden_dropout_prob", "dropout"):
+        value = getattr(config, key, None)
+        if value is not None:
+            return float(value)
+    return 0.1
 
 
 def is_text(feature) -> bool:
