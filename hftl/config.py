@@ -212,6 +212,15 @@ def _check_ranges(arguments, ranges: dict) -> None:
 
 
 class _RaisingParser(HfArgumentParser):
+    def add_argument(self, *args, **kwargs):
+        from transformers.hf_argparser import string_to_bool
+
+        # HfArgumentParser lets a bare --flag mean true for `bool` fields but not for
+        # `bool | None` ones (None: "decide for me", e.g. --augmentation): the same for both
+        if kwargs.get("type") is string_to_bool and "nargs" not in kwargs:
+            kwargs.update(nargs="?", const=True)
+        return super().add_argument(*args, **kwargs)
+
     def error(self, message):  # argparse would print usage and exit; we want one clear line
         raise ConfigError(message)
 

@@ -57,6 +57,18 @@ class DataArguments:
     validation_file: str | None = field(
         default=None, metadata={"help": "Validation file, same format."}
     )
+    train_split_name: str = field(
+        default="train",
+        metadata={"help": "--dataset_name: the split to train on (as in the HF audio examples)."},
+    )
+    eval_split_name: str = field(
+        default="validation",
+        metadata={
+            "help": "--dataset_name: the split to evaluate on (e.g. validation_matched for MNLI); "
+            "without a 'validation' split, the dataset's 'test' split, else a held-out share of "
+            "train."
+        },
+    )
     label_column_name: str | None = field(
         default=None, metadata={"help": "Label column (auto-detected)."}
     )
@@ -167,13 +179,14 @@ def load_raw_datasets(
     """
     args = _with_assets_resolved(args)
     if args.dataset_name:
-        return _read(
+        dataset = _read(
             f"--dataset_name {args.dataset_name}",
             lambda: load_dataset(
                 args.dataset_name, args.dataset_config_name, cache_dir=cache_dir, token=token
             ),
             local=Path(args.dataset_name).expanduser().exists(),
         )
+        return _named_splits(dataset, args)
     if args.train_dir:
         if task.folder_builder is None:
             raise ConfigError(
@@ -225,6 +238,33 @@ def load_raw_datasets(
         _check_same_columns(splits, files)
         return DatasetDict(splits)
     raise ConfigError("no data: give --dataset_name, --train_dir or --train_file")
+
+
+def _named_splits(dataset: DatasetDict, args: DataArguments) -> DatasetDict:
+    """``train`` and ``validation`` (or ``test``, the fallback, where there is no validation
+    split) from the splits the arguments name, and no others; a named split the dataset lacks is
+    an error listing the ones it has."""
+    where = f"--dataset_name {args.dataset_name}"
+    if args.dataset_config_name:
+        where += f" --dataset_config_name {args.dataset_config_name}"
+    for flag, name in (("train_split_name", args.train_split_name),
+                       ("eval_split_name", args.eval_split_name)):  # fmt: skip
+        if name not in dataset and (flag == "train_split_name" or name != "validation"):
+            raise ConfigError(
+                f"--{flag} {name}: {where} has no such split (it has {', '.join(dataset)}); "
+                f"name one of them with --{flag}"
+            )
+    splits = {"train": dataset[args.train_split_name]}
+    if args.eval_split_name in dataset:
+        splits["validation"] = dataset[args.eval_split_name]
+    elif "test" in dataset:  # the usual fallback (ensure_validation_split)
+        splits["test"] = dataset["test"]
+    if (args.train_split_name, args.eval_split_name) != ("train", "validation"):
+        logger.info(
+            "training on split '%s', evaluating on '%s'", args.train_split_name,
+            args.eval_split_name,
+        )  # fmt: skip
+    return DatasetDict(splits)  # only the splits used: others (hidden test labels) are not read
 
 
 @contextlib.contextmanager
@@ -434,6 +474,15 @@ def encode_labels(dataset: DatasetDict, label_column: str) -> tuple[DatasetDict,
     feature = dataset["train"].features[label_column]
     for split, data in dataset.items():
         missing = [i for i, value in enumerate(data[label_column]) if value is None or value == ""]
+        hidden = isinstance(data.features[label_column], ClassLabel) and -1 in data[label_column]
+        if (
+            hidden
+        ):  # datasets' ClassLabel -1: no label (e.g. the hidden labels of a GLUE test split)
+            raise ConfigError(
+                f"split '{split}': rows with '{label_column}' -1, i.e. no label (a test split "
+                "whose labels the dataset hides?); evaluate on a labelled split "
+                "(--eval_split_name) or drop those rows"
+            )
         if missing:
             raise ConfigError(
                 f"split '{split}': {len(missing)} rows have no '{label_column}' (first: data row "

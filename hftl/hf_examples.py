@@ -5,7 +5,9 @@ command. Most of its flags are hftl's own under the same name (``--model_name_or
 ``--dataset_name``, ``--train_dir``, ``--train_file``, ``--max_train_samples``,
 ``--max_seq_length``, ``--pad_to_max_length``, ``--config_name``, ``--token``,
 ``--ignore_mismatched_sizes``, ``--trust_remote_code``, ``--image_column_name``,
-``--label_column_name``, every ``TrainingArguments`` flag). :class:`ExampleScriptArguments` holds
+``--label_column_name``, ``--train_split_name`` / ``--eval_split_name``, every
+``TrainingArguments`` flag). run_glue.py's ``--task_name`` becomes the ``nyu-mll/glue``
+configuration with its column(s), a pair encoded together. :class:`ExampleScriptArguments` holds
 the others: each is mapped onto its hftl equivalent, or, where it has no meaning here, gets one
 line saying so (never a silent difference), or, where hftl cannot do what it asks, a one-line
 error.
@@ -19,6 +21,17 @@ from dataclasses import dataclass, field, fields
 from hftl.errors import ConfigError
 
 logger = logging.getLogger(__name__)
+
+# run_glue.py's tasks: (first text, second text or None) columns of nyu-mll/glue, and the
+# evaluation split where it is not "validation"
+GLUE_TASKS = {
+    "cola": ("sentence", None), "sst2": ("sentence", None), "mrpc": ("sentence1", "sentence2"),
+    "qqp": ("question1", "question2"), "mnli": ("premise", "hypothesis"),
+    "qnli": ("question", "sentence"), "rte": ("sentence1", "sentence2"),
+    "wnli": ("sentence1", "sentence2"),
+}  # fmt: skip
+GLUE_EVAL_SPLITS = {"mnli": "validation_matched"}
+GLUE_DATASET = "nyu-mll/glue"
 
 # Metrics every run reports (eval_report.json); run_classification.py's --metric_name picks one.
 REPORTED_METRICS = ("accuracy", "f1", "precision", "recall")
@@ -51,7 +64,9 @@ class ExampleScriptArguments:
     text_column_names: str | None = _flag("The text column (= --text_column_name); one only.")
     metric_name: str | None = _flag(f"One of {', '.join(REPORTED_METRICS)}: all are reported.")
     task_name: str | None = _flag(
-        "A GLUE task: give --dataset_name nyu-mll/glue --dataset_config_name TASK."
+        f"A GLUE task ({', '.join(GLUE_TASKS)}): --dataset_name {GLUE_DATASET} "
+        "--dataset_config_name TASK with its text column(s) (pairs encoded together) and, for "
+        "mnli, --eval_split_name validation_matched. stsb is regression: not supported."
     )
     do_regression: bool = _flag("Not supported: hftl trains classifiers.", False)
     test_file: str | None = _flag("No test-set prediction step here.")
@@ -96,8 +111,9 @@ def apply_example_flags(example, model_args, data_args, task_args, training_args
         names = [n.strip() for n in example.text_column_names.split(",") if n.strip()]
         if len(names) != 1 or not hasattr(task_args, "text_column_name"):
             raise ConfigError(
-                f"--text_column_names {example.text_column_names}: hftl reads one text column; "
-                "join the columns in your data or name one"
+                f"--text_column_names {example.text_column_names}: hftl reads one text column "
+                "(or a pair: --text_column_name A --text_pair_column_name B); join the columns "
+                "in your data or name one"
             )
         set_once(task_args, "text_column_name", names[0], "text_column_names")
     if example.metric_name is not None and example.metric_name not in REPORTED_METRICS:
@@ -107,11 +123,7 @@ def apply_example_flags(example, model_args, data_args, task_args, training_args
             "checkpoint by it"
         )
     if example.task_name is not None:
-        raise ConfigError(
-            f"--task_name {example.task_name}: give --dataset_name nyu-mll/glue "
-            f"--dataset_config_name {example.task_name} (hftl reads one text column: a "
-            "single-sentence task such as sst2 or cola)"
-        )
+        _glue_task(example.task_name.lower(), data_args, task_args, set_once)
     if example.do_regression:
         raise ConfigError("--do_regression: hftl trains classifiers; regression is not supported")
     if training_args.do_predict or example.test_file or example.max_predict_samples:
@@ -127,3 +139,28 @@ def apply_example_flags(example, model_args, data_args, task_args, training_args
             )
     if example.metric_name is not None:
         logger.info("--metric_name %s: reported with the others", example.metric_name)
+
+
+def _glue_task(name: str, data_args, task_args, set_once) -> None:
+    """``--task_name`` as run_glue.py reads it: the GLUE configuration, its columns, its split."""
+    if name == "stsb":
+        raise ConfigError("--task_name stsb: a regression task; hftl trains classifiers")
+    if name not in GLUE_TASKS:
+        raise ConfigError(
+            f"--task_name {name}: not a GLUE task; choose one of {', '.join(GLUE_TASKS)}"
+        )
+    if not hasattr(task_args, "text_pair_column_name"):
+        raise ConfigError(f"--task_name {name}: a GLUE text task; run it with the text recipe")
+    if data_args.train_file or data_args.train_dir:
+        raise ConfigError(
+            f"--task_name {name} reads {GLUE_DATASET}; drop it to train on your own files "
+            "(as run_glue.py does)"
+        )
+    set_once(data_args, "dataset_name", GLUE_DATASET, "task_name")
+    set_once(data_args, "dataset_config_name", name, "task_name")
+    first, second = GLUE_TASKS[name]
+    set_once(task_args, "text_column_name", first, "task_name")
+    set_once(task_args, "text_pair_column_name", second, "task_name")
+    set_once(data_args, "label_column_name", "label", "task_name")
+    if name in GLUE_EVAL_SPLITS and data_args.eval_split_name == "validation":
+        data_args.eval_split_name = GLUE_EVAL_SPLITS[name]

@@ -395,6 +395,8 @@ def _eval_split(data_args) -> str:
         return "validation"
     if data_args.validation_file or data_args.validation_dir:
         return Path(data_args.validation_file or data_args.validation_dir).name
+    if data_args.dataset_name and data_args.eval_split_name != "validation":
+        return data_args.eval_split_name
     if data_args.dataset_name:
         return "validation (or the dataset's test split where it has no validation split)"
     return f"{data_args.validation_split_percentage}% of the training data, held out (stratified)"

@@ -120,3 +120,14 @@ def test_hftl_reports_config_errors_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert err.count("\n") == 0 and "unknown key 'bogus_key'" in err and "Traceback" not in err
+
+
+def test_a_bare_flag_means_true_for_optional_bools_too(tmp_path):
+    from hftl.run import parse_run_config
+
+    base = ["--model_name_or_path", "m", "--train_dir", "d", "--output_dir", str(tmp_path)]
+    cases = {(): (None, None), ("--augmentation",): (True, None),
+             ("--augmentation", "false", "--channels_last"): (False, True)}  # fmt: skip
+    for flags, expected in cases.items():
+        _, _, images, training = parse_run_config("image-classification", [*base, *flags])
+        assert (images.augmentation, training.channels_last) == expected, flags

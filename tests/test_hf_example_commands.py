@@ -87,6 +87,84 @@ def test_run_glue_readme_command_with_its_own_files(local, tmp_path):
     assert (out / "model.safetensors").exists()
 
 
+def write_glue_stand_in(root, task, first, second, size=48):
+    """A local ``nyu-mll/glue`` with the Hub repository's layout (one parquet folder per task,
+    configurations in the README) and its conventions: ClassLabel labels, test labels hidden
+    (-1). Toy reviews stand in for the sentences: the label is the first text's sentiment."""
+    from datasets import ClassLabel, Dataset, Features, Value
+
+    from hftl.testing import toy_reviews
+
+    features = Features({first: Value("string"), second: Value("string"),
+                         "label": ClassLabel(names=["negative", "positive"]), "idx": Value("int32")})  # fmt: skip
+    repo = root / "nyu-mll" / "glue"
+    splits = {"train": 0, "validation_matched" if task == "mnli" else "validation": 1, "test": 2}
+    for split, seed in splits.items():
+        rows = toy_reviews(
+            size if split == "train" else size // 2, labels=("negative", "positive"), seed=seed
+        )
+        data = Dataset.from_dict({
+            first: [r["text"] for r in rows], second: [r["text"][::-1] for r in rows],
+            "label": [-1 if split == "test" else ["negative", "positive"].index(r["label"]) for r in rows],
+            "idx": list(range(len(rows))),
+        }, features=features)  # fmt: skip
+        (repo / task).mkdir(parents=True, exist_ok=True)
+        data.to_parquet(repo / task / f"{split}-00000-of-00001.parquet")
+    files = "".join(f"  - split: {s}\n    path: {task}/{s}-*\n" for s in splits)
+    (repo / "README.md").write_text(
+        f"---\nconfigs:\n- config_name: {task}\n  data_files:\n{files}---\n"
+    )
+    return repo
+
+
+def test_run_glue_readme_command_with_task_name(local, tmp_path, monkeypatch):
+    # README: --task_name $TASK_NAME (mrpc, a sentence-pair task); nyu-mll/glue is a local
+    # stand-in with the Hub repository's layout, found from the working directory
+    write_glue_stand_in(tmp_path, "mrpc", "sentence1", "sentence2")
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "mrpc"
+    report, trainer = run_recipe("sentiment", [
+        "--model_name_or_path", str(local / "bert"), "--task_name", "mrpc", "--do_train",
+        "--do_eval", "--max_seq_length", "128", "--per_device_train_batch_size", "32",
+        "--learning_rate", "2e-5", "--num_train_epochs", "3", "--output_dir", str(out),
+    ])  # fmt: skip
+    assert trainer.state.global_step == 6  # 48 training pairs, batch 32, 3 epochs
+    assert sum(s["support"] for s in report["per_class"].values()) == 24  # validation, not test
+    first = trainer.train_dataset[0]
+    assert 1 in first["token_type_ids"]  # the pair was encoded together: [CLS] a [SEP] b [SEP]
+    assert first["input_ids"].count(trainer.processing_class.sep_token_id) == 2
+
+
+def test_glue_task_names_map_to_the_dataset_its_columns_and_split(local, tmp_path):
+    from hftl.run import parse_run_config
+
+    argv = ["--model_name_or_path", str(local / "bert"), "--output_dir", str(tmp_path / "o")]
+    _, data, text, _ = parse_run_config("text-classification", [*argv, "--task_name", "mnli"])
+    assert (data.dataset_name, data.dataset_config_name, data.eval_split_name) == (
+        "nyu-mll/glue",
+        "mnli",
+        "validation_matched",
+    )
+    assert (text.text_column_name, text.text_pair_column_name) == ("premise", "hypothesis")
+    _, data, text, _ = parse_run_config("text-classification", [*argv, "--task_name", "sst2"])
+    assert (text.text_column_name, text.text_pair_column_name) == ("sentence", None)
+    with pytest.raises(ConfigError, match="stsb: a regression task"):
+        parse_run_config("text-classification", [*argv, "--task_name", "stsb"])
+
+
+def test_a_split_without_labels_or_missing_is_refused(local, tmp_path, monkeypatch):
+    write_glue_stand_in(tmp_path, "rte", "sentence1", "sentence2")
+    monkeypatch.chdir(tmp_path)
+    argv = ["--model_name_or_path", str(local / "bert"), "--task_name", "rte",
+            "--output_dir", str(tmp_path / "o"), "--max_steps", "1", "--report_to", "none"]  # fmt: skip
+    with pytest.raises(ConfigError, match="split 'validation': rows with 'label' -1"):
+        run_recipe("sentiment", [*argv, "--eval_split_name", "test"])
+    with pytest.raises(
+        ConfigError, match="--eval_split_name dev: .* has no such split .*train, validation, test"
+    ):
+        run_recipe("sentiment", [*argv, "--eval_split_name", "dev"])
+
+
 def test_example_flags_map_onto_hftl_or_say_why_not(local, tmp_path, hftl_logs):
     from hftl.run import parse_run_config
 
@@ -100,7 +178,7 @@ def test_example_flags_map_onto_hftl_or_say_why_not(local, tmp_path, hftl_logs):
     assert data.validation_split_percentage == 25.0 and text.text_column_name == "review"
     assert any("no test-set prediction" in r.getMessage() for r in hftl_logs.records)
     refused = {
-        ("--task_name", "sst2"): "--dataset_name nyu-mll/glue --dataset_config_name sst2",
+        ("--task_name", "sst2"): "--task_name sst2 reads nyu-mll/glue; drop it",
         ("--text_column_names", "title,body"): "hftl reads one text column",
         ("--metric_name", "matthews_correlation"): "hftl reports accuracy",
         ("--do_regression",): "regression is not supported",

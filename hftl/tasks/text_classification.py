@@ -63,6 +63,13 @@ class TextClassificationArguments:
     text_column_name: str | None = field(
         default=None, metadata={"help": "Text column (auto-detected)."}
     )
+    text_pair_column_name: str | None = field(
+        default=None,
+        metadata={
+            "help": "Text: a second text column; each example is the pair (text, text pair), "
+            "encoded together as run_glue.py does for sentence-pair tasks (MRPC, MNLI, ...)."
+        },
+    )
     max_seq_length: int = field(default=256, metadata={"help": "Text: tokens kept per example."})
     pad_to_max_length: bool = field(
         default=False,
@@ -160,6 +167,13 @@ class TextClassification(Task):
     def find_input_column(self, features, columns, task_args):
         from hftl.data import pick_column
 
+        pair = task_args.text_pair_column_name
+        if pair is not None and pair not in columns:
+            raise ConfigError(
+                f"--text_pair_column_name {pair}: no such column (the data has "
+                f"{', '.join(columns)}); name one of them"
+            )
+        columns = [c for c in columns if c != pair]
         strings = [c for c in columns if is_text(features[c])]
         return pick_column(
             "text",
@@ -174,6 +188,10 @@ class TextClassification(Task):
         return dataset
 
     def prepare(self, raw, processor, columns, task_args, training_args):
+        pair = task_args.text_pair_column_name
+        if pair is not None:
+            check_text_rows(raw, pair, flag="--text_pair_column_name")
+            logger.info("text pairs: ('%s', '%s'), encoded together", columns.inputs, pair)
         with training_args.main_process_first(desc="tokenizing"):
             tokenized = tokenize_dataset(
                 raw,
@@ -182,6 +200,7 @@ class TextClassification(Task):
                 columns.label,
                 task_args.max_seq_length,
                 task_args.pad_to_max_length,
+                pair_column=pair,
             )
         return Prepared(
             train=tokenized["train"],
@@ -293,7 +312,7 @@ def is_text(feature) -> bool:
     return isinstance(feature, Value) and feature.dtype in ("string", "large_string")
 
 
-def check_text_rows(dataset, text_column: str) -> None:
+def check_text_rows(dataset, text_column: str, flag: str = "--text_column_name") -> None:
     """Refuse rows without text, naming the split and row."""
     for split, data in dataset.items():
         feature = data.features[text_column]
@@ -301,7 +320,7 @@ def check_text_rows(dataset, text_column: str) -> None:
             kind = feature.dtype if isinstance(feature, Value) else type(feature).__name__
             raise ConfigError(
                 f"split '{split}': column '{text_column}' holds {kind}, not text; name the text "
-                "column with --text_column_name"
+                f"column with {flag}"
             )
         for index, value in enumerate(data[text_column]):
             if value is None or not str(value).strip():
@@ -317,14 +336,16 @@ def tokenize_dataset(
     label_column: str,
     max_length: int,
     pad_to_max_length: bool = False,
+    pair_column: str | None = None,
 ):
-    """Tokenize (truncating; padding only with ``pad_to_max_length``) and keep only model inputs
-    and ``labels``."""
+    """Tokenize (truncating; padding only with ``pad_to_max_length``; ``pair_column``: the
+    second text of a pair) and keep only model inputs and ``labels``."""
     padding = "max_length" if pad_to_max_length else False
 
     def tokenize(batch):
+        pairs = batch[pair_column] if pair_column is not None else None
         encoded = tokenizer(
-            batch[text_column], truncation=True, max_length=max_length, padding=padding
+            batch[text_column], pairs, truncation=True, max_length=max_length, padding=padding
         )
         encoded["labels"] = batch[label_column]
         return encoded
