@@ -238,7 +238,7 @@ def write_report(rows: list[dict], meta: dict, out: Path) -> None:
         sizes = sorted({r["size"] for r in rows if r["task"] == task})
         lines += ["", f"## {task}", "", "| arm | " + " | ".join(f"n={s}" for s in sizes) + " |",
                   "|---|" + "---|" * len(sizes)]  # fmt: skip
-        for arm in arms:
+        for arm in (a for a in arms if any((r["task"], r["arm"]) == (task, a) for r in rows)):
             cells = []
             for size in sizes:
                 values = [
@@ -293,7 +293,8 @@ def plot(rows: list[dict], path: Path, image_size: int) -> None:
                 for s in points
             ]
             means = [statistics.mean(a) for a in accuracies]
-            axis.plot(points, means, marker="o", label=arm)
+            dashed = arm in POOLING_ARMS  # the [CLS] variants of two arms
+            axis.plot(points, means, marker="o", label=arm, linestyle="--" if dashed else "-")
             axis.fill_between(
                 points, [min(a) for a in accuracies], [max(a) for a in accuracies], alpha=0.15
             )

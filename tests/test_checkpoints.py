@@ -26,6 +26,7 @@ STEPS, EVERY, BATCH = 8, 2, 8  # 32 examples: 4 steps an epoch, checkpoints 2, 4
 # case: (tiny model, strategy flags)
 CASES = {
     "bert": ("bert", {"strategy": "full"}),
+    "bert-mean": ("bert-mean", {"strategy": "gradual", "unfreeze_every": 3, "unfreeze_unit": "step"}),
     "vit": ("vit", {"strategy": "full"}),
     "deit": ("deit", {"strategy": "full"}),
     "swin": ("swin", {"strategy": "partial", "num_trainable_layers": 1}),
@@ -38,7 +39,7 @@ CASES = {
 
 
 def data_for(kind):
-    return keyword_dataset(32, seed=1) if kind == "bert" else colour_dataset(32, seed=1)
+    return keyword_dataset(32, seed=1) if kind.startswith("bert") else colour_dataset(32, seed=1)
 
 
 class ScriptedScore:
