@@ -156,7 +156,7 @@ def load_classification_data(
     task = task_of(task)
     raw = load_raw_datasets(args, task, cache_dir=cache_dir, token=token)
     columns = resolve_columns(raw, args, task, task_args)
-    raw = task.check_inputs(raw, columns.inputs)
+    raw = task.check_inputs(raw, columns.inputs, task_args)
     raw, labels = encode_labels(raw, columns.label)
     raw = ensure_validation_split(raw, args, columns.label, seed=seed)
     raw, labels = check_label_coverage(

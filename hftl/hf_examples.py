@@ -61,7 +61,6 @@ class ExampleScriptArguments:
         "Fraction of train held out when there is no validation split "
         "(= --validation_split_percentage x 100)."
     )
-    text_column_names: str | None = _flag("The text column (= --text_column_name); one only.")
     metric_name: str | None = _flag(f"One of {', '.join(REPORTED_METRICS)}: all are reported.")
     task_name: str | None = _flag(
         f"A GLUE task ({', '.join(GLUE_TASKS)}): --dataset_name {GLUE_DATASET} "
@@ -75,9 +74,6 @@ class ExampleScriptArguments:
         "the Trainer shuffles the training data every epoch, seeded", False
     )
     shuffle_seed: int | None = _no_effect("the data order is seeded by --seed")
-    text_column_delimiter: str | None = _no_effect(
-        "one text column is read, there is nothing to join"
-    )
     remove_splits: str | None = _no_effect("only the train and validation splits are read")
     remove_columns: str | None = _no_effect("only the input and label columns are read")
     preprocessing_num_workers: int | None = _no_effect("tokenization runs in one process")
@@ -107,15 +103,6 @@ def apply_example_flags(example, model_args, data_args, task_args, training_args
         if not 0 < example.train_val_split < 1:
             raise ConfigError(f"--train_val_split {example.train_val_split}: must be in (0, 1)")
         data_args.validation_split_percentage = 100 * example.train_val_split
-    if example.text_column_names is not None:
-        names = [n.strip() for n in example.text_column_names.split(",") if n.strip()]
-        if len(names) != 1 or not hasattr(task_args, "text_column_name"):
-            raise ConfigError(
-                f"--text_column_names {example.text_column_names}: hftl reads one text column "
-                "(or a pair: --text_column_name A --text_pair_column_name B); join the columns "
-                "in your data or name one"
-            )
-        set_once(task_args, "text_column_name", names[0], "text_column_names")
     if example.metric_name is not None and example.metric_name not in REPORTED_METRICS:
         raise ConfigError(
             f"--metric_name {example.metric_name}: hftl reports {', '.join(REPORTED_METRICS)} "

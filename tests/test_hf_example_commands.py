@@ -67,7 +67,6 @@ def test_run_classification_readme_command(local, tmp_path, hftl_logs):
     ])  # fmt: skip
     said = [r.getMessage() for r in hftl_logs.records]
     assert any(m.startswith("--shuffle_train_dataset has no effect") for m in said)
-    assert any(m.startswith("--text_column_delimiter has no effect") for m in said)
     assert trainer.state.global_step == 2  # 64 reviews, batch 32, one epoch
     assert sorted(report["labels"]) == sorted(SENTIMENT_LABELS)
     results = pipeline("text-classification", model=str(out))(["a fine film"])
@@ -175,11 +174,11 @@ def test_example_flags_map_onto_hftl_or_say_why_not(local, tmp_path, hftl_logs):
         "--train_val_split", "0.25", "--text_column_names", "review", "--do_predict",
     ], prog="run_classification.py")  # fmt: skip
     assert (model.revision, model.processor_name) == ("v2", str(local / "bert"))
-    assert data.validation_split_percentage == 25.0 and text.text_column_name == "review"
+    assert data.validation_split_percentage == 25.0 and text.joined_columns == ["review"]
     assert any("no test-set prediction" in r.getMessage() for r in hftl_logs.records)
     refused = {
         ("--task_name", "sst2"): "--task_name sst2 reads nyu-mll/glue; drop it",
-        ("--text_column_names", "title,body"): "hftl reads one text column",
+        ("--text_column_names", "title,body", "--text_column_name", "x"): "give one of them",
         ("--metric_name", "matthews_correlation"): "hftl reports accuracy",
         ("--do_regression",): "regression is not supported",
         ("--model_revision", "v2", "--revision", "v3"): "give one of them",
@@ -187,6 +186,39 @@ def test_example_flags_map_onto_hftl_or_say_why_not(local, tmp_path, hftl_logs):
     for flags, message in refused.items():
         with pytest.raises(ConfigError, match=message):
             parse_run_config("text-classification", [*base, *flags], prog="run_glue.py")
+
+
+def test_text_column_names_are_joined_as_run_classification_joins_them(tmp_path):
+    import csv
+
+    from hftl.tasks.text_classification import TextClassificationArguments, join_text_columns
+
+    rows = [{"title": "Great", "body": "a fine film", "label": "positive"},
+            {"title": "", "body": "bad and awful", "label": "negative"}]  # fmt: skip
+    with open(tmp_path / "news.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    from datasets import load_dataset
+
+    data = load_dataset("csv", data_files=str(tmp_path / "news.csv"))
+    args = TextClassificationArguments(text_column_names="title, body", text_column_delimiter=" | ")
+    joined = join_text_columns(data, args.joined_columns, args.text_column_delimiter)
+    assert joined["train"]["title"] == ["Great | a fine film", "bad and awful"]
+    from hftl.testing import save_tiny_text_checkpoint
+
+    save_tiny_text_checkpoint(tmp_path / "bert", "bert")
+    _, trainer = run_recipe("sentiment", [
+        "--model_name_or_path", str(tmp_path / "bert"), "--train_file", str(tmp_path / "news.csv"),
+        "--validation_file", str(tmp_path / "news.csv"), "--text_column_names", "title,body",
+        "--text_column_delimiter", " | ", "--output_dir", str(tmp_path / "o"), "--max_steps", "1",
+        "--report_to", "none",
+    ])  # fmt: skip
+    decoded = trainer.processing_class.decode(trainer.eval_dataset[1]["input_ids"])
+    assert decoded == "[CLS] bad and awful [SEP]"  # the empty title left out, not refused
+    blank = data.map(lambda row: {"title": "", "body": " "})
+    with pytest.raises(ConfigError, match="data row 1 has an empty 'title'"):
+        join_text_columns(blank, ["title", "body"], " ")
 
 
 def test_run_config_records_the_mapped_values(local, tmp_path):

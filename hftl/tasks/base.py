@@ -92,9 +92,9 @@ class Task:
         the flag that settles an ambiguous or missing choice."""
         raise NotImplementedError
 
-    def check_inputs(self, dataset, column: str):
+    def check_inputs(self, dataset, column: str, task_args=None):
         """Refuse unusable inputs (empty text, unreadable image), naming split and row; returns
-        the dataset (possibly recast)."""
+        the dataset (possibly recast, or with the task's inputs combined into ``column``)."""
         return dataset
 
     def prepare(self, raw, processor, columns, task_args, training_args) -> Prepared:

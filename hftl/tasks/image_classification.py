@@ -77,7 +77,7 @@ class ImageClassification(Task):
             by_name=[c for c in ("image", "img", "pixel_values") if c in columns],
         )
 
-    def check_inputs(self, dataset, column):
+    def check_inputs(self, dataset, column, task_args=None):
         return check_images(dataset, column)
 
     def prepare(self, raw, processor, columns, task_args, training_args):

@@ -63,6 +63,17 @@ class TextClassificationArguments:
     text_column_name: str | None = field(
         default=None, metadata={"help": "Text column (auto-detected)."}
     )
+    text_column_names: str | None = field(
+        default=None,
+        metadata={
+            "help": "Text: several text columns, comma-separated, joined into one text with "
+            "--text_column_delimiter (as run_classification.py does); instead of "
+            "--text_column_name."
+        },
+    )
+    text_column_delimiter: str = field(
+        default=" ", metadata={"help": "Text: what joins --text_column_names (default a space)."}
+    )
     text_pair_column_name: str | None = field(
         default=None,
         metadata={
@@ -94,10 +105,23 @@ class TextClassificationArguments:
     def __post_init__(self):
         if self.max_seq_length < 1:
             raise ValueError(f"--max_seq_length {self.max_seq_length}: must be >= 1")
+        if self.text_column_names is not None:
+            if self.text_column_name is not None:
+                raise ValueError(
+                    f"--text_column_name {self.text_column_name} and --text_column_names "
+                    f"{self.text_column_names}: give one of them"
+                )
+            if not self.joined_columns:
+                raise ValueError(f"--text_column_names {self.text_column_names!r}: no column names")
         if self.pooling not in POOLING_CHOICES:
             raise ValueError(
                 f"--pooling {self.pooling}: choose one of {', '.join(POOLING_CHOICES)}"
             )
+
+    @property
+    def joined_columns(self) -> list[str]:
+        """The columns of --text_column_names (empty without it)."""
+        return [n.strip() for n in (self.text_column_names or "").split(",") if n.strip()]
 
 
 class TextClassification(Task):
@@ -174,6 +198,15 @@ class TextClassification(Task):
                 f"{', '.join(columns)}); name one of them"
             )
         columns = [c for c in columns if c != pair]
+        joined = task_args.joined_columns
+        missing = [c for c in joined if c not in columns]
+        if missing:
+            raise ConfigError(
+                f"--text_column_names {task_args.text_column_names}: no column "
+                f"{', '.join(missing)} (the data has {', '.join(columns)})"
+            )
+        if joined:
+            return joined[0]  # the others are joined to it in prepare()
         strings = [c for c in columns if is_text(features[c])]
         return pick_column(
             "text",
@@ -183,14 +216,26 @@ class TextClassification(Task):
             by_name=[c for c in TEXT_NAMES if c in strings] or strings,
         )
 
-    def check_inputs(self, dataset, column):
-        check_text_rows(dataset, column)
+    def check_inputs(self, dataset, column, task_args=None):
+        joined = task_args.joined_columns if task_args is not None else []
+        if len(joined) > 1:  # --text_column_names: one text per row, checked once joined
+            dataset = join_text_columns(dataset, joined, task_args.text_column_delimiter)
+            logger.info(
+                "text: columns %s joined with %r",
+                ", ".join(joined),
+                task_args.text_column_delimiter,
+            )
+        else:
+            check_text_rows(dataset, column)
+        if task_args is not None and task_args.text_pair_column_name is not None:
+            check_text_rows(
+                dataset, task_args.text_pair_column_name, flag="--text_pair_column_name"
+            )
         return dataset
 
     def prepare(self, raw, processor, columns, task_args, training_args):
         pair = task_args.text_pair_column_name
         if pair is not None:
-            check_text_rows(raw, pair, flag="--text_pair_column_name")
             logger.info("text pairs: ('%s', '%s'), encoded together", columns.inputs, pair)
         with training_args.main_process_first(desc="tokenizing"):
             tokenized = tokenize_dataset(
@@ -310,6 +355,28 @@ def _dropout_of(config) -> float:
 
 def is_text(feature) -> bool:
     return isinstance(feature, Value) and feature.dtype in ("string", "large_string")
+
+
+def join_text_columns(dataset, columns: list[str], delimiter: str):
+    """The text columns ``columns`` joined into the first, row by row, with ``delimiter`` (empty
+    cells left out); a row whose columns are all empty is refused, naming split and row."""
+    for split, data in dataset.items():
+        for column in columns:
+            if not is_text(data.features[column]):
+                raise ConfigError(
+                    f"split '{split}': column '{column}' of --text_column_names is not text"
+                )
+
+    def join(batch):
+        rows = zip(*(batch[c] for c in columns), strict=True)
+        joined = [
+            delimiter.join(str(v) for v in row if v is not None and str(v).strip()) for row in rows
+        ]
+        return {columns[0]: joined}
+
+    dataset = dataset.map(join, batched=True, desc="Joining text columns")
+    check_text_rows(dataset, columns[0], flag="--text_column_names")
+    return dataset
 
 
 def check_text_rows(dataset, text_column: str, flag: str = "--text_column_name") -> None:
