@@ -164,6 +164,11 @@ class TextClassification(Task):
         logger.info("pooling (%s): %s", reason, describe_pooling(pooling))
         if pooling == "cls":
             return super().load_model(path, config, task_args, from_scratch=from_scratch, **kwargs)
+        if type(config) not in MODEL_MAPPING:
+            raise ConfigError(
+                f"--pooling {pooling}: hftl's pooled head needs an encoder that AutoModel builds, "
+                f"and a '{config.model_type}' checkpoint is not one; use --pooling cls"
+            )
         encoder_class = MODEL_MAPPING[type(config)]
         wrapper = PooledTextConfig(
             encoder_config=config.to_dict(),
