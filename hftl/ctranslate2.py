@@ -89,6 +89,13 @@ def read_model(path: str | Path) -> tuple[str, dict[str, np.ndarray], dict[str, 
     return spec, variables, aliases
 
 
+def _layers(variables: dict, side: str) -> list[int]:
+    """The layer indices of ``side`` (encoder / decoder) among a WhisperSpec's variables."""
+    return sorted(
+        {int(m.group(1)) for k in variables if (m := re.match(rf"{side}/layer_(\d+)/", k))}
+    )
+
+
 def whisper_state_dict(variables: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
     """``WhisperForConditionalGeneration``'s state dict (float32, ``proj_out`` left to the tie
     with the token embeddings) from a CTranslate2 ``WhisperSpec``'s variables. Every variable
@@ -123,9 +130,7 @@ def whisper_state_dict(variables: dict[str, np.ndarray]) -> dict[str, torch.Tens
                 state[f"{target}.bias"] = bias[rows]
 
     for side in ("encoder", "decoder"):
-        layers = sorted({int(m.group(1)) for k in variables
-                         if (m := re.match(rf"{side}/layer_(\d+)/", k))})  # fmt: skip
-        for i in layers:
+        for i in _layers(variables, side):
             src, dst = f"{side}/layer_{i}", f"model.{side}.layers.{i}"
             norm(f"{src}/self_attention/layer_norm", f"{dst}.self_attn_layer_norm")
             fused(f"{src}/self_attention/linear_0",
@@ -153,17 +158,13 @@ def whisper_state_dict(variables: dict[str, np.ndarray]) -> dict[str, torch.Tens
 
 def whisper_config_values(variables: dict[str, np.ndarray]) -> dict:
     """The ``WhisperConfig`` sizes a ``WhisperSpec``'s variables imply."""
-
-    def layers(side: str) -> int:
-        return len({m.group(1) for k in variables if (m := re.match(rf"{side}/layer_(\d+)/", k))})
-
     vocab, d_model = variables["decoder/embeddings/weight"].shape
     return {
         "vocab_size": int(vocab),
         "d_model": int(d_model),
         "num_mel_bins": int(variables["encoder/conv1/weight"].shape[1]),
-        "encoder_layers": layers("encoder"),
-        "decoder_layers": layers("decoder"),
+        "encoder_layers": len(_layers(variables, "encoder")),
+        "decoder_layers": len(_layers(variables, "decoder")),
         "encoder_attention_heads": int(variables["encoder/num_heads"]),
         "decoder_attention_heads": int(variables["decoder/num_heads"]),
         "encoder_ffn_dim": int(variables["encoder/layer_0/ffn/linear_0/weight"].shape[0]),

@@ -474,10 +474,8 @@ def encode_labels(dataset: DatasetDict, label_column: str) -> tuple[DatasetDict,
     feature = dataset["train"].features[label_column]
     for split, data in dataset.items():
         missing = [i for i, value in enumerate(data[label_column]) if value is None or value == ""]
-        hidden = isinstance(data.features[label_column], ClassLabel) and -1 in data[label_column]
-        if (
-            hidden
-        ):  # datasets' ClassLabel -1: no label (e.g. the hidden labels of a GLUE test split)
+        # datasets' ClassLabel -1 means no label (e.g. the hidden labels of a GLUE test split)
+        if isinstance(data.features[label_column], ClassLabel) and -1 in data[label_column]:
             raise ConfigError(
                 f"split '{split}': rows with '{label_column}' -1, i.e. no label (a test split "
                 "whose labels the dataset hides?); evaluate on a labelled split "

@@ -72,7 +72,7 @@ class PooledTextConfig(PretrainedConfig):
         return AutoConfig.for_model(values.pop("model_type"), **values)
 
     @property
-    def hidden_size(self) -> int:
+    def hidden_size(self) -> int:  # tools read config.hidden_size (Trainer's DeepSpeed "auto")
         return self.encoder().hidden_size
 
 

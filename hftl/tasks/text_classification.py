@@ -211,7 +211,7 @@ class TextClassification(Task):
                 f"{', '.join(missing)} (the data has {', '.join(columns)})"
             )
         if joined:
-            return joined[0]  # the others are joined to it in prepare()
+            return joined[0]  # the others are joined to it in check_inputs()
         strings = [c for c in columns if is_text(features[c])]
         return pick_column(
             "text",
