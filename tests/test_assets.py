@@ -146,14 +146,146 @@ def test_unknown_asset_is_named():
 
 def test_registry_pins_every_archive():
     for asset in assets.ASSETS.values():
-        assert (
-            "==" in asset.requirement and len(asset.sha256) == 64 and asset.license and asset.source
+        pin = {"pypi": "==", "debian": "="}[asset.index]
+        assert pin in asset.requirement and len(asset.sha256) == 64 and asset.license
+        assert asset.source and (asset.index == "pypi" or asset.download_page)
+
+
+# --------------------------------------------------------------------------------------------
+# Debian packages: apt-get download, or a .deb downloaded by hand into $HFTL_ARCHIVES
+# --------------------------------------------------------------------------------------------
+
+
+def make_deb(path: Path, files: dict[str, bytes]) -> Path:
+    """A minimal Debian binary package (ar: debian-binary, control.tar.xz, data.tar.xz) that
+    installs ``files`` (absolute paths without the leading /)."""
+    import tarfile
+
+    def tar_xz(members: dict[str, bytes]) -> bytes:
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w:xz") as tar:
+            for name, data in members.items():
+                info = tarfile.TarInfo(f"./{name}")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+        return buffer.getvalue()
+
+    members = [
+        ("debian-binary", b"2.0\n"),
+        ("control.tar.xz", tar_xz({"control": b"Package: toy\nVersion: 1.0-1\n"})),
+        ("data.tar.xz", tar_xz(files)),
+    ]
+    with open(path, "wb") as handle:
+        handle.write(b"!<arch>\n")
+        for name, data in members:
+            header = f"{name:<16}{0:<12}{0:<6}{0:<6}{100644:<8}{len(data):<10}`\n"
+            handle.write(header.encode() + data + b"\n" * (len(data) % 2))
+    return path
+
+
+def deb_registry(sha, convert):
+    return {
+        "toy": Asset(
+            name="toy", requirement="toy-data=1.0-1", sha256=sha, license="CC0", source="the test",
+            convert=convert, description="A toy Debian asset.", index="debian",
+            download_page="https://packages.debian.org/toy",
         )
+    }  # fmt: skip
+
+
+def test_a_debian_asset_is_read_from_hftl_archives_without_apt(tmp_path, monkeypatch):
+    archives = tmp_path / "archives"
+    archives.mkdir()
+    deb = make_deb(archives / "toy-data_1.0-1_all.deb", {"usr/share/toy/data.txt": b"real data"})
+    monkeypatch.setenv("HFTL_ARCHIVES", str(archives))
+    monkeypatch.setattr(assets.shutil, "which", lambda name: None)  # no apt-get here
+    root = tmp_path / "cache"
+    path = fetch(
+        "toy",
+        root=root,
+        registry=deb_registry(sha256_of(deb), copy_member("usr/share/toy/data.txt")),
+    )
+    assert (path / "payload.txt").read_bytes() == b"real data"
+    assert json.loads((path / "asset.json").read_text())["archive"] == deb.name
+    assert deb.exists()  # the user's download is read, not moved
+
+
+def test_a_debian_asset_with_the_wrong_sha256_writes_nothing(tmp_path, monkeypatch):
+    archives = tmp_path / "archives"
+    archives.mkdir()
+    make_deb(archives / "toy-data_1.0-1_all.deb", {"usr/share/toy/data.txt": b"changed"})
+    root = tmp_path / "cache"
+    with pytest.raises(AssetError, match="toy: toy-data_1.0-1_all.deb has sha256 .*, expected 0+"):
+        fetch("toy", root=root, archives=archives,
+              registry=deb_registry("0" * 64, copy_member("usr/share/toy/data.txt")))  # fmt: skip
+    assert leftovers(root) == []
+
+
+def test_without_apt_get_a_debian_asset_says_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.delenv("HFTL_ARCHIVES", raising=False)
+    monkeypatch.setattr(assets.shutil, "which", lambda name: None)
+    with pytest.raises(AssetError) as error:
+        fetch("toy", root=tmp_path / "cache", registry=deb_registry("0" * 64, copy_member("x")))
+    assert str(error.value) == (
+        "toy is the Debian package toy-data=1.0-1 and this system has no apt-get; download "
+        "toy-data_1.0-1_all.deb from https://packages.debian.org/toy into a folder and set "
+        "HFTL_ARCHIVES to it"
+    )
+    assert leftovers(tmp_path / "cache") == []
+
+
+def test_a_failed_apt_get_download_names_apts_error(tmp_path, monkeypatch):
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "apt-get").write_text(
+        '#!/bin/sh\necho "E: Unable to locate package toy-data" >&2\nexit 100\n'
+    )
+    (fake / "apt-get").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}:{__import__('os').environ['PATH']}")
+    monkeypatch.delenv("HFTL_ARCHIVES", raising=False)
+    with pytest.raises(
+        AssetError,
+        match=r"toy: apt-get could not download toy-data=1.0-1 \(E: Unable "
+        r"to locate package toy-data\); run `apt-get update` first, or download",
+    ):
+        fetch("toy", root=tmp_path / "cache", registry=deb_registry("0" * 64, copy_member("x")))
+    assert leftovers(tmp_path / "cache") == []
 
 
 # --------------------------------------------------------------------------------------------
 # Converters, on small archives built here with the real member names
 # --------------------------------------------------------------------------------------------
+
+
+def test_gcin_voice_conversion_labels_by_folder_and_splits_by_speaker(tmp_path):
+    root = "usr/share/gcin-voice/ogg/"
+    clips = {  # syllable -> speakers; the contents stand in for Ogg data (not decoded here)
+        "ㄅㄚ": ("3", "5"), "ㄅㄚ2": ("3", "5"), "ㄓㄜ4": ("3",), "ㄨㄛ3": ("5",),
+        "ㄚ": ("3", "5"), "ㄇㄚ1": ("3", "5"),
+    }  # fmt: skip
+    files = {f"{root}{s}/{who}.ogg": f"{s}/{who}".encode() for s, w in clips.items() for who in w}
+    files["usr/share/doc/gcin-voice/copyright"] = b"not a clip"
+    deb = make_deb(tmp_path / "gcin-voice.deb", files)
+    target = tmp_path / "out"
+    target.mkdir()
+    with assets.open_archive(deb) as archive, pytest.MonkeyPatch.context() as patch:
+        patch.setattr(assets, "GCIN_MIN_CLIPS", 1)
+        details = assets.convert_gcin_voice(archive, target)
+    assert details["clips"] == 10
+    # initial: the first symbol's pinyin (a bare vowel has none and is left out)
+    assert details["initial"]["labels"] == ["b", "m", "w", "zh"]
+    assert (target / "initial/train/zh/ㄓㄜ4.ogg").read_bytes() == "ㄓㄜ4/3".encode()
+    assert (target / "initial/validation/w/ㄨㄛ3.ogg").read_bytes() == "ㄨㄛ3/5".encode()
+    assert (target / "initial/validation/b/ㄅㄚ2.ogg").read_bytes() == "ㄅㄚ2/5".encode()
+    assert details["initial"]["clips_left_out"] == 2  # ㄚ by both speakers
+    # tone: no digit is tone 1, a final 1 the neutral tone (left out)
+    assert details["tone"]["labels"] == ["1", "2", "3", "4"]
+    assert (target / "tone/train/1/ㄚ.ogg").read_bytes() == "ㄚ/3".encode()
+    assert not list(target.glob("tone/*/*/ㄇㄚ1.ogg"))
+    assert details["tone"]["splits"] == {"train": 4, "validation": 4}
+    rows = list(csv.DictReader(open(target / "metadata.csv", encoding="utf-8")))
+    assert {"file": "clips/5/ㄇㄚ1.ogg", "speaker": "5", "syllable": "ㄇㄚ1", "initial": "m",
+            "tone": ""} in rows  # fmt: skip
 
 
 def zipped(members: dict[str, bytes]) -> zipfile.ZipFile:
