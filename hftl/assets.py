@@ -269,7 +269,7 @@ class DebArchive:
         self.filename = str(path)
         data = _ar_member(Path(path), "data.tar")
         try:
-            self._tar = tarfile.open(fileobj=io.BytesIO(data), mode="r:*")
+            self._tar = tarfile.open(fileobj=io.BytesIO(data), mode="r:*")  # noqa: SIM115 - closed by close()
         except tarfile.TarError as error:
             raise AssetError(f"{path}: its data.tar cannot be read ({error})") from None
         self._members = {
@@ -487,8 +487,11 @@ def convert_whisper(zipped: zipfile.ZipFile, target: Path) -> dict:
 GCIN_MEMBERS = "usr/share/gcin-voice/ogg/"
 # The first Bopomofo symbol of a syllable, by its pinyin spelling: the initial consonant, or for a
 # syllable without one the medial it starts with (pinyin writes those yi-, wu-, yu-).
-BOPOMOFO_ONSETS = dict(zip("ㄅㄆㄇㄈㄉㄊㄋㄌㄍㄎㄏㄐㄑㄒㄓㄔㄕㄖㄗㄘㄙㄧㄨㄩ",
-                           "b p m f d t n l g k h j q x zh ch sh r z c s y w yu".split(), strict=True))  # fmt: skip
+PINYIN_ONSETS = ["b", "p", "m", "f", "d", "t", "n", "l", "g", "k", "h", "j", "q", "x", "zh", "ch",
+                 "sh", "r", "z", "c", "s", "y", "w", "yu"]  # fmt: skip
+BOPOMOFO_ONSETS = dict(
+    zip("ㄅㄆㄇㄈㄉㄊㄋㄌㄍㄎㄏㄐㄑㄒㄓㄔㄕㄖㄗㄘㄙㄧㄨㄩ", PINYIN_ONSETS, strict=True)
+)
 GCIN_TRAIN_SPEAKER, GCIN_VALIDATION_SPEAKER = "3", "5"
 GCIN_MIN_CLIPS = 20  # a class with fewer clips (both speakers together) is left out
 

@@ -82,6 +82,8 @@ def card_data(run: dict, model_name: str, license: str | None = None) -> ModelCa
     ]  # fmt: skip
     timm = info.get("model_type") == "timm_wrapper"
     tags = ["hftl", "transfer-learning", f"strategy-{info['training']['strategy']}", task]
+    if task in TASKS:
+        tags += TASKS.get(task).card_tags
     if timm:
         tags.append("timm")
     if info.get("custom_code"):

@@ -65,6 +65,28 @@ def _pooled_tokens(model, batch):
     return model.features(**_text_inputs(batch))
 
 
+@contextmanager
+def _replaced_by_identity(model: nn.Module, *names: str):
+    saved = {name: getattr(model, name) for name in names}
+    try:
+        for name in names:
+            setattr(model, name, nn.Identity())
+        yield
+    finally:
+        for name, module in saved.items():
+            setattr(model, name, module)
+
+
+def _mean_of_frames(model, batch):
+    """Speech classifiers (wav2vec2 family, Whisper) average the frames after a linear projector;
+    the average commutes with it, so the model's own forward with projector and classifier
+    replaced by identities gives the average of the encoder's frames (over the real ones, where
+    there is an attention mask)."""
+    keys = ("input_values", "input_features", "attention_mask")
+    with _replaced_by_identity(model, "projector", "classifier"):
+        return model(**{k: batch[k] for k in keys if k in batch}).logits
+
+
 def _timm_extract(model, batch):
     timm_model = model.timm_model
     return timm_model.forward_head(
@@ -106,18 +128,30 @@ SPLITS: dict[str, Split] = {
                       lambda m, f: m.classifier(f), linear_head=lambda m: m.classifier),
     "timm_wrapper": Split("timm", _timm_extract, _timm_head,
                           linear_head=lambda m: m.timm_model.get_classifier()),
+    # speech: mean of the encoder's frames -> projector -> classifier (both linear)
+    "wav2vec2": Split("frames", _mean_of_frames, lambda m, f: m.classifier(m.projector(f))),
+    # AST: the mean of its two class tokens -> layer norm + linear
+    "audio-spectrogram-transformer": Split(
+        "ast", lambda m, b: m.base_model(input_values=b["input_values"]).pooler_output,
+        lambda m, f: m.classifier(f)),
 }  # fmt: skip
 for _alias, _target in {"roberta": ("xlm-roberta", "camembert", "electra", "mpnet"),
-                        "deberta-v2": ("deberta",)}.items():  # fmt: skip
+                        "deberta-v2": ("deberta",),
+                        "wav2vec2": ("hubert", "wavlm", "data2vec-audio", "unispeech",
+                                     "unispeech-sat", "sew", "sew-d", "wav2vec2-conformer",
+                                     "wav2vec2-bert", "whisper")}.items():  # fmt: skip
     for _name in _target:
         SPLITS[_name] = SPLITS[_alias]
 
 
 def split_for(model: nn.Module) -> Split | None:
     """The split of ``model``'s family, or None where hftl does not know where its backbone ends."""
-    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    config = getattr(model, "config", None)
+    model_type = getattr(config, "model_type", None)
     split = SPLITS.get(model_type)
     if split is None:
+        return None
+    if getattr(config, "use_weighted_layer_sum", False):  # the head weighs every layer's output
         return None
     if model_type == "timm_wrapper" and not isinstance(
         model.timm_model.get_classifier(), nn.Module

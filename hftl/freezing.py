@@ -46,14 +46,15 @@ def min_trainable_depth(
 
 
 def set_trainable(model: nn.Module, layer_map: LayerMap, min_depth: int) -> dict[str, int]:
-    """Train exactly the parameters at depth >= ``min_depth``; freeze the rest.
+    """Train exactly the parameters at depth >= ``min_depth``, but for the map's ``kept_frozen``;
+    freeze the rest.
 
     Also makes the frozen part run in eval mode during training (:func:`keep_frozen_in_eval`).
     Returns ``{"trainable": n, "frozen": m}`` tensor counts.
     """
     counts = {"trainable": 0, "frozen": 0}
     for name, param in model.named_parameters():
-        trainable = layer_map.depths[name] >= min_depth
+        trainable = layer_map.depths[name] >= min_depth and name not in layer_map.kept_frozen
         param.requires_grad_(trainable)
         if not trainable:
             param.grad = None

@@ -13,6 +13,14 @@ computed in one place, from the model's own structure, and returned as data:
   stage for CNNs, per block for ViTs; parts timm merges into the previous group, such as a final
   norm, share the last block's depth), or with ``grouping="fine"`` ``group_matcher(coarse=False)``
   (one depth per block of a stage), the grouping timm's own layer decay uses.
+* Speech models: a convolutional feature encoder (wav2vec2, HuBERT, WavLM, ...) is the stem, at
+  depth 0, even where it holds more parameters than the transformer blocks. A model with no base-model
+  attribute (``WhisperForAudioClassification``: encoder, projector, classifier) has as backbone the
+  top-level module that holds the blocks; the rest is the head.
+* Some parameters train under no strategy (:attr:`LayerMap.kept_frozen`): fixed tensors of a
+  family (Whisper's sinusoidal encoder positions, :data:`FIXED_TENSORS`) and the modules a task
+  names in the model's ``hftl_keep_frozen`` attribute (the audio task's
+  ``--freeze_feature_encoder``).
 * Parameters that are neither head nor block (embeddings, stems, final norms) are placed by
   registration order, which for these models is forward order: before the first block -> 0,
   between blocks -> the next block's depth, after the last block -> L. The exceptions known so far,
@@ -45,6 +53,15 @@ SHARED_ACROSS_BLOCKS: dict[str, tuple[str, ...]] = {
 }
 
 
+# Tensors a family never trains (fixed, not learned): kept frozen under every strategy.
+FIXED_TENSORS: dict[str, tuple[str, ...]] = {
+    "whisper": (r"(^|\.)encoder\.embed_positions\.",),
+}
+
+# What a model may set to keep modules frozen under every strategy: names of its modules.
+KEEP_FROZEN_ATTRIBUTE = "hftl_keep_frozen"
+
+
 class LayerMapError(ValueError):
     """Raised when hftl cannot place some parameters of a model in the layer map."""
 
@@ -58,11 +75,14 @@ class LayerMap:
         num_blocks: L, the number of blocks.
         grouping: for timm models, the ``group_matcher`` grouping the blocks come from
             (``coarse`` or ``fine``); None for others.
+        kept_frozen: parameters that no strategy trains (fixed tensors, modules the task keeps
+            frozen); they keep their depth, for the record and the LR groups.
     """
 
     depths: dict[str, int]
     num_blocks: int
     grouping: str | None = None
+    kept_frozen: frozenset[str] = frozenset()
 
     @property
     def head_depth(self) -> int:
@@ -192,7 +212,23 @@ def build_layer_map(
     depths.update(dict.fromkeys(head, num_blocks + 1))
     ordered = {prefix + name: depths[name] for name, _ in named}
     timm_grouping = grouping if _is_timm(core) and hasattr(core, "group_matcher") else None
-    return LayerMap(depths=ordered, num_blocks=num_blocks, grouping=timm_grouping)
+    kept = frozenset(prefix + name for name in _kept_frozen(core, model_type))
+    return LayerMap(depths=ordered, num_blocks=num_blocks, grouping=timm_grouping, kept_frozen=kept)
+
+
+def _kept_frozen(core: nn.Module, model_type: str | None) -> list[str]:
+    """Names (in ``core``) of the parameters no strategy trains."""
+    fixed = [re.compile(p) for p in FIXED_TENSORS.get(model_type, ())]
+    names = [name for name, _ in core.named_parameters() if any(p.search(name) for p in fixed)]
+    modules = dict(core.named_modules())
+    for module_name in getattr(core, KEEP_FROZEN_ATTRIBUTE, None) or ():
+        if module_name not in modules:
+            raise LayerMapError(
+                f"{type(core).__name__}.{KEEP_FROZEN_ATTRIBUTE} names {module_name!r}, which is "
+                "not one of its modules"
+            )
+        names += [f"{module_name}.{n}" for n, _ in modules[module_name].named_parameters()]
+    return names
 
 
 def check_head(layer_map: LayerMap, model: nn.Module) -> None:
@@ -248,12 +284,26 @@ def _is_timm(module: nn.Module) -> bool:
 
 def _hf_structure(core: nn.Module) -> tuple[set[int], dict[str, int]]:
     base = getattr(core, "base_model", core)
+    stem_ids = {
+        id(p)
+        for module in base.modules()
+        if type(module).__name__.endswith("FeatureEncoder")  # speech models' conv stem
+        for p in module.parameters()
+    }
+    if base is core:  # no base-model attribute: the backbone is the child that holds the blocks
+        container = _largest_block_list(core, exclude=stem_ids)
+        holder = next(
+            (child for child in core.children() if container is not None
+             and any(m is container for m in child.modules())),
+            None,
+        )  # fmt: skip
+        base = holder if holder is not None else core
     base_param_ids = {id(p) for p in base.parameters()}
     head_ids = {id(p) for p in core.parameters() if id(p) not in base_param_ids}
     for name, module in base.named_modules():
         if name.split(".")[-1] == "pooler":
             head_ids |= {id(p) for p in module.parameters()}
-    container = _largest_block_list(base, exclude=head_ids)
+    container = _largest_block_list(base, exclude=head_ids | stem_ids)
     return head_ids, _blocks_from_container(core, container) if container is not None else {}
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -167,6 +168,106 @@ def tiny_timm_vit(num_labels: int = 3, layers: int = 2) -> nn.Module:
     return TimmWrapperForImageClassification(config)
 
 
+# Tiny audio models read 16 kHz audio: wav2vec2 the waveform, Whisper 16 log-mel bins of a 1 s window.
+AUDIO_RATE = 16000
+TINY_MEL_BINS = 16
+TINY_WINDOW_SECONDS = 1
+
+
+def tiny_wav2vec2(num_labels: int = 3, layers: int = 2) -> nn.Module:
+    from transformers import Wav2Vec2Config, Wav2Vec2ForSequenceClassification
+
+    config = Wav2Vec2Config(
+        hidden_size=32,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=37,
+        conv_dim=(16, 16),
+        conv_stride=(5, 4),
+        conv_kernel=(10, 8),
+        feat_extract_norm="layer",  # wav2vec2-large style: every conv layer normalised
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2,
+        classifier_proj_size=16,
+        mask_time_length=2,
+        num_labels=num_labels,
+    )
+    return Wav2Vec2ForSequenceClassification(config)
+
+
+def tiny_whisper(num_labels: int = 3, layers: int = 2) -> nn.Module:
+    from transformers import WhisperConfig, WhisperForAudioClassification
+
+    config = WhisperConfig(
+        d_model=32,
+        encoder_layers=layers,
+        encoder_attention_heads=2,
+        encoder_ffn_dim=37,
+        decoder_layers=1,
+        decoder_attention_heads=2,
+        decoder_ffn_dim=37,
+        num_mel_bins=TINY_MEL_BINS,
+        max_source_positions=TINY_WINDOW_SECONDS * 50,
+        max_target_positions=16,
+        vocab_size=TEXT_VOCAB,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=1,
+        decoder_start_token_id=2,
+        classifier_proj_size=16,
+        num_labels=num_labels,
+    )
+    return WhisperForAudioClassification(config)
+
+
+def tiny_feature_extractor(kind: str):
+    """The feature extractor of the tiny audio model ``kind``."""
+    from transformers import Wav2Vec2FeatureExtractor, WhisperFeatureExtractor
+
+    if kind == "whisper":
+        return WhisperFeatureExtractor(
+            feature_size=TINY_MEL_BINS, sampling_rate=AUDIO_RATE, chunk_length=TINY_WINDOW_SECONDS
+        )
+    return Wav2Vec2FeatureExtractor(
+        feature_size=1, sampling_rate=AUDIO_RATE, padding_value=0.0, do_normalize=True,
+        return_attention_mask=True,
+    )  # fmt: skip
+
+
+TONES_HZ = (300.0, 900.0, 2500.0)
+
+
+def tone_waves(num_examples: int, *, seed: int = 0, seconds: float = 0.1):
+    """(waveforms, labels): noisy sine tones at 16 kHz whose class is their pitch."""
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, len(TONES_HZ), (num_examples,), generator=generator)
+    t = torch.arange(int(AUDIO_RATE * seconds)) / AUDIO_RATE
+    phases = torch.rand(num_examples, 1, generator=generator) * 6.28
+    pitch = torch.tensor(TONES_HZ)[labels][:, None]
+    waves = 0.5 * torch.sin(2 * torch.pi * pitch * t + phases)
+    waves += 0.05 * torch.randn(waves.shape, generator=generator)
+    return waves.numpy().astype("float32"), labels.tolist()
+
+
+def tiny_audio_batch(kind: str, batch_size: int, generator: torch.Generator) -> dict:
+    """Model inputs for the tiny audio model ``kind`` (random audio)."""
+    waves = torch.randn(batch_size, AUDIO_RATE // 10, generator=generator).numpy()
+    features = tiny_feature_extractor(kind)(list(waves), sampling_rate=AUDIO_RATE,
+                                            return_tensors="pt")  # fmt: skip
+    return {k: v for k, v in features.items() if k != "attention_mask"}
+
+
+def tone_dataset(num_examples: int, *, seed: int = 0, kind: str = "wav2vec2"):
+    """Tones whose class is their pitch, in the input format of the tiny audio model ``kind``."""
+    from datasets import Dataset
+
+    waves, labels = tone_waves(num_examples, seed=seed)
+    extractor = tiny_feature_extractor(kind)
+    name = extractor.model_input_names[0]
+    features = extractor(list(waves), sampling_rate=AUDIO_RATE, return_tensors="np")[name]
+    return Dataset.from_dict({name: np.asarray(features), "labels": labels}).with_format("torch")
+
+
 TINY_MODELS: dict[str, Callable[..., nn.Module]] = {
     "bert": tiny_bert,
     "bert-mean": tiny_pooled_bert,
@@ -178,6 +279,8 @@ TINY_MODELS: dict[str, Callable[..., nn.Module]] = {
     "resnet": tiny_resnet,
     "timm-resnet": tiny_timm_resnet,
     "timm-vit": tiny_timm_vit,
+    "wav2vec2": tiny_wav2vec2,
+    "whisper": tiny_whisper,
 }
 
 
@@ -194,7 +297,7 @@ def task_of_tiny(kind: str):
 def dummy_inputs(kind: str, batch_size: int = 2, seed: int = 0) -> dict[str, torch.Tensor]:
     """A batch the tiny model called ``kind`` accepts (its task's dummy batch)."""
     generator = torch.Generator().manual_seed(seed)
-    return task_of_tiny(kind).dummy_batch(batch_size, generator)
+    return task_of_tiny(kind).dummy_batch(batch_size, generator, kind=kind)
 
 
 def keyword_dataset(num_examples: int, *, keyword: int = 7, seed: int = 0, length: int = 12):
@@ -320,6 +423,41 @@ def _save_tiny_image_checkpoint(path, kind: str, num_labels: int):
     model.save_pretrained(path)
     processor.save_pretrained(path)
     return path
+
+
+def save_tiny_audio_checkpoint(path, kind: str = "wav2vec2", num_labels: int = 2, seed: int = 0):
+    """A tiny random audio classifier and its feature extractor (16 kHz), saved to ``path``.
+    The weights depend on ``seed`` only (the global RNG is left as it was)."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = TINY_MODELS[kind](num_labels=num_labels)
+    model.save_pretrained(path)
+    tiny_feature_extractor(kind).save_pretrained(path)
+    return path
+
+
+def write_toy_audio_folder(root, per_class: int, classes=("low", "mid", "high"), seed: int = 0):
+    """An audio folder (one sub-folder per class) of noisy tones whose class is their pitch, as
+    real folders hold them: WAV, FLAC and Ogg files, mono and stereo, at 16, 22.05 and 44.1 kHz,
+    0.2 to 1.5 s long."""
+    from pathlib import Path
+
+    import soundfile
+
+    rng = np.random.default_rng(seed)
+    formats = [(".wav", 16000, 1), (".flac", 22050, 2), (".ogg", 44100, 1), (".wav", 44100, 2)]
+    for label, name in enumerate(classes):
+        folder = Path(root) / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            suffix, rate, channels = formats[i % len(formats)]
+            seconds = rng.uniform(0.2, 1.5)
+            t = np.arange(int(rate * seconds)) / rate
+            wave = 0.5 * np.sin(2 * np.pi * TONES_HZ[label % len(TONES_HZ)] * t + rng.uniform(0, 6))
+            wave = wave + rng.normal(0, 0.05, wave.shape)
+            data = np.stack([wave] * channels, axis=1) if channels > 1 else wave
+            soundfile.write(folder / f"{i}{suffix}", data.astype("float32"), rate)
+    return root
 
 
 def toy_reviews(num_examples: int, labels=("negative", "positive"), seed: int = 0) -> list[dict]:

@@ -283,7 +283,8 @@ def test_gcin_voice_conversion_labels_by_folder_and_splits_by_speaker(tmp_path):
     assert (target / "tone/train/1/ㄚ.ogg").read_bytes() == "ㄚ/3".encode()
     assert not list(target.glob("tone/*/*/ㄇㄚ1.ogg"))
     assert details["tone"]["splits"] == {"train": 4, "validation": 4}
-    rows = list(csv.DictReader(open(target / "metadata.csv", encoding="utf-8")))
+    with open(target / "metadata.csv", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
     assert {"file": "clips/5/ㄇㄚ1.ogg", "speaker": "5", "syllable": "ㄇㄚ1", "initial": "m",
             "tone": ""} in rows  # fmt: skip
 

@@ -37,7 +37,7 @@ def two_steps(kind, strategy, tmp_path):
         weight_decay=0.0, feature_cache_dir="memory", **FLAGS.get(strategy, {}),
     )  # fmt: skip
     trainer = TransferTrainer.build(
-        model, args, train_dataset=task_of_tiny(kind).toy_dataset(8, seed=0)
+        model, args, train_dataset=task_of_tiny(kind).toy_dataset(8, seed=0, kind=kind)
     )
     before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
     trainer.train()

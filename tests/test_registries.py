@@ -69,7 +69,8 @@ def test_every_task_has_its_card_template_and_builds_its_tiny_models():
             model = TINY_MODELS[kind]()
             assert task.builds(model.config.model_type), kind
             assert (
-                model(**task.dummy_batch(2, torch.Generator().manual_seed(0))).logits.shape[0] == 2
+                model(**task.dummy_batch(2, torch.Generator().manual_seed(0), kind)).logits.shape[0]
+                == 2
             )
         kinds += task.tiny_kinds
     assert sorted(kinds) == sorted(TINY_MODELS)  # each tiny model belongs to exactly one task

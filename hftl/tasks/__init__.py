@@ -9,12 +9,13 @@ a recipe, a YAML config, an asset entry and tests.
 """
 
 from hftl.registry import Registry
+from hftl.tasks.audio import AudioClassification
 from hftl.tasks.base import Prepared, Task
 from hftl.tasks.image_classification import ImageClassification
 from hftl.tasks.text_classification import TextClassification
 
 TASKS: Registry[Task] = Registry("task")
-for _task in (ImageClassification(), TextClassification()):
+for _task in (ImageClassification(), TextClassification(), AudioClassification()):
     TASKS.register(_task)
 
 

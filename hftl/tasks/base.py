@@ -37,6 +37,7 @@ class Task:
             sub-folder per class) and the file extensions it reads; None where folders are not
             a source for this task.
         example_input: what the card's usage snippet classifies.
+        card_tags: Hub tags the card adds for the task (beyond its pipeline tag).
         recipe_defaults: ``TrainingArguments`` defaults of the task's recipe.
         tiny_kinds: the tiny random models of :mod:`hftl.testing` that belong to this task.
     """
@@ -51,6 +52,7 @@ class Task:
     folder_builder: str | None = None
     folder_extensions: frozenset[str] = frozenset()
     example_input: str = ""
+    card_tags: tuple[str, ...] = ()
     recipe_defaults: dict = {}
     tiny_kinds: tuple[str, ...] = ()
 
@@ -101,10 +103,14 @@ class Task:
         """Model-ready train / validation datasets and the collator."""
         raise NotImplementedError
 
-    def dummy_batch(self, batch_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        """A batch the task's tiny models accept."""
+    def dummy_batch(
+        self, batch_size: int, generator: torch.Generator, kind: str | None = None
+    ) -> dict[str, torch.Tensor]:
+        """A batch the task's tiny models accept (``kind``: for the tiny model of that name,
+        where the task's models differ in their inputs)."""
         raise NotImplementedError
 
-    def toy_dataset(self, num_examples: int, seed: int = 0):
-        """A learnable ``datasets.Dataset`` in model format for the task's tiny models."""
+    def toy_dataset(self, num_examples: int, seed: int = 0, kind: str | None = None):
+        """A learnable ``datasets.Dataset`` in model format for the task's tiny models (``kind``:
+        as for :meth:`dummy_batch`)."""
         raise NotImplementedError

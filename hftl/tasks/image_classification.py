@@ -99,10 +99,10 @@ class ImageClassification(Task):
             collator=collate_images,
         )
 
-    def dummy_batch(self, batch_size, generator):
+    def dummy_batch(self, batch_size, generator, kind=None):
         return {"pixel_values": torch.randn(batch_size, 3, 32, 32, generator=generator)}
 
-    def toy_dataset(self, num_examples, seed=0):
+    def toy_dataset(self, num_examples, seed=0, kind=None):
         from hftl.testing import colour_dataset
 
         return colour_dataset(num_examples, seed=seed)

@@ -258,13 +258,13 @@ class TextClassification(Task):
             collator=DataCollatorWithPadding(processor),
         )
 
-    def dummy_batch(self, batch_size, generator):
+    def dummy_batch(self, batch_size, generator, kind=None):
         from hftl.testing import TEXT_VOCAB
 
         ids = torch.randint(3, TEXT_VOCAB, (batch_size, 12), generator=generator)
         return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
 
-    def toy_dataset(self, num_examples, seed=0):
+    def toy_dataset(self, num_examples, seed=0, kind=None):
         from hftl.testing import keyword_dataset
 
         return keyword_dataset(num_examples, seed=seed)
