@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from dataclasses import dataclass, field
 from io import BytesIO
 
@@ -416,6 +417,8 @@ def check_audio(dataset, column: str):
                 f"split '{split}': column '{column}' holds {kind}, not audio (an Audio feature or "
                 "file paths); name the audio column with --audio_column_name"
             )
+    if any(_is_string(data.features[column]) for data in dataset.values()):
+        dataset = dataset.cast_column(column, Value("string"))  # Audio casts from string only
     dataset = dataset.cast_column(column, Audio(decode=False))
     for split, data in dataset.items():
         index = 0
@@ -426,15 +429,20 @@ def check_audio(dataset, column: str):
                         f"split '{split}': data row {index + 1} has no '{column}'; fill or drop it"
                     )
                 where = _where(value, split, index)
+                if not value.get("bytes") and not os.path.isfile(value["path"]):
+                    relative = "" if os.path.isabs(value["path"]) else (
+                        f" (a relative path is read from the current directory, {os.getcwd()})"
+                    )  # fmt: skip
+                    raise ConfigError(
+                        f"split '{split}': data row {index + 1}: no audio file {where}{relative}; "
+                        "fix the path or drop the row"
+                    )
                 try:
                     info = soundfile.info(_source(value))
                 except (soundfile.LibsndfileError, OSError, RuntimeError) as error:
-                    hint = ""
-                    if isinstance(error, FileNotFoundError) or "No such file" in str(error):
-                        hint = " (relative paths are read from the current directory)"
                     raise ConfigError(
-                        f"split '{split}': audio {where} cannot be read ({first_line(error)})"
-                        f"{hint}; remove or replace it"
+                        f"split '{split}': audio {where} cannot be read ({first_line(error)}); "
+                        "remove or replace it"
                     ) from None
                 if info.frames == 0 or math.isclose(info.duration, 0.0):
                     raise ConfigError(
