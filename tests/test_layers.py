@@ -20,6 +20,8 @@ EXPECTED = {
     "resnet": (2, "resnet.embedder.embedder.convolution.weight", "classifier.1.weight"),
     "timm-resnet": (4, "timm_model.conv1.weight", "timm_model.fc.weight"),
     "timm-vit": (2, "timm_model.pos_embed", "timm_model.head.weight"),
+    "wav2vec2": (2, "wav2vec2.feature_extractor.conv_layers.0.conv.weight", "classifier.weight"),
+    "whisper": (2, "encoder.conv1.weight", "classifier.weight"),
 }
 
 

@@ -101,7 +101,7 @@ def test_hftl_groups_resolves_an_hftl_asset(tmp_path, monkeypatch, capsys):
     assert "ViTForImageClassification: L = 2 blocks" in capsys.readouterr().out
 
 
-def test_a_model_without_a_head_hftl_can_see_is_refused(tmp_path):
+def test_a_model_whose_base_model_is_itself_gets_the_modules_beside_its_blocks_as_head():
     from transformers import CLIPConfig, CLIPForImageClassification
 
     small = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=2)
@@ -109,9 +109,30 @@ def test_a_model_without_a_head_hftl_can_see_is_refused(tmp_path):
                         vision_config={**small, "image_size": 32, "patch_size": 8},
                         projection_dim=16, num_labels=3)  # fmt: skip
     model = CLIPForImageClassification(config)  # its base_model is the model itself
+    layer_map = build_layer_map(model)
+    assert set(layer_map.names_at(layer_map.head_depth)) == {"classifier.weight", "classifier.bias"}
+    assert layer_map.num_blocks == 2
+
+
+def test_a_model_without_a_head_hftl_can_see_is_refused(tmp_path):
+    from torch import nn
+
+    class Everything(nn.Module):  # blocks and classifier in one module: nothing beside them
+        def __init__(self):
+            super().__init__()
+            self.layers = nn.ModuleList(nn.Linear(4, 4) for _ in range(2))
+            self.classifier = nn.Linear(4, 3)
+
+    class Opaque(nn.Module):
+        base_model_prefix = "model"  # no such attribute: its base_model is itself
+
+        def __init__(self):
+            super().__init__()
+            self.body = Everything()
+
     args = quiet_training_args(tmp_path, strategy="feature_extraction", max_steps=1)
-    with pytest.raises(LayerMapError, match="found no head in CLIPForImageClassification"):
-        TransferTrainer(model, args, train_dataset=colour_dataset(4))
+    with pytest.raises(LayerMapError, match="found no head in Opaque"):
+        TransferTrainer(Opaque(), args, train_dataset=colour_dataset(4))
 
 
 def test_timm_model_with_two_heads_trains_both_under_feature_extraction(tmp_path):
