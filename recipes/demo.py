@@ -1,6 +1,6 @@
 """The offline demo: transfer learning with real pretrained weights on real data, no Hub needed.
 
-    python recipes/demo.py                 # images, text and audio: about 7 minutes on 2 CPU cores
+    python recipes/demo.py                 # images, text and audio: about 6 minutes on 2 CPU cores
     python recipes/demo.py --tasks audio   # some of the rows (images, text, audio)
     python recipes/demo.py --full          # all the training data (much longer)
 

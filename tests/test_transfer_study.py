@@ -16,7 +16,7 @@ def study():
     return load_script(SCRIPT)
 
 
-@pytest.mark.parametrize("task", ["text", "image"])
+@pytest.mark.parametrize("task", ["text", "image", "audio"])
 def test_every_arm_is_a_valid_recipe_configuration(study, task, tmp_path):
     spec = study.TASKS[task]
     for arm in spec["arms"]:
