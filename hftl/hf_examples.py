@@ -1,11 +1,13 @@
 """The command lines of transformers' example scripts, taken as they are.
 
-Users arrive with a ``run_image_classification.py``, ``run_classification.py`` or ``run_glue.py``
-command. Most of its flags are hftl's own under the same name (``--model_name_or_path``,
-``--dataset_name``, ``--train_dir``, ``--train_file``, ``--max_train_samples``,
+Users arrive with a ``run_image_classification.py``, ``run_classification.py``, ``run_glue.py`` or
+``run_audio_classification.py`` command. Most of its flags are hftl's own under the same name
+(``--model_name_or_path``, ``--dataset_name``, ``--train_dir``, ``--train_file``, ``--max_train_samples``,
 ``--max_seq_length``, ``--pad_to_max_length``, ``--config_name``, ``--token``,
 ``--ignore_mismatched_sizes``, ``--trust_remote_code``, ``--image_column_name``,
-``--label_column_name``, ``--train_split_name`` / ``--eval_split_name``, every
+``--label_column_name``, ``--audio_column_name``, ``--max_length_seconds``,
+``--freeze_feature_encoder``, ``--attention_mask``, ``--train_split_name`` /
+``--eval_split_name``, every
 ``TrainingArguments`` flag). run_glue.py's ``--task_name`` becomes the ``nyu-mll/glue``
 configuration with its column(s), a pair encoded together. :class:`ExampleScriptArguments` holds
 the others: each is mapped onto its hftl equivalent, or, where it has no meaning here, gets one
@@ -67,6 +69,13 @@ class ExampleScriptArguments:
         "--dataset_config_name TASK with its text column(s) (pairs encoded together) and, for "
         "mnli, --eval_split_name validation_matched. stsb is regression: not supported."
     )
+    warmup_ratio: float | None = _flag(
+        "= --warmup_steps as a fraction of all steps (transformers 5 reads a --warmup_steps "
+        "below 1 so)."
+    )
+    freeze_feature_extractor: bool | None = _flag(
+        "= --freeze_feature_encoder (its older name in run_audio_classification.py)."
+    )
     do_regression: bool = _flag("Not supported: hftl trains classifiers.", False)
     test_file: str | None = _flag("No test-set prediction step here.")
     max_predict_samples: int | None = _flag("No test-set prediction step here.")
@@ -111,6 +120,21 @@ def apply_example_flags(example, model_args, data_args, task_args, training_args
         )
     if example.task_name is not None:
         _glue_task(example.task_name.lower(), data_args, task_args, set_once)
+    if example.warmup_ratio is not None:
+        if not 0 <= example.warmup_ratio < 1:
+            raise ConfigError(f"--warmup_ratio {example.warmup_ratio}: must be in [0, 1)")
+        if training_args.warmup_steps not in (0, example.warmup_ratio):
+            raise ConfigError(
+                f"--warmup_ratio {example.warmup_ratio} and --warmup_steps "
+                f"{training_args.warmup_steps}: give one of them"
+            )
+        training_args.warmup_steps = example.warmup_ratio
+    if example.freeze_feature_extractor is not None:
+        if not hasattr(task_args, "freeze_feature_encoder"):
+            raise ConfigError(
+                "--freeze_feature_extractor: an audio option; run it with the audio recipe"
+            )
+        task_args.freeze_feature_encoder = example.freeze_feature_extractor
     if example.do_regression:
         raise ConfigError("--do_regression: hftl trains classifiers; regression is not supported")
     if training_args.do_predict or example.test_file or example.max_predict_samples:

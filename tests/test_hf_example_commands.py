@@ -1,6 +1,6 @@
 """The command lines of the Hugging Face example scripts' READMEs run as they are, with only the
 model and the data replaced by local tiny ones (transformers/examples/pytorch:
-image-classification/README.md, text-classification/README.md)."""
+image-classification/README.md, text-classification/README.md, audio-classification/README.md)."""
 
 import pytest
 import yaml
@@ -9,8 +9,10 @@ from transformers import pipeline
 
 from hftl.errors import ConfigError
 from hftl.testing import (
+    save_tiny_audio_checkpoint,
     save_tiny_image_checkpoint,
     save_tiny_text_checkpoint,
+    write_toy_audio_folder,
     write_toy_image_folder,
     write_toy_reviews_csv,
 )
@@ -24,7 +26,37 @@ def local(tmp_path_factory):
     save_tiny_text_checkpoint(root / "bert", "bert", num_labels=2)
     write_toy_reviews_csv(root / "train.csv", 64, labels=SENTIMENT_LABELS, seed=0)
     write_toy_reviews_csv(root / "validation.csv", 32, labels=SENTIMENT_LABELS, seed=1)
+    save_tiny_audio_checkpoint(root / "wav2vec2", "wav2vec2", num_labels=2)
+    write_toy_audio_folder(root / "audio-train", per_class=8, seed=0)
+    write_toy_audio_folder(root / "audio-validation", per_class=3, seed=1)
     return root
+
+
+def test_run_audio_classification_readme_command(local, tmp_path):
+    # README: the keyword-spotting command, with --dataset_name superb --dataset_config_name ks ->
+    # class folders, --fp16 left out (no GPU here) and the Hub push left out.
+    out = tmp_path / "wav2vec2-base-ft-keyword-spotting"
+    report, trainer = run_recipe("audio_classification", [
+        "--model_name_or_path", str(local / "wav2vec2"), "--train_dir", str(local / "audio-train"),
+        "--validation_dir", str(local / "audio-validation"), "--output_dir", str(out),
+        "--remove_unused_columns", "False", "--do_train", "--do_eval", "--learning_rate", "3e-5",
+        "--max_length_seconds", "1", "--attention_mask", "False", "--warmup_ratio", "0.1",
+        "--num_train_epochs", "2", "--per_device_train_batch_size", "32",
+        "--gradient_accumulation_steps", "4", "--per_device_eval_batch_size", "32",
+        "--dataloader_num_workers", "2", "--logging_strategy", "steps", "--logging_steps", "10",
+        "--eval_strategy", "epoch", "--save_strategy", "epoch", "--load_best_model_at_end", "True",
+        "--metric_for_best_model", "accuracy", "--save_total_limit", "3", "--seed", "0",
+        "--freeze_feature_extractor", "True",
+    ])  # fmt: skip
+    assert trainer.args.warmup_steps == 0.1 and trainer.state.global_step == 2  # 24 clips / 128
+    assert not trainer.model.wav2vec2.feature_extractor.conv_layers[0].conv.weight.requires_grad
+    assert report["labels"] == ["high", "low", "mid"]
+    extractor = trainer.processing_class
+    assert extractor.return_attention_mask is False  # --attention_mask False, saved so
+    results = pipeline("audio-classification", model=str(out))(
+        {"raw": __import__("numpy").zeros(8000, dtype="float32"), "sampling_rate": 16000}
+    )
+    assert {r["label"] for r in results} == {"high", "low", "mid"}
 
 
 def test_run_image_classification_readme_command(local, tmp_path, hftl_logs):
