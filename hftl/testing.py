@@ -220,10 +220,31 @@ def tiny_whisper(num_labels: int = 3, layers: int = 2) -> nn.Module:
     return WhisperForAudioClassification(config)
 
 
+def tiny_ast(num_labels: int = 3, layers: int = 2) -> nn.Module:
+    """Audio Spectrogram Transformer on 16 log-mel bins x 32 frames: two 16x16 patches."""
+    from transformers import ASTConfig, ASTForAudioClassification
+
+    config = ASTConfig(
+        hidden_size=32,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=37,
+        patch_size=16,
+        num_mel_bins=TINY_MEL_BINS,
+        max_length=32,
+        frequency_stride=16,
+        time_stride=16,
+        num_labels=num_labels,
+    )
+    return ASTForAudioClassification(config)
+
+
 def tiny_feature_extractor(kind: str):
     """The feature extractor of the tiny audio model ``kind``."""
-    from transformers import Wav2Vec2FeatureExtractor, WhisperFeatureExtractor
+    from transformers import ASTFeatureExtractor, Wav2Vec2FeatureExtractor, WhisperFeatureExtractor
 
+    if kind == "ast":
+        return ASTFeatureExtractor(num_mel_bins=TINY_MEL_BINS, max_length=32)
     if kind == "whisper":
         return WhisperFeatureExtractor(
             feature_size=TINY_MEL_BINS, sampling_rate=AUDIO_RATE, chunk_length=TINY_WINDOW_SECONDS
@@ -281,6 +302,7 @@ TINY_MODELS: dict[str, Callable[..., nn.Module]] = {
     "timm-vit": tiny_timm_vit,
     "wav2vec2": tiny_wav2vec2,
     "whisper": tiny_whisper,
+    "ast": tiny_ast,
 }
 
 

@@ -47,7 +47,7 @@ def audio_setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("audio")
     write_toy_audio_folder(root / "train", per_class=12, classes=CLASSES, seed=0)
     write_toy_audio_folder(root / "validation", per_class=4, classes=CLASSES, seed=1)
-    for kind in ("wav2vec2", "whisper"):
+    for kind in ("wav2vec2", "whisper", "ast"):
         save_tiny_audio_checkpoint(root / kind, kind, num_labels=2)
     return root
 
@@ -227,7 +227,8 @@ STRATEGY_FLAGS = {
 
 @pytest.mark.parametrize(
     "kind, strategy",
-    [("wav2vec2", s) for s in sorted(STRATEGY_FLAGS)] + [("whisper", "full"), ("whisper", "lora")],
+    [("wav2vec2", s) for s in sorted(STRATEGY_FLAGS)]
+    + [("whisper", "full"), ("whisper", "lora"), ("ast", "feature_extraction"), ("ast", "gradual")],
 )
 def test_audio_each_strategy_saves_a_model_pipeline_loads(audio_setup, tmp_path, kind, strategy):
     out = tmp_path / "out"
@@ -357,3 +358,29 @@ def test_an_undecodable_audio_file_in_a_folder_is_named_before_training(audio_se
             "--output_dir", str(tmp_path / "out"), *QUIET,
         ])  # fmt: skip
     assert not (tmp_path / "out" / "model.safetensors").exists()
+
+
+def test_pushed_audio_run_loads_by_repo_id_and_its_card_snippet_runs(hub, audio_setup, tmp_path,
+                                                                      monkeypatch, capsys):  # fmt: skip
+    import re
+
+    from huggingface_hub import ModelCard
+
+    from hftl.hub import push_run
+
+    out = tmp_path / "whisper-run"
+    run_audio(audio_setup, "whisper", out, "--strategy", "full", "--max_steps", "3",
+              "--encoder_window_seconds", "1")  # fmt: skip
+    push_run(out, "tester/tiny-tones")
+    card = ModelCard.load("tester/tiny-tones")
+    assert card.data.pipeline_tag == "audio-classification" and "audio" in card.data.tags
+    assert "a window of 1.0 s" in card.text  # the shortened Whisper window is stated
+    snippet = re.search(r"```python\n(.*?)```", card.text, re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    rate = 22050  # the snippet resamples to the model's 16 kHz
+    t = np.arange(rate // 2) / rate
+    soundfile.write("clip.wav", np.stack([np.sin(2 * np.pi * 300 * t)] * 2, axis=1), rate)
+    capsys.readouterr()
+    exec(compile(snippet, "card-snippet", "exec"), {})  # the card's code, as a reader runs it
+    printed = capsys.readouterr().out
+    assert set(re.findall(r"'label': '(\w+)'", printed)) == {"high", "low", "mid"}

@@ -22,6 +22,7 @@ EXPECTED = {
     "timm-vit": (2, "timm_model.pos_embed", "timm_model.head.weight"),
     "wav2vec2": (2, "wav2vec2.feature_extractor.conv_layers.0.conv.weight", "classifier.weight"),
     "whisper": (2, "encoder.conv1.weight", "classifier.weight"),
+    "ast": (2, "audio_spectrogram_transformer.embeddings.cls_token", "classifier.dense.weight"),
 }
 
 

@@ -104,7 +104,7 @@ class AudioClassification(Task):
     folder_builder = "audiofolder"
     example_input = "clip.wav"
     card_tags = ("audio",)
-    tiny_kinds = ("wav2vec2", "whisper")
+    tiny_kinds = ("wav2vec2", "whisper", "ast")
 
     @property
     def folder_extensions(self) -> frozenset[str]:
