@@ -8,8 +8,8 @@ extractor makes the model inputs, as ``pipeline("audio-classification")`` does a
 In training a clip longer than ``--max_length_seconds`` is cut to a random window of that length
 (as transformers' ``run_audio_classification.py`` does); evaluation reads whole clips.
 
-Whisper's encoder reads a fixed 30 s window, however short the clip: on a 0.5 s clip that is 60
-times the compute. ``--encoder_window_seconds N`` shortens the window to N seconds: the encoder
+Whisper's encoder reads a fixed 30 s window, however short the clip: a 0.5 s clip is padded to
+60 times its length. ``--encoder_window_seconds N`` shortens the window to N seconds: the encoder
 keeps its first 50*N position embeddings and the feature extractor pads to N seconds; the saved
 model and feature extractor carry the new window, so ``pipeline()`` uses it without hftl.
 """
@@ -79,8 +79,8 @@ class AudioClassificationArguments:
         default=None,
         metadata={
             "help": "Audio, Whisper only: shorten the encoder's fixed 30 s input window to this "
-            "many seconds (its first position embeddings kept); short clips then cost a "
-            "fraction of the compute. Clips longer than the window are cut to it."
+            "many seconds (its first position embeddings kept): the encoder then runs on "
+            "30/N times fewer frames. Clips longer than the window are cut to it."
         },
     )
 
