@@ -175,9 +175,11 @@ def main(argv=None) -> list[dict]:
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="hftl-study-"))
-    print(
-        f"image task at {args.image_size} px (EfficientNet-Lite0's native size is 224)", flush=True
-    )
+    if "image" in args.tasks:
+        print(
+            f"image task at {args.image_size} px (EfficientNet-Lite0's native size is 224)",
+            flush=True,
+        )
 
     rows: list[dict] = []
     started = time.perf_counter()
@@ -248,8 +250,13 @@ def write_report(rows: list[dict], meta: dict, out: Path) -> None:
         "",
         f"- Command: `{meta['command']}`",
         f"- Hardware: {meta['hardware']}; date {meta.get('date', '?')}; wall time {meta['wall_time_minutes']} min",
-        f"- {meta['steps_per_run']} optimizer steps per run (epochs scale with the data); image task at "
-        f"{meta['image_size']} px; accuracy on each asset's test split; mean over seeds [min-max].",
+        f"- {meta['steps_per_run']} optimizer steps per run (epochs scale with the data); "
+        + (
+            f"image task at {meta['image_size']} px; "
+            if any(r["task"] == "image" for r in rows)
+            else ""
+        )
+        + "accuracy on each asset's test split; mean over seeds [min-max].",
         "",
         "![accuracy vs training-set size](accuracy_vs_size.png)",
     ]
