@@ -62,6 +62,12 @@ FIXED_TENSORS: dict[str, tuple[str, ...]] = {
 KEEP_FROZEN_ATTRIBUTE = "hftl_keep_frozen"
 
 
+def is_feature_encoder(module: nn.Module) -> bool:
+    """A speech model's convolutional feature encoder (wav2vec2, HuBERT, WavLM, data2vec-audio,
+    SEW, UniSpeech: ``Wav2Vec2FeatureEncoder`` and its kin), the stem at depth 0."""
+    return type(module).__name__.endswith("FeatureEncoder")
+
+
 class LayerMapError(ValueError):
     """Raised when hftl cannot place some parameters of a model in the layer map."""
 
@@ -287,7 +293,7 @@ def _hf_structure(core: nn.Module) -> tuple[set[int], dict[str, int]]:
     stem_ids = {
         id(p)
         for module in base.modules()
-        if type(module).__name__.endswith("FeatureEncoder")  # speech models' conv stem
+        if is_feature_encoder(module)
         for p in module.parameters()
     }
     if base is core:  # no base-model attribute: the backbone is the child that holds the blocks

@@ -35,7 +35,7 @@ from transformers import (
 from transformers.models.auto.modeling_auto import MODEL_FOR_AUDIO_CLASSIFICATION_MAPPING_NAMES
 
 from hftl.errors import ConfigError, first_line
-from hftl.layers import KEEP_FROZEN_ATTRIBUTE
+from hftl.layers import KEEP_FROZEN_ATTRIBUTE, is_feature_encoder
 from hftl.tasks.base import Prepared, Task
 
 logger = logging.getLogger(__name__)
@@ -264,10 +264,7 @@ def set_whisper_window(processor: WhisperFeatureExtractor, seconds: int) -> None
 def keep_feature_encoder_frozen(model: nn.Module) -> None:
     """Name the model's convolutional feature encoder (speech models) as kept frozen: no
     strategy trains it (:attr:`hftl.layers.LayerMap.kept_frozen`)."""
-    names = [
-        name for name, module in model.named_modules()
-        if type(module).__name__.endswith("FeatureEncoder")
-    ]  # fmt: skip
+    names = [name for name, module in model.named_modules() if is_feature_encoder(module)]
     if names:
         setattr(model, KEEP_FROZEN_ATTRIBUTE, tuple(names))
         for name in names:
