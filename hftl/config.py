@@ -117,6 +117,14 @@ class TransferTrainingArguments(TrainingArguments, *_OPTION_CLASSES):
     head_lr_multiplier: float = field(
         default=1.0, metadata={"help": "The head trains at learning_rate times this."}
     )
+    guards: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Forgetting guards to turn on by name, each with its own options: "
+            + "; ".join(f"{g.name} ({g.summary})" for g in GUARDS if g.switched_by_name)
+            + ". early_stopping is turned on by --early_stopping_patience."
+        },
+    )
     layer_grouping: str = field(
         default="coarse",
         metadata={
@@ -158,6 +166,13 @@ class TransferTrainingArguments(TrainingArguments, *_OPTION_CLASSES):
             raise ValueError(f"head_lr_multiplier must be > 0, got {self.head_lr_multiplier}")
         for strategy in STRATEGIES:
             strategy.check(self, selected=strategy.name == self.strategy)
+        for name in self.guards or []:
+            if name not in GUARDS:
+                raise ValueError(f"--guards {name}: {GUARDS.unknown(name)}")
+            if not GUARDS.get(name).switched_by_name:
+                raise ValueError(
+                    f"--guards {name}: turned on by its own option, not by name (see --help)"
+                )
         for guard in GUARDS:
             guard.check(self)
         super().__post_init__()

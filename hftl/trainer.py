@@ -143,6 +143,7 @@ class TransferTrainer(Trainer):
         check_head(self.layer_map, model)
         self.strategy.freeze(model, args, self.layer_map)
         self.guards = active_guards(args)
+        self._guard_values: dict = {}  # guard name -> (sum of its penalties, count) since a log
         for guard in self.guards:
             guard.setup(model, args)
         self.channels_last = wants_channels_last(model, args.channels_last)
@@ -274,7 +275,18 @@ class TransferTrainer(Trainer):
                 penalty = guard.penalty(model, inputs, outputs)
                 if penalty is not None:
                     loss = loss + penalty
+                    total, count = self._guard_values.get(guard.name, (0.0, 0))
+                    self._guard_values[guard.name] = (total + penalty.detach(), count + 1)
         return (loss, outputs) if return_outputs else loss
+
+    def log(self, logs: dict, *pargs, **kwargs) -> None:
+        """``Trainer.log``; a training log also gets each guard's mean penalty since the last
+        one (``guard_l2sp``, ...), so the logs and ``trainer_state.json`` show what it added."""
+        if "loss" in logs:
+            for name, (total, count) in self._guard_values.items():
+                logs[f"guard_{name}"] = round(float(total) / count, 6)
+            self._guard_values.clear()
+        super().log(logs, *pargs, **kwargs)
 
     def train(self, resume_from_checkpoint=None, *pargs, **kwargs):
         """``Trainer.train``, with checkpoints handled safely (see :mod:`hftl.checkpoints`).

@@ -118,6 +118,25 @@ def test_sentiment_recipe_under_ddp_with_the_repo_cpu_config(tmp_path, hub, monk
 
 
 @pytest.mark.ddp
+def test_l2sp_penalty_is_identical_on_both_ranks(tmp_path):
+    from hftl.testing import save_tiny_text_checkpoint, write_toy_reviews_csv
+
+    save_tiny_text_checkpoint(tmp_path / "bert", "bert")
+    write_toy_reviews_csv(tmp_path / "train.csv", 64)
+    accelerate_launch(
+        "ddp_recipe.py", "sentiment", str(tmp_path / "ranks"),
+        "--model_name_or_path", str(tmp_path / "bert"), "--train_file", str(tmp_path / "train.csv"),
+        "--output_dir", str(tmp_path / "out"), "--strategy", "full", "--guards", "l2sp",
+        "--l2sp_alpha", "1.0", "--weight_decay", "0", "--max_steps", "4",
+        "--per_device_train_batch_size", "8", "--report_to", "none", "--use_cpu", "true",
+        "--save_strategy", "no", "--disable_tqdm", "true",
+    )  # fmt: skip
+    meta, _, _ = _assert_identical_ranks(tmp_path / "ranks")
+    penalties = [m["guard_penalties"]["l2sp"] for m in meta]
+    assert penalties[0] == penalties[1] and penalties[0] > 0
+
+
+@pytest.mark.ddp
 def test_image_recipe_under_ddp(tmp_path):
     from hftl.testing import save_tiny_image_checkpoint, write_toy_image_folder
 

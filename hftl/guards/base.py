@@ -19,17 +19,21 @@ class Guard:
     name: str = ""
     summary: str = ""
     arguments: type | None = None
+    # turned on by naming it in ``guards: [...]`` (its options then have working defaults);
+    # False: its own option turns it on (early_stopping_patience > 0)
+    switched_by_name: bool = False
 
     def active(self, args) -> bool:
         """Whether ``args`` turn this guard on."""
-        return False
+        return self.switched_by_name and self.name in (getattr(args, "guards", None) or [])
 
     def check(self, args) -> None:
         """Validate ``args``; raise ``ValueError`` with a one-line message."""
 
     def setup(self, model: nn.Module, args) -> None:
         """Called once the model to train is final (e.g. to keep a copy of the pretrained
-        weights), before the Trainer is built."""
+        weights), before the Trainer is built. Each trainer gets its own copy of the guard
+        (:func:`hftl.guards.active_guards`), so what ``setup`` keeps belongs to that run."""
 
     def callbacks(self, args) -> list:
         return []

@@ -28,6 +28,10 @@ torch.save(model.state_dict(), rank_dir / f"rank{rank}.pt")
             "accuracy": report["accuracy"],
             "wrapped": type(trainer.model_wrapped).__name__,
             "parameters": [name for name, _ in model.named_parameters()],
+            # each active guard's penalty on this rank's final weights
+            "guard_penalties": {
+                guard.name: guard.penalty(model, {}, None).item() for guard in trainer.guards
+            },
         }
     )
 )
