@@ -50,6 +50,23 @@ class Split:
     extract: Callable[[nn.Module, dict], torch.Tensor]
     head: Callable[[nn.Module, torch.Tensor], torch.Tensor]
     linear_head: Callable[[nn.Module], nn.Linear] | None = None  # for --linear_probe
+    # for --linear_probe where the head is several linear layers in a row: writes logits =
+    # weight @ features + bias into them
+    write_linear: Callable[[nn.Module, torch.Tensor, torch.Tensor], None] | None = None
+
+    @property
+    def takes_linear_probe(self) -> bool:
+        return self.linear_head is not None or self.write_linear is not None
+
+    def set_linear(self, model: nn.Module, weight: torch.Tensor, bias: torch.Tensor) -> None:
+        """Make the head compute ``weight @ features + bias`` (a fitted linear probe)."""
+        with torch.no_grad():
+            if self.write_linear is not None:
+                self.write_linear(model, weight, bias)
+                return
+            head = self.linear_head(model)
+            head.weight.copy_(weight.to(head.weight))
+            head.bias.copy_(bias.to(head.bias))
 
 
 def _text_inputs(batch: dict) -> dict:
@@ -85,6 +102,25 @@ def _mean_of_frames(model, batch):
     keys = ("input_values", "input_features", "attention_mask")
     with _replaced_by_identity(model, "projector", "classifier"):
         return model(**{k: batch[k] for k in keys if k in batch}).logits
+
+
+def _write_through_projector(model, weight, bias):
+    """classifier(projector(f)) = weight @ f + bias, exactly: the projector's first C rows are
+    the probe's weights and its other rows zero, the classifier passes those C through. The zero
+    rows and columns get no gradient, so the head stays this linear map's rank C."""
+    classes, size = weight.shape
+    projector, classifier = model.projector, model.classifier
+    if classes > projector.out_features:
+        raise ValueError(
+            f"linear_probe: {classes} classes do not fit the {projector.out_features}-wide "
+            "projector (config.classifier_proj_size); train without --linear_probe"
+        )
+    projector.weight.zero_()
+    projector.bias.zero_()
+    projector.weight[:classes] = weight.to(projector.weight)
+    classifier.weight.zero_()
+    classifier.weight[:, :classes] = torch.eye(classes, dtype=classifier.weight.dtype)
+    classifier.bias.copy_(bias.to(classifier.bias))
 
 
 def _timm_extract(model, batch):
@@ -129,7 +165,8 @@ SPLITS: dict[str, Split] = {
     "timm_wrapper": Split("timm", _timm_extract, _timm_head,
                           linear_head=lambda m: m.timm_model.get_classifier()),
     # speech: mean of the encoder's frames -> projector -> classifier (both linear)
-    "wav2vec2": Split("frames", _mean_of_frames, lambda m, f: m.classifier(m.projector(f))),
+    "wav2vec2": Split("frames", _mean_of_frames, lambda m, f: m.classifier(m.projector(f)),
+                      write_linear=_write_through_projector),
     # AST: the mean of its two class tokens -> layer norm + linear
     "audio-spectrogram-transformer": Split(
         "ast", lambda m, b: m.base_model(input_values=b["input_values"]).pooler_output,
@@ -294,11 +331,11 @@ def cache_features(model: nn.Module, args, train_dataset, eval_dataset=None, *,
     from hftl.fast import wants_channels_last
 
     split = split_for(model)
-    if args.linear_probe and (split is None or split.linear_head is None):
+    if args.linear_probe and (split is None or not split.takes_linear_probe):
         raise ValueError(
-            f"linear_probe needs a model whose head is one linear layer on cached features "
-            f"(timm, ViT, ResNet, ConvNeXt, hftl's pooled text head); {type(model).__name__} is "
-            "not one"
+            f"linear_probe needs a model whose head is linear on cached features (timm, ViT, "
+            f"ResNet, ConvNeXt, hftl's pooled text head, speech models); {type(model).__name__} "
+            "is not one"
         )
     if split is None:
         logger.info(
@@ -476,10 +513,7 @@ class LinearProbeCallback(TrainerCallback):
             full.config.num_labels,
             seed=self.seed,
         )
-        head = self.split.linear_head(full)
-        with torch.no_grad():
-            head.weight.copy_(probe["weight"].to(head.weight))
-            head.bias.copy_(probe["bias"].to(head.bias))
+        self.split.set_linear(full, probe["weight"], probe["bias"])
         seconds = time.perf_counter() - started
         self.info["linear_probe"] = {k: probe[k] for k in ("C", "cv_accuracy", "folds")}
         state.log_history.append(

@@ -384,3 +384,31 @@ def test_pushed_audio_run_loads_by_repo_id_and_its_card_snippet_runs(hub, audio_
     exec(compile(snippet, "card-snippet", "exec"), {})  # the card's code, as a reader runs it
     printed = capsys.readouterr().out
     assert set(re.findall(r"'label': '(\w+)'", printed)) == {"high", "low", "mid"}
+
+
+def test_linear_probe_is_written_exactly_through_projector_and_classifier(tmp_path):
+    from hftl.feature_cache import unwrap
+
+    torch.manual_seed(0)
+    split = split_for(tiny_whisper())
+    weight, bias = torch.randn(3, 32), torch.randn(3)
+    model = tiny_whisper().eval()
+    split.set_linear(model, weight, bias)
+    features = torch.randn(5, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(split.head(model, features), features @ weight.T + bias)
+
+    # through the trainer: the probe is fitted on cached features and predicts the toy tones
+    args = quiet_training_args(
+        tmp_path, strategy="feature_extraction", linear_probe=True, num_train_epochs=0,
+        feature_cache_dir="memory",
+    )  # fmt: skip
+    torch.manual_seed(0)
+    trainer = TransferTrainer.build(tiny_whisper(), args,
+                                    train_dataset=tone_dataset(48, seed=0, kind="whisper"),
+                                    eval_dataset=tone_dataset(24, seed=1, kind="whisper"))  # fmt: skip
+    trainer.train()
+    assert trainer.state.global_step == 0 and trainer.feature_cache["linear_probe"]["folds"] >= 2
+    assert trainer.evaluate()["eval_loss"] < 1.0  # chance is ln 3 = 1.1; the tones are separable
+    full = unwrap(trainer.model)
+    assert not full.projector.weight[3:].any()  # rows beyond the 3 classes stay zero
