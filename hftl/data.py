@@ -604,6 +604,22 @@ def check_label_coverage(
     return out, kept
 
 
+def check_file_exists(value: dict, split: str, index: int, kind: str) -> None:
+    """A ``datasets`` file value ({'path', 'bytes'}) without bytes must name an existing file;
+    else a one-line error naming the row and, for a relative path, the directory it was read
+    from (the current one, as ``datasets`` reads paths in a CSV / JSON column)."""
+    path = value.get("path") if isinstance(value, dict) else None
+    if path is None or value.get("bytes") or os.path.isfile(path):
+        return
+    relative = "" if os.path.isabs(path) else (
+        f" (a relative path is read from the current directory, {os.getcwd()})"
+    )  # fmt: skip
+    raise ConfigError(
+        f"split '{split}': data row {index + 1}: no {kind} file {path}{relative}; fix the path or "
+        "drop the row"
+    )
+
+
 def pick_column(
     kind: str, given: str | None, columns: list[str], typed: list[str], by_name: list[str]
 ) -> str:

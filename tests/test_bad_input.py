@@ -382,3 +382,26 @@ def test_a_bug_keeps_its_traceback():
 
     with pytest.raises(ZeroDivisionError):
         run_main(buggy, "sentiment.py")
+
+
+def test_a_missing_image_path_in_a_csv_is_named_with_the_directory_it_was_read_from(
+    assets, tmp_path, monkeypatch
+):
+    import csv
+
+    paths = sorted((assets / "images").glob("*/*.png"))
+    with open(tmp_path / "images.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["image", "label"])
+        writer.writerows([str(p), p.parent.name] for p in paths)
+        writer.writerow(["photos/missing.png", "red"])
+    monkeypatch.chdir(tmp_path)
+    message = refused(
+        lambda: images(assets, tmp_path / "out", "--train_file", "images.csv", "--train_dir", ""),
+        r"split 'train': data row \d+: no image file photos/missing\.png",
+    )
+    assert message.endswith(
+        f"(a relative path is read from the current directory, {tmp_path}); fix the path or "
+        "drop the row"
+    )
+    assert nothing_saved(tmp_path / "out")

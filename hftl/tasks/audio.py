@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from dataclasses import dataclass, field
 from io import BytesIO
 
@@ -34,6 +33,7 @@ from transformers import (
 )
 from transformers.models.auto.modeling_auto import MODEL_FOR_AUDIO_CLASSIFICATION_MAPPING_NAMES
 
+from hftl.data import check_file_exists
 from hftl.errors import ConfigError, first_line
 from hftl.layers import KEEP_FROZEN_ATTRIBUTE, is_feature_encoder
 from hftl.tasks.base import Prepared, Task
@@ -426,14 +426,7 @@ def check_audio(dataset, column: str):
                         f"split '{split}': data row {index + 1} has no '{column}'; fill or drop it"
                     )
                 where = _where(value, split, index)
-                if not value.get("bytes") and not os.path.isfile(value["path"]):
-                    relative = "" if os.path.isabs(value["path"]) else (
-                        f" (a relative path is read from the current directory, {os.getcwd()})"
-                    )  # fmt: skip
-                    raise ConfigError(
-                        f"split '{split}': data row {index + 1}: no audio file {where}{relative}; "
-                        "fix the path or drop the row"
-                    )
+                check_file_exists(value, split, index, "audio")
                 try:
                     info = soundfile.info(_source(value))
                 except (soundfile.LibsndfileError, OSError, RuntimeError) as error:

@@ -21,6 +21,7 @@ from torchvision import transforms as T
 from transformers import AutoImageProcessor, AutoModelForImageClassification
 from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES
 
+from hftl.data import check_file_exists
 from hftl.errors import ConfigError, first_line
 from hftl.tasks.base import Prepared, Task
 
@@ -198,6 +199,7 @@ def check_images(dataset: DatasetDict, image_column: str) -> DatasetDict:
     dataset = dataset.cast_column(image_column, Image(decode=False))
     for split, data in dataset.items():
         for index, value in enumerate(data[image_column]):
+            check_file_exists(value, split, index, "image")
             try:
                 with open_image(value) as image:
                     image.size  # noqa: B018 - reading the header is the check
