@@ -604,6 +604,11 @@ def check_label_coverage(
     return out, kept
 
 
+def is_text(feature) -> bool:
+    """A string column (text, or file paths)."""
+    return isinstance(feature, Value) and feature.dtype in ("string", "large_string")
+
+
 def check_file_exists(value: dict, split: str, index: int, kind: str) -> None:
     """A ``datasets`` file value ({'path', 'bytes'}) without bytes must name an existing file;
     else a one-line error naming the row and, for a relative path, the directory it was read

@@ -17,13 +17,12 @@ model and feature extractor carry the new window, so ``pipeline()`` uses it with
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, field
 from io import BytesIO
 
 import numpy as np
 import torch
-from datasets import Audio, Value
+from datasets import Audio, DatasetDict, Value
 from torch import nn
 from transformers import (
     ASTFeatureExtractor,
@@ -33,7 +32,7 @@ from transformers import (
 )
 from transformers.models.auto.modeling_auto import MODEL_FOR_AUDIO_CLASSIFICATION_MAPPING_NAMES
 
-from hftl.data import check_file_exists
+from hftl.data import check_file_exists, is_text
 from hftl.errors import ConfigError, first_line
 from hftl.layers import KEEP_FROZEN_ATTRIBUTE, is_feature_encoder
 from hftl.tasks.base import Prepared, Task
@@ -42,6 +41,7 @@ logger = logging.getLogger(__name__)
 
 AUDIO_NAMES = ("audio", "file", "path", "audio_path", "filename", "file_name", "speech", "wav")
 WHISPER_POSITIONS_PER_SECOND = 50  # 100 log-mel frames per second, halved by the second conv
+SECONDS_COLUMN = "hftl_audio_seconds"  # each clip's duration, read once by check_audio
 
 
 @dataclass
@@ -170,7 +170,7 @@ class AudioClassification(Task):
             columns,
             typed=typed,
             by_name=[
-                c for c in AUDIO_NAMES if c in columns and (c in typed or _is_string(features[c]))
+                c for c in AUDIO_NAMES if c in columns and (c in typed or is_text(features[c]))
             ],
         )
 
@@ -191,7 +191,7 @@ class AudioClassification(Task):
         window = _window_samples(processor)
         if window is not None and window < max_samples:
             max_samples = window  # the model sees no more: crops stay random within the clip
-        longest = longest_clip(raw["train"], columns.inputs)
+        longest = max(raw["train"][SECONDS_COLUMN], default=0.0)  # from check_audio's headers
         crops = longest > max_samples / rate
         logger.info(
             "audio: %d Hz mono; training clips up to %.2f s%s; %s",
@@ -200,7 +200,7 @@ class AudioClassification(Task):
             "with an attention mask" if mask else "no attention mask",
         )  # fmt: skip
         if window is not None:
-            cut = sum(d > window / rate for d in clip_seconds(raw["validation"], columns.inputs))
+            cut = sum(d > window / rate for d in raw["validation"][SECONDS_COLUMN])
             if cut:
                 logger.warning(
                     "audio: %d validation clips are longer than the model's %g s window; it "
@@ -292,10 +292,6 @@ def _window_samples(processor) -> int | None:
 # --------------------------------------------------------------------------------------------
 
 
-def _is_string(feature) -> bool:
-    return isinstance(feature, Value) and feature.dtype in ("string", "large_string")
-
-
 def _source(value):
     if value.get("bytes"):
         return BytesIO(value["bytes"])
@@ -384,41 +380,33 @@ class AudioCollator:
         return batch
 
 
-def clip_seconds(dataset, column: str) -> list[float]:
-    """Every clip's duration, from its header."""
-    import soundfile
-
-    return [
-        soundfile.info(_source(value)).duration
-        for rows in dataset.iter(batch_size=256)
-        for value in rows[column]
-    ]
-
-
-def longest_clip(dataset, column: str) -> float:
-    return max(clip_seconds(dataset, column), default=0.0)
-
-
 def check_audio(dataset, column: str):
     """Stop decoding in ``datasets`` (hftl decodes with soundfile, naming any file that fails)
     and read every clip's header now, so an unreadable or empty file stops the run before
     training starts. A column of file paths becomes an audio column (relative paths are read
-    from the current directory)."""
+    from the current directory). Each clip's duration, read from that header, is kept in the
+    column ``SECONDS_COLUMN`` (``prepare`` decides on random crops from it)."""
     import soundfile
 
     for split, data in dataset.items():
         feature = data.features[column]
-        if not (isinstance(feature, Audio) or _is_string(feature)):
+        if not (isinstance(feature, Audio) or is_text(feature)):
             kind = feature.dtype if isinstance(feature, Value) else type(feature).__name__
             raise ConfigError(
                 f"split '{split}': column '{column}' holds {kind}, not audio (an Audio feature or "
                 "file paths); name the audio column with --audio_column_name"
             )
-    if any(_is_string(data.features[column]) for data in dataset.values()):
+    if any(is_text(data.features[column]) for data in dataset.values()):
         dataset = dataset.cast_column(column, Value("string"))  # Audio casts from string only
     dataset = dataset.cast_column(column, Audio(decode=False))
+    durations = {}
     for split, data in dataset.items():
-        index = 0
+        if SECONDS_COLUMN in data.column_names:
+            raise ConfigError(
+                f"split '{split}': column '{SECONDS_COLUMN}' is hftl's own (clip durations); "
+                "rename it"
+            )
+        index, seconds = 0, durations.setdefault(split, [])
         for rows in data.iter(batch_size=256):
             for value in rows[column]:
                 if value is None or not (value.get("bytes") or value.get("path")):
@@ -434,9 +422,15 @@ def check_audio(dataset, column: str):
                         f"split '{split}': audio {where} cannot be read ({first_line(error)}); "
                         "remove or replace it"
                     ) from None
-                if info.frames == 0 or math.isclose(info.duration, 0.0):
+                if info.frames == 0:
                     raise ConfigError(
                         f"split '{split}': audio {where} is empty (no samples); remove it"
                     )
+                seconds.append(info.duration)
                 index += 1
-    return dataset
+    return DatasetDict(
+        {
+            split: data.add_column(SECONDS_COLUMN, durations[split])
+            for split, data in dataset.items()
+        }
+    )

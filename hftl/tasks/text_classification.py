@@ -33,6 +33,7 @@ from transformers.models.auto.modeling_auto import (
     MODEL_MAPPING,
 )
 
+from hftl.data import is_text
 from hftl.errors import ConfigError
 from hftl.tasks.base import Prepared, Task
 from hftl.tasks.pooled_text import (
@@ -356,10 +357,6 @@ def _dropout_of(config) -> float:
         if value is not None:
             return float(value)
     return 0.1
-
-
-def is_text(feature) -> bool:
-    return isinstance(feature, Value) and feature.dtype in ("string", "large_string")
 
 
 def join_text_columns(dataset, columns: list[str], delimiter: str):
