@@ -5,6 +5,7 @@ hftl groups --tiny vit --strategy partial --num_trainable_layers 1
 hftl assets [--list]
 hftl card OUTPUT_DIR [--repo_id ORG/NAME]
 hftl push OUTPUT_DIR --repo_id ORG/NAME [--private] [--revision BRANCH] [--commit_message MSG]
+hftl wise-ft OUTPUT_DIR --alpha A --output_dir NEW
 """
 
 from __future__ import annotations
@@ -160,11 +161,26 @@ def push_command(argv: list[str]) -> int:
     return 0
 
 
+def wise_ft_command(argv: list[str]) -> int:
+    """Mix a run trained with guards [wise_ft] anew: (1 - alpha) x start + alpha x fine-tuned."""
+    from hftl.guards.wise_ft import mix_run
+
+    parser = argparse.ArgumentParser(prog="hftl wise-ft", description=wise_ft_command.__doc__)
+    parser.add_argument("run_dir", help="the --output_dir of a finished run with guards [wise_ft]")
+    parser.add_argument("--alpha", type=float, required=True, help="0: the start, 1: fine-tuned")
+    parser.add_argument("--output_dir", required=True, help="where the mixed model is written")
+    args = parser.parse_args(argv)
+    out = mix_run(args.run_dir, args.alpha, args.output_dir)
+    print(f"{out}: alpha {args.alpha:g}; not evaluated, so evaluate it before you publish it")
+    return 0
+
+
 COMMANDS = {
     "groups": groups_command,
     "assets": assets_command,
     "card": card_command,
     "push": push_command,
+    "wise-ft": wise_ft_command,
 }
 
 

@@ -28,7 +28,7 @@ import math
 import os
 import random
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -500,30 +500,75 @@ class LinearProbeCallback(TrainerCallback):
         self.train, self.split, self.info, self.seed = train, split, info, seed
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
-        import time
-
         if state.global_step > 0:  # resumed: the head is the checkpoint's
             return
-        started = time.perf_counter()
-        full = unwrap(model)
         views = self.train.views  # every augmented view is a training example for the probe
-        probe = fit_linear_probe(
+        probe = write_probe(
+            unwrap(model),
+            self.split,
             np.concatenate(views) if len(views) > 1 else views[0],
             np.tile(self.train.labels, len(views)),
-            full.config.num_labels,
+            self.info,
             seed=self.seed,
         )
-        self.split.set_linear(full, probe["weight"], probe["bias"])
-        seconds = time.perf_counter() - started
-        self.info["linear_probe"] = {k: probe[k] for k in ("C", "cv_accuracy", "folds")}
         state.log_history.append(
             {"probe_C": probe["C"], "probe_cv_accuracy": round(probe["cv_accuracy"], 4),
-             "probe_seconds": round(seconds, 3), "step": 0}
+             "probe_seconds": probe["seconds"], "step": 0}
         )  # fmt: skip
-        logger.info(
-            "linear probe: C=%g (%d-fold CV accuracy %.3f) in %.1f s, written into the classifier",
-            probe["C"], probe["folds"], probe["cv_accuracy"], seconds,
+
+
+def write_probe(model: nn.Module, split: Split, features, labels, info: dict, seed: int = 0):
+    """Fit :func:`fit_linear_probe` on ``features`` and write it into ``model``'s head; the
+    probe's C, CV accuracy, folds and seconds go into ``info["linear_probe"]`` (and are
+    returned)."""
+    import time
+
+    started = time.perf_counter()
+    probe = fit_linear_probe(features, labels, model.config.num_labels, seed=seed)
+    split.set_linear(model, probe["weight"], probe["bias"])
+    record = {k: probe[k] for k in ("C", "cv_accuracy", "folds")}
+    record["seconds"] = round(time.perf_counter() - started, 3)
+    info["linear_probe"] = record
+    logger.info(
+        "linear probe: C=%g (%d-fold CV accuracy %.3f) in %.1f s, written into the classifier",
+        probe["C"], probe["folds"], probe["cv_accuracy"], record["seconds"],
+    )  # fmt: skip
+    return record
+
+
+def probe_head(model: nn.Module, args, train_dataset, *, data_collator=None,
+               processing_class=None) -> dict:  # fmt: skip
+    """The first step of ``strategy: lp_ft``: the starting backbone's features of the training
+    set (cached like feature extraction's; under random augmentation one seeded view), a
+    logistic regression fitted on them and written into ``model``'s head, in place. Returns the
+    record for ``run_info.json`` (``linear_probe``: C, CV accuracy, folds, seconds).
+
+    A model whose head is not linear on the features it reads (BERT's pooler, DistilBERT's
+    pre-classifier, RoBERTa's dense layer) is a one-line ``ConfigError``.
+    """
+    from hftl.errors import ConfigError
+    from hftl.fast import wants_channels_last
+
+    split = split_for(model)
+    if split is None or not split.takes_linear_probe:
+        raise ConfigError(
+            f"strategy lp_ft: {type(model).__name__}'s head is not one linear layer on the "
+            "features its backbone gives, so no linear probe can be written into it; use a model "
+            "with a linear head (timm, ViT, ResNet, ConvNeXt, speech models, hftl's pooled text "
+            "head: --pooling mean) or strategy full"
+        )
+    channels_last = wants_channels_last(model, args.channels_last)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    info = {"used": True, "examples": 0, "seconds": 0.0, "reused": 0, "views": 1}
+    random_view = is_random(train_dataset)
+    with _seeded(args.seed * 7919) if random_view else nullcontext():
+        train = _extract_cached(
+            model, split, train_dataset, data_collator, processing_class, args, channels_last,
+            info, view="probe view" if random_view else None,
         )  # fmt: skip
+    write_probe(model, split, train.features, train.labels, info, seed=args.seed)
+    return info
 
 
 # --------------------------------------------------------------------------------------------

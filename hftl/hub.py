@@ -26,7 +26,9 @@ logger = logging.getLogger(__name__)
 
 # Never uploaded: Trainer's pickled arguments (they can hold hub_token), checkpoints, TensorBoard
 # runs, and private files (Trainer's own push skips "_*" too).
-IGNORE_PATTERNS = ["training_args.bin", "checkpoint-*", "checkpoint-*/**", "runs/**", "_*", ".*"]
+# wise_ft/: the two end points of a WiSE-FT mix, each a full copy of the weights
+IGNORE_PATTERNS = ["training_args.bin", "checkpoint-*", "checkpoint-*/**", "runs/**", "wise_ft/**",
+                   "_*", ".*"]  # fmt: skip
 RETRY_STATUS = {408, 429, 500, 502, 503, 504}
 
 

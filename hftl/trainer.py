@@ -14,7 +14,7 @@ It extends Trainer only through its public hooks and keeps every other Trainer f
   Trainer is built);
 * ``train``: checkpoints are marked complete once written and read back exactly, the way
   ``from_pretrained`` reads them, on resume and for ``load_best_model_at_end``
-  (:mod:`hftl.checkpoints`);
+  (:mod:`hftl.checkpoints`); after it, each active guard's ``after_training`` (WiSE-FT's mix);
 * ``save_model``: a model trained on cached features is saved as the full model.
 
 ``train_sampling_strategy: group_by_length`` is served by :class:`LengthGroupedOrder`, a view of
@@ -45,7 +45,7 @@ from hftl.checkpoints import CheckpointCallback, read_weights, resolve_resume, s
 from hftl.config import TransferTrainingArguments
 from hftl.errors import ConfigError
 from hftl.fast import ChannelsLastCollator, wants_channels_last
-from hftl.feature_cache import CachedFeatureModel, cache_features, split_for
+from hftl.feature_cache import CachedFeatureModel, cache_features, probe_head, split_for
 from hftl.feature_cache import unwrap as unwrap_cached
 from hftl.guards import active_guards
 from hftl.layers import LayerMap, build_layer_map, check_head
@@ -179,11 +179,19 @@ class TransferTrainer(Trainer):
         of the training and evaluation data, computed once (or reused), and the head trained on
         them (:func:`hftl.feature_cache.cache_features`; ``linear_probe`` adds its callback).
 
+        With ``strategy: lp_ft``, the new head is first fitted by a linear probe on the starting
+        backbone's features of the training set (:func:`hftl.feature_cache.probe_head`).
+
         ``trainer.feature_cache``: what the cache did (examples, seconds, reused, linear_probe),
         ``{"used": False}`` where the model has no known split, None for other strategies.
         """
         cached, record = None, None
-        if args.strategy_object.frozen_backbone:
+        if args.strategy_object.probes_head:
+            record = probe_head(
+                model, args, train_dataset,
+                data_collator=data_collator, processing_class=processing_class,
+            )  # fmt: skip
+        elif args.strategy_object.frozen_backbone:
             record = {"used": False}
             if args.feature_cache:
                 cached = cache_features(
@@ -310,10 +318,13 @@ class TransferTrainer(Trainer):
         trainer_logger.addFilter(self.checkpoints.filter)
         try:
             resume = None if checkpoint is None else str(checkpoint)
-            return super().train(resume, *pargs, **kwargs)
+            output = super().train(resume, *pargs, **kwargs)
         finally:
             trainer_logger.removeFilter(self.checkpoints.filter)
             self.checkpoints.pending = None
+        for guard in self.guards:
+            guard.after_training(self)
+        return output
 
     def create_optimizer(self, model=None):
         """Build the optimizer Trainer would, but over :func:`hftl.param_groups`."""

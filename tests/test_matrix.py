@@ -9,6 +9,8 @@ import pytest
 import torch
 
 from hftl import STRATEGIES, TransferTrainer
+from hftl.errors import ConfigError
+from hftl.feature_cache import split_for
 from hftl.testing import TINY_MODELS, quiet_training_args, task_of_tiny
 
 LR, DECAY, HEAD = 1e-2, 0.5, 4.0
@@ -25,6 +27,7 @@ LOWEST_MOVED = {
     "full": lambda L: 0,
     "gradual": lambda L: L,
     "lora": None,
+    "lp_ft": lambda L: 0,
 }
 
 
@@ -48,6 +51,10 @@ def two_steps(kind, strategy, tmp_path):
 @pytest.mark.parametrize("strategy", STRATEGIES.names())
 @pytest.mark.parametrize("kind", sorted(TINY_MODELS))
 def test_two_steps_move_what_the_strategy_trains_at_the_layer_rates(kind, strategy, tmp_path):
+    if STRATEGIES.get(strategy).probes_head and not _takes_probe(kind):
+        with pytest.raises(ConfigError, match=f"strategy {strategy}: .* not one linear layer"):
+            two_steps(kind, strategy, tmp_path)
+        return
     trainer, moved = two_steps(kind, strategy, tmp_path)
     layer_map = trainer.layer_map
     L, head = layer_map.num_blocks, layer_map.head_depth
@@ -72,6 +79,11 @@ def test_two_steps_move_what_the_strategy_trains_at_the_layer_rates(kind, strate
         assert {depth[n] for n in group["param_names"]} == {group["depth"]}
     in_optimizer = {n for g in trainer.optimizer.param_groups for n in g["param_names"]}
     assert moved <= in_optimizer
+
+
+def _takes_probe(kind):
+    split = split_for(TINY_MODELS[kind]())
+    return split is not None and split.takes_linear_probe
 
 
 def _empty(layer_map):

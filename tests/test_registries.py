@@ -55,7 +55,14 @@ def test_every_registered_option_is_a_training_argument_with_its_default():
         for arguments in registry.argument_classes():
             for field in dataclasses.fields(arguments):
                 assert fields[field.name].default == field.default, field.name
-    assert STRATEGIES.names() == ("feature_extraction", "partial", "full", "gradual", "lora")
+    assert STRATEGIES.names() == (
+        "feature_extraction",
+        "partial",
+        "full",
+        "gradual",
+        "lora",
+        "lp_ft",
+    )
 
 
 def test_every_task_has_its_card_template_and_builds_its_tiny_models():

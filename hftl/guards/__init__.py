@@ -11,10 +11,11 @@ import copy
 from hftl.guards.base import Guard
 from hftl.guards.early_stopping import EarlyStopping
 from hftl.guards.l2sp import L2SP
+from hftl.guards.wise_ft import WiseFT
 from hftl.registry import Registry
 
 GUARDS: Registry[Guard] = Registry("guard")
-for _guard in (EarlyStopping(), L2SP()):
+for _guard in (EarlyStopping(), L2SP(), WiseFT()):
     GUARDS.register(_guard)
 
 

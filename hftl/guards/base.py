@@ -42,6 +42,11 @@ class Guard:
         """A term added to the task loss of each training step (None: nothing)."""
         return None
 
+    def after_training(self, trainer) -> None:
+        """Called by :meth:`hftl.TransferTrainer.train` on every process once training has
+        ended (and the best checkpoint, if kept, is loaded), before the run is evaluated and
+        saved (e.g. to mix the weights with the starting ones)."""
+
     def run_info(self, args) -> dict:
         """Facts for ``run_info.json`` / the card (under ``training``)."""
         return {}

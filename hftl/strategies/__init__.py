@@ -13,10 +13,18 @@ from hftl.strategies.feature_extraction import FeatureExtraction
 from hftl.strategies.full import Full
 from hftl.strategies.gradual import Gradual
 from hftl.strategies.lora import Lora
+from hftl.strategies.lp_ft import LinearProbeThenFinetune
 from hftl.strategies.partial import Partial
 
 STRATEGIES: Registry[Strategy] = Registry("strategy")
-for _strategy in (FeatureExtraction(), Partial(), Full(), Gradual(), Lora()):
+for _strategy in (
+    FeatureExtraction(),
+    Partial(),
+    Full(),
+    Gradual(),
+    Lora(),
+    LinearProbeThenFinetune(),
+):
     STRATEGIES.register(_strategy)
 
 __all__ = ["STRATEGIES", "Strategy"]

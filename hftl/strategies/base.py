@@ -20,6 +20,10 @@ class Strategy:
         optimizer_holds_frozen: frozen parameters go into the optimizer from the start (they are
             unfrozen during training).
         needs_block_count: :meth:`check_blocks` wants the model's number of blocks at parse time.
+        moves_pretrained_weights: the pretrained weights themselves train (not under a frozen
+            backbone or adapters).
+        probes_head: before training, the new head is fitted by a linear probe on the starting
+            backbone's features (:func:`hftl.feature_cache.probe_head`).
         ranges: ``{option: (minimum, whether the minimum itself is allowed)}`` for its numeric
             options, refused with ``--option value: must be >= minimum``.
     """
@@ -30,6 +34,8 @@ class Strategy:
     frozen_backbone: bool = False
     optimizer_holds_frozen: bool = False
     needs_block_count: bool = False
+    moves_pretrained_weights: bool = True
+    probes_head: bool = False
     ranges: dict[str, tuple[float, bool]] = {}
 
     def check(self, args, selected: bool) -> None:

@@ -55,6 +55,7 @@ class FeatureExtraction(Strategy):
     summary = "the backbone is frozen, only the new head trains (features cached)"
     arguments = FeatureExtractionArguments
     frozen_backbone = True
+    moves_pretrained_weights = False
     ranges = {"feature_cache_views": (1, True)}
 
     def check(self, args, selected):

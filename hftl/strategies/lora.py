@@ -110,6 +110,7 @@ class Lora(Strategy):
     name = "lora"
     summary = "PEFT LoRA adapters in the blocks + the full new head"
     arguments = LoraArguments
+    moves_pretrained_weights = False  # adapters train; the pretrained weights stay as they are
     ranges = {"lora_alpha": (0, False), "lora_dropout": (0, True)}
 
     def check(self, args, selected):
