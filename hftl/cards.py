@@ -138,6 +138,15 @@ def strategy_sentence(info: dict) -> str:
     for name in t.get("guards", []):
         if name in GUARDS:
             sentences.append(GUARDS.get(name).describe(t))
+    reference = info.get("reference")
+    if reference:
+        sentences.append(
+            f"Forgetting, measured on the reference task ({reference['model']}, "
+            f"{reference['validation_rows']} validation rows, its own head on the trained "
+            f"backbone): accuracy {reference['accuracy_before']:.4f} before training, "
+            f"{reference['accuracy_after']:.4f} after ({reference['forgetting'] * 100:+.1f} "
+            "points lost)."
+        )
     return " ".join(s for s in sentences if s)
 
 

@@ -148,6 +148,9 @@ def finish_run(trainer, eval_dataset, labels: list[str], run: Run) -> dict:
     prediction = trainer.predict(eval_dataset, metric_key_prefix="eval")
     report = classification_report(prediction.predictions.argmax(-1), prediction.label_ids, labels)
     info = collect_run_info(trainer, labels, run, len(eval_dataset))  # before a LoRA merge
+    if trainer.reference is not None:  # the trained backbone under the reference task's head
+        final = unwrap(trainer.accelerator.unwrap_model(trainer.model))
+        info["reference"] = trainer.reference.measure(final)
     _save_model(trainer)
     if trainer.is_world_process_zero():
         trainer.save_metrics("eval", prediction.metrics)

@@ -3,8 +3,9 @@
 parse the options  ->  settle the output directory (refuse / resume), write run_config.yaml
 -> the model's preprocessing (a wrong model stops here)  ->  the data, checked
 -> the model with a new head for the labels  ->  the task's datasets and collator
+-> [--reference_*: the reference task, its accuracy before training]
 -> [feature_extraction: the backbone's features, once]  ->  TransferTrainer.train()
--> evaluate, save, run_info.json, card, push
+-> evaluate [and the forgetting on the reference task], save, run_info.json, card, push
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from hftl.hf_examples import ExampleScriptArguments, apply_example_flags
 from hftl.metrics import compute_metrics_fn
 from hftl.models import load_classifier, load_processor
 from hftl.outputs import finish_run, start_run
+from hftl.reference import ReferenceArguments, load_reference
 from hftl.tasks import task_of
 from hftl.trainer import TransferTrainer
 
@@ -26,17 +28,17 @@ logger = logging.getLogger(__name__)
 
 
 def parse_run_config(task, argv=None, *, prog: str | None = None) -> tuple:
-    """(model, data, task, training) arguments of a ``task`` run from ``--config`` and flags,
-    with the task recipe's defaults."""
+    """(model, data, task, training, reference) arguments of a ``task`` run from ``--config``
+    and flags, with the task recipe's defaults."""
     task = task_of(task)
     *arguments, example = parse_config(
         (ModelArguments, DataArguments, task.arguments, TransferTrainingArguments,
-         ExampleScriptArguments),
+         ReferenceArguments, ExampleScriptArguments),
         argv,
         prog=prog,
         defaults=task.recipe_defaults,
     )  # fmt: skip
-    apply_example_flags(example, *arguments)
+    apply_example_flags(example, *arguments[:4])
     return tuple(arguments)
 
 
@@ -54,7 +56,7 @@ def run_task(task, argv=None, *, prog: str, callbacks: list | None = None):
     """
     task = task_of(task)
     arguments = parse_run_config(task, argv, prog=prog)
-    model_args, data_args, task_args, training_args = arguments
+    model_args, data_args, task_args, training_args, reference_args = arguments
 
     # output directory (a finished run is refused; an interrupted one resumes), train.log
     with start_run(arguments, task) as run:
@@ -69,6 +71,10 @@ def run_task(task, argv=None, *, prog: str, callbacks: list | None = None):
         # the pretrained checkpoint with a new head for these labels, and the task's datasets
         model = load_classifier(model_args, task, labels, task_args)
         data = task.prepare(raw, processor, columns, task_args, training_args)
+        # the reference task, where given: forgetting is measured on it, guards (ewc) use it
+        reference = load_reference(
+            reference_args, model_args, task, task_args, training_args, processor
+        )
 
         # strategy, LLRD groups, guards, metrics; a frozen backbone's features computed once
         trainer = TransferTrainer.build(
@@ -80,6 +86,7 @@ def run_task(task, argv=None, *, prog: str, callbacks: list | None = None):
             compute_metrics=compute_metrics_fn(labels),
             processing_class=processor,
             callbacks=callbacks,
+            reference=reference,
         )
         trainer.train(resume_from_checkpoint=run.resume)
 

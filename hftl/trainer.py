@@ -108,6 +108,8 @@ class TransferTrainer(Trainer):
             head on cached features (:func:`hftl.feature_cache.cache_features`).
         args: :class:`~hftl.TransferTrainingArguments`.
         layer_map: optional precomputed :class:`~hftl.layers.LayerMap` (e.g. with overrides).
+        reference: the :class:`~hftl.reference.Reference` task (forgetting is measured on it;
+            guards such as ``ewc`` use it), or None.
         *args, **kwargs: everything else ``transformers.Trainer`` takes.
 
     Example:
@@ -116,7 +118,8 @@ class TransferTrainer(Trainer):
         >>> TransferTrainer(model, args, train_dataset=train, eval_dataset=val).train()
     """
 
-    def __init__(self, model=None, args=None, *pargs, layer_map: LayerMap | None = None, **kwargs):
+    def __init__(self, model=None, args=None, *pargs, layer_map: LayerMap | None = None,
+                 reference=None, **kwargs):  # fmt: skip
         if model is None:
             raise ValueError("TransferTrainer needs a model (model_init is not supported)")
         if args is None:
@@ -128,6 +131,9 @@ class TransferTrainer(Trainer):
             )
         self.strategy = args.strategy_object
         self.feature_cache = self.cached_features = None  # set by build()
+        self.reference = reference  # hftl.reference.Reference: the task forgetting is measured on
+        if reference is not None:
+            reference.check_backbone(unwrap_cached(model))
         if (
             self.strategy.frozen_backbone
             and args.feature_cache
@@ -139,13 +145,18 @@ class TransferTrainer(Trainer):
                 "computes its features once instead"
             )
         model = self.strategy.wrap(model, args)
+        if reference is not None and hasattr(model, "peft_config"):
+            raise ConfigError(
+                f"--reference_* with strategy {args.strategy}: measuring forgetting through "
+                "adapters is not supported yet; leave the reference task out"
+            )
         self.layer_map = layer_map or build_layer_map(model, grouping=args.layer_grouping)
         check_head(self.layer_map, model)
         self.strategy.freeze(model, args, self.layer_map)
         self.guards = active_guards(args)
         self._guard_values: dict = {}  # guard name -> (sum of its penalties, count) since a log
         for guard in self.guards:
-            guard.setup(model, args)
+            guard.setup(model, args, reference=reference)
         self.channels_last = wants_channels_last(model, args.channels_last)
         if self.channels_last:
             model.to(memory_format=torch.channels_last)
@@ -173,7 +184,8 @@ class TransferTrainer(Trainer):
 
     @classmethod
     def build(cls, model, args, *, train_dataset=None, eval_dataset=None, data_collator=None,
-              processing_class=None, callbacks=None, **kwargs) -> TransferTrainer:  # fmt: skip
+              processing_class=None, callbacks=None, reference=None,
+              **kwargs) -> TransferTrainer:  # fmt: skip
         """A TransferTrainer after the steps ``args`` ask for before training: with
         ``strategy: feature_extraction`` and ``feature_cache``, the frozen backbone's features
         of the training and evaluation data, computed once (or reused), and the head trained on
@@ -207,7 +219,7 @@ class TransferTrainer(Trainer):
         trainer = cls(
             model, args, train_dataset=train_dataset, eval_dataset=eval_dataset,
             data_collator=data_collator, processing_class=processing_class, callbacks=callbacks,
-            **kwargs,
+            reference=reference, **kwargs,
         )  # fmt: skip
         trainer.feature_cache = record
         trainer.cached_features = cached

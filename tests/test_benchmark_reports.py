@@ -27,7 +27,7 @@ def test_same_settings_variants_turn_the_speed_defaults_off(benchmark, tmp_path)
         data = ["--train_dir", "x"] if case.startswith("image") else ["--train_file", "x.csv"]
         argv = ["--model_name_or_path", "m", *data, "--output_dir", str(tmp_path), *flags]
         task = "image-classification" if case.startswith("image") else "text-classification"
-        _, _, task_args, training_args = parse_run_config(task, argv)
+        _, _, task_args, training_args, _ = parse_run_config(task, argv)
         if case == "image_full":
             assert training_args.channels_last is False
         else:

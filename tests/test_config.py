@@ -129,5 +129,5 @@ def test_a_bare_flag_means_true_for_optional_bools_too(tmp_path):
     cases = {(): (None, None), ("--augmentation",): (True, None),
              ("--augmentation", "false", "--channels_last"): (False, True)}  # fmt: skip
     for flags, expected in cases.items():
-        _, _, images, training = parse_run_config("image-classification", [*base, *flags])
+        _, _, images, training, _ = parse_run_config("image-classification", [*base, *flags])
         assert (images.augmentation, training.channels_last) == expected, flags

@@ -170,14 +170,14 @@ def test_glue_task_names_map_to_the_dataset_its_columns_and_split(local, tmp_pat
     from hftl.run import parse_run_config
 
     argv = ["--model_name_or_path", str(local / "bert"), "--output_dir", str(tmp_path / "o")]
-    _, data, text, _ = parse_run_config("text-classification", [*argv, "--task_name", "mnli"])
+    _, data, text, _, _ = parse_run_config("text-classification", [*argv, "--task_name", "mnli"])
     assert (data.dataset_name, data.dataset_config_name, data.eval_split_name) == (
         "nyu-mll/glue",
         "mnli",
         "validation_matched",
     )
     assert (text.text_column_name, text.text_pair_column_name) == ("premise", "hypothesis")
-    _, data, text, _ = parse_run_config("text-classification", [*argv, "--task_name", "sst2"])
+    _, data, text, _, _ = parse_run_config("text-classification", [*argv, "--task_name", "sst2"])
     assert (text.text_column_name, text.text_pair_column_name) == ("sentence", None)
     with pytest.raises(ConfigError, match="stsb: a regression task"):
         parse_run_config("text-classification", [*argv, "--task_name", "stsb"])
@@ -201,7 +201,7 @@ def test_example_flags_map_onto_hftl_or_say_why_not(local, tmp_path, hftl_logs):
 
     base = ["--model_name_or_path", str(local / "bert"), "--train_file", str(local / "train.csv"),
             "--output_dir", str(tmp_path / "o")]  # fmt: skip
-    model, data, text, training = parse_run_config("text-classification", [
+    model, data, text, training, _ = parse_run_config("text-classification", [
         *base, "--model_revision", "v2", "--tokenizer_name", str(local / "bert"),
         "--train_val_split", "0.25", "--text_column_names", "review", "--do_predict",
     ], prog="run_classification.py")  # fmt: skip

@@ -428,7 +428,7 @@ def test_run_config_reproduces_the_run_options(text_setup, tmp_path):
     out = tmp_path / "out"
     run_sentiment(text_setup, out, "--strategy", "partial", "--num_trainable_layers", "1", "--layer_decay", "0.7",
                   "--max_steps", "2", "--max_seq_length", "64")  # fmt: skip
-    model_args, data_args, text_args, training_args = parse_run_config(
+    model_args, data_args, text_args, training_args, _ = parse_run_config(
         "text-classification", ["--config", str(out / "run_config.yaml")]
     )
     assert model_args.model_name_or_path == str(text_setup / "bert")

@@ -23,7 +23,7 @@ def test_every_arm_is_a_valid_recipe_configuration(study, task, tmp_path):
         argv = ["--model_name_or_path", spec["model"], *spec["data"], *study.arm_flags(arm, spec, steps=90),
                 "--output_dir", str(tmp_path), "--report_to", "none"]  # fmt: skip
         recipe = study.load_recipe(spec["recipe"])
-        model_args, _, _, training_args = parse_run_config(recipe.TASK, argv)
+        model_args, _, _, training_args, _ = parse_run_config(recipe.TASK, argv)
         assert model_args.from_scratch == (arm == "scratch")
         if arm == "gradual":
             assert (training_args.unfreeze_unit, training_args.unfreeze_every) == ("step", 10)

@@ -10,12 +10,13 @@ import copy
 
 from hftl.guards.base import Guard
 from hftl.guards.early_stopping import EarlyStopping
+from hftl.guards.ewc import EWC
 from hftl.guards.l2sp import L2SP
 from hftl.guards.wise_ft import WiseFT
 from hftl.registry import Registry
 
 GUARDS: Registry[Guard] = Registry("guard")
-for _guard in (EarlyStopping(), L2SP(), WiseFT()):
+for _guard in (EarlyStopping(), L2SP(), EWC(), WiseFT()):
     GUARDS.register(_guard)
 
 

@@ -22,6 +22,8 @@ class Guard:
     # turned on by naming it in ``guards: [...]`` (its options then have working defaults);
     # False: its own option turns it on (early_stopping_patience > 0)
     switched_by_name: bool = False
+    # needs the reference task (hftl.reference: --reference_*), handed to setup
+    needs_reference: bool = False
 
     def active(self, args) -> bool:
         """Whether ``args`` turn this guard on."""
@@ -30,9 +32,10 @@ class Guard:
     def check(self, args) -> None:
         """Validate ``args``; raise ``ValueError`` with a one-line message."""
 
-    def setup(self, model: nn.Module, args) -> None:
+    def setup(self, model: nn.Module, args, reference=None) -> None:
         """Called once the model to train is final (e.g. to keep a copy of the pretrained
-        weights), before the Trainer is built. Each trainer gets its own copy of the guard
+        weights), before the Trainer is built; ``reference``: the run's
+        :class:`~hftl.reference.Reference` task, or None. Each trainer gets its own copy of the guard
         (:func:`hftl.guards.active_guards`), so what ``setup`` keeps belongs to that run."""
 
     def callbacks(self, args) -> list:

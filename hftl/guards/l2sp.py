@@ -54,7 +54,7 @@ class L2SP(Guard):
                 "toward zero (l2sp_beta is the head's L2); set --weight_decay 0"
             )
 
-    def setup(self, model, args):
+    def setup(self, model, args, reference=None):
         from hftl.layers import build_layer_map
 
         layer_map = build_layer_map(model)

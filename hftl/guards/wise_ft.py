@@ -129,7 +129,7 @@ class WiseFT(Guard):
                 "change, so there is nothing to mix; use it with full, partial, gradual or lp_ft"
             )
 
-    def setup(self, model, args):
+    def setup(self, model, args, reference=None):
         from hftl.layers import build_layer_map
 
         layer_map = build_layer_map(model)
