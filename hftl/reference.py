@@ -222,3 +222,43 @@ def load_reference(reference_args: ReferenceArguments, model_args, task, task_ar
     logger.info("reference model: %s", describe_loading(model, loading, name))
     data = task.prepare(raw, processor, columns, task_args, training_args)
     return Reference(model, known, data.train, data.eval, data.collator, name)
+
+
+def inner_model(model: nn.Module) -> nn.Module:
+    """``model`` without its DDP / Accelerate wrappers and hftl's cached-feature wrapper."""
+    from hftl.feature_cache import unwrap
+
+    while hasattr(model, "module"):
+        model = model.module
+    return unwrap(model)
+
+
+class ReferenceHead:
+    """The reference task's head on the trained model's features (``guards: [lwf]``,
+    ``[replay]``): where the trained model's family is one :mod:`hftl.feature_cache` knows the
+    split of, ``logits(model, batch)`` runs the trained backbone on ``batch`` and the reference
+    model's own head (frozen) on what it gives."""
+
+    def __init__(self, reference: Reference, model: nn.Module, guard: str):
+        from hftl.feature_cache import split_for
+
+        self.reference = reference
+        self.split = split_for(inner_model(model))
+        if self.split is None:
+            raise ConfigError(
+                f"guards [{guard}]: hftl does not know where {type(inner_model(model)).__name__}'s "
+                "backbone ends, so the reference head cannot read its features; use ewc or l2sp"
+            )
+        for name, param in reference.model.named_parameters():
+            if name in reference.head:
+                param.requires_grad_(False)  # the reference head is kept as it was
+
+    def to(self, device) -> None:
+        if next(self.reference.model.parameters()).device != device:
+            self.reference.model.to(device)
+
+    def logits(self, model: nn.Module, batch: dict) -> torch.Tensor:
+        inputs = {k: v for k, v in batch.items() if k != "labels"}
+        inner = inner_model(model)
+        self.to(next(inner.parameters()).device)
+        return self.split.head(self.reference.model, self.split.extract(inner, inputs))

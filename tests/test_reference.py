@@ -234,3 +234,89 @@ def test_reference_data_with_labels_the_model_does_not_know_is_refused(tmp_path)
     with pytest.raises(ConfigError, match=r"reference data: .*--reference_validation_dir"):
         run_images(tmp_path, "vit", tmp_path / "c", *flags, "--reference_train_dir",
                    str(tmp_path / "odd"))  # fmt: skip
+
+
+def reference_kl(trainer, reference, data):
+    """KL(original reference model || reference head on the trained backbone) on ``data``."""
+    from hftl.reference import ReferenceHead
+
+    head = ReferenceHead(reference, trainer.model, "test")
+    batch = default_data_collator([data[i] for i in range(len(data))])
+    trainer.model.eval()
+    original = copy.deepcopy(reference.model)
+    with torch.no_grad():
+        student = torch.log_softmax(head.logits(trainer.model, batch), -1)
+        teacher = torch.log_softmax(original(input_ids=batch["input_ids"]).logits, -1)
+    return float(
+        torch.nn.functional.kl_div(student, teacher, reduction="batchmean", log_target=True)
+    )
+
+
+def test_lwf_keeps_the_reference_heads_outputs_closer_to_the_original(tmp_path):
+    plain, _, _, plain_reference = fine_tuned(tmp_path / "plain", steps=8)
+    guarded, _, _, reference = fine_tuned(tmp_path / "lwf", ["lwf"], steps=8, lwf_alpha=20.0)
+    new_data = keyword_dataset(24, keyword=3, seed=9)  # the new task's inputs, not seen in training
+    assert reference_kl(guarded, reference, new_data) < 0.5 * reference_kl(
+        plain, plain_reference, new_data
+    )
+    logged = [e["guard_lwf"] for e in guarded.state.log_history if "loss" in e]
+    assert len(logged) == 4 and all(value >= 0 for value in logged) and logged[-1] > 0
+    # the reference head is kept as it was
+    start_head = reference_of(TINY_MODELS["bert"]().requires_grad_(False))
+    assert not any(
+        p.requires_grad for n, p in reference.model.named_parameters() if n in reference.head
+    )
+    del start_head
+
+
+@pytest.fixture(scope="module")
+def task_a_model(tmp_path_factory):
+    """The tiny model trained on task A (keyword 7), so that its head means something."""
+    torch.manual_seed(0)
+    model = TINY_MODELS["bert"]()
+    args = quiet_training_args(tmp_path_factory.mktemp("a"), strategy="full", max_steps=40,
+                               per_device_train_batch_size=16, learning_rate=5e-3)  # fmt: skip
+    TransferTrainer.build(model, args, train_dataset=keyword_dataset(96, keyword=7, seed=5)).train()
+    return model
+
+
+def reference_loss(trainer, reference):
+    """The reference task's loss on its validation rows, its head on the trained backbone."""
+    from hftl.reference import ReferenceHead
+
+    head = ReferenceHead(reference, trainer.model, "test")
+    batch = default_data_collator([reference.eval[i] for i in range(len(reference.eval))])
+    trainer.model.eval()
+    with torch.no_grad():
+        logits = head.logits(trainer.model, batch)
+    return float(torch.nn.functional.cross_entropy(logits, batch["labels"]))
+
+
+def test_replay_steps_hold_reference_rows_at_the_ratio_and_keep_the_reference_task(
+    tmp_path, task_a_model
+):
+    plain, _, _, plain_reference = fine_tuned(
+        tmp_path / "plain", steps=12, model=copy.deepcopy(task_a_model)
+    )
+    guarded, _, _, reference = fine_tuned(tmp_path / "replay", ["replay"], steps=12,
+                                          model=copy.deepcopy(task_a_model), replay_ratio=1.0)  # fmt: skip
+    (guard,) = guarded.guards
+    assert len(guard.drawn) == 8  # 1.0 x batches of 8
+    assert guard.rows_for(3, 8) == guard.rows_for(3, 8) != guard.rows_for(4, 8)
+    other_rank = copy.copy(guard)
+    other_rank.rank = 1
+    assert other_rank.rows_for(3, 8) != guard.rows_for(3, 8)
+    assert len(guard.rows_for(0, 1)) == 1 and len(guard.rows_for(0, 100)) == 32  # at most all
+    # task A's loss on its validation rows, under its own head: replay keeps more of it
+    assert reference_loss(guarded, reference) < reference_loss(plain, plain_reference)
+    logged = [e["guard_replay"] for e in guarded.state.log_history if "loss" in e]
+    assert len(logged) == 6 and all(value > 0 for value in logged)
+
+
+@pytest.mark.parametrize("guard", ["lwf", "replay"])
+def test_lwf_and_replay_need_the_reference_task(tmp_path, guard):
+    args = quiet_training_args(tmp_path, strategy="full", max_steps=1, guards=[guard])
+    with pytest.raises(ConfigError, match=rf"guards \[{guard}\] needs the reference"):
+        TransferTrainer.build(TINY_MODELS["bert"](), args, train_dataset=keyword_dataset(8))
+    with pytest.raises(ValueError, match=rf"guards \[{guard}\] with strategy lora"):
+        quiet_training_args(tmp_path, strategy="lora", guards=[guard])

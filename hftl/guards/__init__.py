@@ -12,11 +12,13 @@ from hftl.guards.base import Guard
 from hftl.guards.early_stopping import EarlyStopping
 from hftl.guards.ewc import EWC
 from hftl.guards.l2sp import L2SP
+from hftl.guards.lwf import LwF
+from hftl.guards.replay import Replay
 from hftl.guards.wise_ft import WiseFT
 from hftl.registry import Registry
 
 GUARDS: Registry[Guard] = Registry("guard")
-for _guard in (EarlyStopping(), L2SP(), EWC(), WiseFT()):
+for _guard in (EarlyStopping(), L2SP(), EWC(), LwF(), Replay(), WiseFT()):
     GUARDS.register(_guard)
 
 
