@@ -2,6 +2,7 @@
 
     python scripts/forgetting_study.py --part text --quick     # minutes: a CI-sized check
     python scripts/forgetting_study.py --part text             # docs/forgetting_study/text
+    python scripts/forgetting_study.py --part images           # docs/forgetting_study/images
 
 Text, in and out of distribution (``--part text``): all-MiniLM-L6-v2 (hftl's mean-pooled head)
 fine-tuned on 2,000 Rotten Tomatoes critic snippets (fresh / rotten), then evaluated
@@ -24,7 +25,17 @@ Methods, each with the same optimizer, schedule, steps and layer-wise LR decay (
            alpha 0 is the linear probe itself.
 
 The alpha reported up front (0.5) is fixed before any result is seen; the whole sweep is shown.
-Writes results.json, results.md and id_vs_ood.png under --output_dir.
+
+Images, task after task (``--part images``): EfficientNet-Lite0 (at ``--image_size`` px, to fit
+a 2-core CPU) fine-tuned on MNIST digits once (task A; 2,000 digits), then that model fine-tuned
+on Fashion-MNIST (task B; ``--size`` images) with each method below, every other setting the
+same. Forgetting is hftl's own measurement (``--reference_*``): the digits model's accuracy on
+the MNIST asset's test split before task B, and after it, with the trained backbone under the
+digits head. Task B's accuracy is on the Fashion-MNIST asset's test split. The guards' strengths
+are fixed here before any run (each guard's default and one 10x stronger setting for the two
+penalties); none is tuned on a test split.
+
+Writes results.json, results.md and a plot under --output_dir.
 """
 
 from __future__ import annotations
@@ -261,29 +272,197 @@ def plot_text(summary: dict, path: Path) -> None:
     plt.close(figure)
 
 
+IMAGE_METHODS = {  # flags on top of the shared ones; weight decay 0.01 unless replaced by L2-SP
+    "plain": [],
+    "l2sp": ["--guards", "l2sp", "--weight_decay", "0"],
+    "l2sp_x10": ["--guards", "l2sp", "--weight_decay", "0", "--l2sp_alpha", "1.0"],
+    "ewc": ["--guards", "ewc"],
+    "ewc_x10": ["--guards", "ewc", "--ewc_lambda", "10"],
+    "lwf": ["--guards", "lwf"],
+    "replay": ["--guards", "replay"],
+    "ewc+replay": ["--guards", "ewc", "replay"],
+    "lwf+replay": ["--guards", "lwf", "replay"],
+    "wise_ft_0.5": ["--guards", "wise_ft", "--wise_ft_alpha", "0.5"],
+}
+
+
+def image_flags(model: str, train: str, test: str, size: int, epochs: float, seed: int,
+                output_dir: Path) -> list[str]:  # fmt: skip
+    return [
+        "--model_name_or_path", model, "--train_dir", train, "--validation_dir", test,
+        "--augmentation", "false", "--max_train_samples", str(size),
+        "--strategy", "full", "--layer_decay", "0.8", "--head_lr_multiplier", "10",
+        "--learning_rate", "1e-3", "--weight_decay", "0.01", "--num_train_epochs", str(epochs),
+        "--per_device_train_batch_size", "32", "--per_device_eval_batch_size", "64",
+        "--seed", str(seed), "--output_dir", str(output_dir), "--overwrite_output_dir", "true",
+        "--save_strategy", "no", "--logging_strategy", "no", "--report_to", "none",
+        "--disable_tqdm", "true",
+    ]  # fmt: skip
+
+
+def run_images(args, out: Path) -> list[dict]:
+    from hftl.testing import load_script
+
+    recipe = load_script(ROOT / "recipes" / "image_classification.py")
+    study = load_script(ROOT / "scripts" / "transfer_study.py")
+    workdir = Path(tempfile.mkdtemp(prefix="hftl-forgetting-"))
+    rows = []
+    try:
+        model = study.image_model_at(args.image_size, workdir)
+        digits = workdir / "digits"
+        started = time.perf_counter()
+        report, _ = recipe.main(
+            image_flags(model, "hftl:mnist/train", "hftl:mnist/test", 2000, 2, 0, digits)
+        )
+        print(json.dumps({"task_a": "digits", "accuracy": round(report["accuracy"], 4),
+                          "seconds": round(time.perf_counter() - started, 1)}), flush=True)  # fmt: skip
+        reference = ["--reference_train_dir", "hftl:mnist/train",
+                     "--reference_validation_dir", "hftl:mnist/test"]  # fmt: skip
+        for seed in args.seeds:
+            for method in args.image_methods:
+                run_dir = workdir / f"{method}-{seed}"
+                flags = image_flags(str(digits), "hftl:fashion-mnist/train", "hftl:fashion-mnist/test",
+                                    args.size, args.epochs, seed, run_dir)  # fmt: skip
+                started = time.perf_counter()
+                report, _ = recipe.main([*flags, *reference, *IMAGE_METHODS[method]])
+                info = json.loads((run_dir / "run_info.json").read_text())["reference"]
+                row = {
+                    "seed": seed, "method": method, "fashion": round(report["accuracy"], 4),
+                    "digits_before": info["accuracy_before"], "digits_after": info["accuracy_after"],
+                    "forgetting": info["forgetting"], "seconds": round(time.perf_counter() - started, 1),
+                }  # fmt: skip
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+                shutil.rmtree(run_dir, ignore_errors=True)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return rows
+
+
+def summarise_images(rows: list[dict]) -> dict:
+    groups: dict[str, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(row["method"], []).append(row)
+    return {
+        method: {"seeds": len(group), **{k: [round(statistics.mean(r[k] for r in group), 4),
+                                              min(r[k] for r in group), max(r[k] for r in group)]
+                                         for k in ("fashion", "digits_after", "forgetting")}}
+        for method, group in groups.items()
+    }  # fmt: skip
+
+
+def image_verdict(summary: dict) -> list[str]:
+    """The issue's target: the best guard at least halves plain fine-tuning's forgetting and
+    costs at most 1 point on the new task."""
+    plain = summary.get("plain")
+    if plain is None:
+        return []
+    lines = []
+    for method, point in summary.items():
+        if method == "plain":
+            continue
+        kept = point["forgetting"][0] <= plain["forgetting"][0] / 2
+        cost = (plain["fashion"][0] - point["fashion"][0]) * 100
+        lines.append(
+            f"`{method}`: forgetting {point['forgetting'][0] * 100:.1f} points against plain's "
+            f"{plain['forgetting'][0] * 100:.1f} ({'halved' if kept else 'not halved'}), "
+            f"Fashion-MNIST {-cost:+.1f} points: "
+            f"{'meets' if kept and cost <= 1 else 'misses'} the target"
+        )
+    return lines
+
+
+def write_image_report(rows: list[dict], meta: dict, out: Path) -> None:
+    summary = summarise_images(rows)
+    lines = [
+        "# Forgetting study, images: digits, then fashion",
+        "",
+        "Generated by `scripts/forgetting_study.py`; do not edit by hand.",
+        "",
+        f"- command: `{meta['command']}`",
+        f"- hardware: {meta['hardware']}; {meta['date']}; {meta['wall_time_minutes']} min in all",
+        f"- task A: EfficientNet-Lite0 at {meta['image_size']} px fine-tuned on 2,000 MNIST digits "
+        f"(test accuracy {meta['digits_accuracy']:.4f}); task B: {meta['size']} Fashion-MNIST "
+        f"images, {meta['epochs']} epochs, seeds {meta['seeds']}",
+        "",
+        "Mean over seeds [min-max]. Forgetting: digits test accuracy before task B minus after it "
+        "(the digits head on the trained backbone).",
+        "",
+        "| method | Fashion-MNIST test | digits after | forgetting |",
+        "|---|---|---|---|",
+    ]
+    for method, point in summary.items():
+        cells = [f"{v[0]:.3f} [{v[1]:.3f}-{v[2]:.3f}]"
+                 for v in (point[k] for k in ("fashion", "digits_after", "forgetting"))]  # fmt: skip
+        lines.append(f"| `{method}` | " + " | ".join(cells) + " |")
+    lines += ["", "## Target", ""] + [f"- {line}" for line in image_verdict(summary)]
+    lines += ["", "![forgetting vs new-task accuracy](forgetting.png)", ""]
+    (out / "results.md").write_text("\n".join(lines))
+    plot_images(summary, out / "forgetting.png")
+
+
+def plot_images(summary: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(6, 4.5))
+    for method, point in summary.items():
+        axes.scatter(point["fashion"][0], point["forgetting"][0] * 100)
+        axes.annotate(method, (point["fashion"][0], point["forgetting"][0] * 100), fontsize=7,
+                      textcoords="offset points", xytext=(3, 3))  # fmt: skip
+    axes.set_xlabel("Fashion-MNIST test accuracy (the new task)")
+    axes.set_ylabel("digits accuracy lost (points)")
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
 def main(argv=None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=["text"], default="text")
+    parser.add_argument("--part", choices=["text", "images"], default="text")
     parser.add_argument("--quick", action="store_true", help="small data, one seed")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--methods", nargs="+", default=list(TEXT_METHODS), choices=TEXT_METHODS)
     parser.add_argument("--alphas", nargs="+", type=float, default=[0.0, 0.25, 0.5, 0.75, 1.0])
-    parser.add_argument("--size", type=int, default=2000, help="training examples")
+    parser.add_argument("--image_methods", nargs="+", default=list(IMAGE_METHODS),
+                        choices=IMAGE_METHODS)  # fmt: skip
+    parser.add_argument("--image_size", type=int, default=112)
+    parser.add_argument("--size", type=int, help="training examples (text 2000, images 1000)")
     parser.add_argument("--epochs", type=float, default=2)
     parser.add_argument("--ood_rows", type=int, default=1000, help="rows of each VADER set")
     parser.add_argument("--output_dir", help="default: docs/forgetting_study/<part>")
     parser.add_argument("--report_only", action="store_true", help="rewrite from results.json")
     args = parser.parse_args(argv)
     out = Path(args.output_dir or ROOT / "docs" / "forgetting_study" / args.part)
+    write = write_text_report if args.part == "text" else write_image_report
     if args.report_only:
         saved = json.loads((out / "results.json").read_text())
-        write_text_report(saved["runs"], saved["meta"], out)
+        write(saved["runs"], saved["meta"], out)
         return saved["runs"]
+    args.size = args.size or (2000 if args.part == "text" else 1000)
     if args.quick:
         args.seeds, args.size, args.epochs, args.ood_rows = [0], 200, 1, 200
+        args.image_methods = ["plain", "ewc"]
     logging.getLogger("hftl").setLevel(logging.WARNING)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
+    if args.part == "images":
+        rows = run_images(args, out)
+        meta = {
+            "command": "python scripts/forgetting_study.py " + " ".join(sys.argv[1:] if argv is None else argv),
+            "hardware": describe_hardware(), "date": time.strftime("%Y-%m-%d"),
+            "wall_time_minutes": round((time.perf_counter() - started) / 60, 1),
+            "size": args.size, "epochs": args.epochs, "seeds": args.seeds,
+            "image_size": args.image_size, "digits_accuracy": rows[0]["digits_before"] if rows else None,
+        }  # fmt: skip
+        meta["summary"] = summarise_images(rows)
+        (out / "results.json").write_text(json.dumps({"meta": meta, "runs": rows}, indent=2))
+        write_image_report(rows, meta, out)
+        print(f"wrote {out}: results.json, results.md, forgetting.png")
+        return rows
     rows = run_text(args, out)
     sets = text_eval_sets(args.ood_rows)
     meta = {
