@@ -176,6 +176,13 @@ class TransferTrainer(Trainer):
             *(c for guard in self.guards for c in guard.callbacks(args)),
         ]
         super().__init__(model, args, *pargs, **kwargs)
+        # Every hftl model's loss is the mean over its micro-batch: it takes **kwargs but drops
+        # num_items_in_batch, so Trainer, which asks the forward signature, would neither divide
+        # the loss by gradient_accumulation_steps nor normalise it over the accumulated batch
+        # (the steps would train at gradient_accumulation_steps x the learning rate;
+        # huggingface/transformers#47688). Trainer divides it where this is False.
+        if self.compute_loss_func is None:
+            self.model_accepts_loss_kwargs = False
         if any(type(c) is ProgressCallback for c in self.callback_handler.callbacks):
             self.remove_callback(ProgressCallback)  # a bar with the loss on it, not a dict a step
             self.add_callback(ProgressLine())
@@ -291,13 +298,28 @@ class TransferTrainer(Trainer):
             model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch
         )
         if model.training:
+            share = self._penalty_share(num_items_in_batch)
             for guard in self.guards:
                 penalty = guard.penalty(model, inputs, outputs)
                 if penalty is not None:
-                    loss = loss + penalty
+                    loss = loss + share * penalty
                     total, count = self._guard_values.get(guard.name, (0.0, 0))
                     self._guard_values[guard.name] = (total + penalty.detach(), count + 1)
         return (loss, outputs) if return_outputs else loss
+
+    def _penalty_share(self, num_items_in_batch) -> float:
+        """The factor that makes a guard's penalty count once per optimizer step: where Trainer
+        divides the step's loss by the gradient accumulation steps itself, 1; where the task loss
+        comes normalised over the whole accumulated batch (``num_items_in_batch``) and Trainer
+        does not divide, 1 / accumulation steps (the same test as ``Trainer.training_step``)."""
+        scaled = getattr(self, "loss_is_scaled_for_ga", None)
+        if scaled is None:
+            scaled = (
+                self.model_accepts_loss_kwargs and num_items_in_batch is not None
+            ) or self.compute_loss_func is not None
+        steps = getattr(self, "current_gradient_accumulation_steps", None)
+        steps = steps or self.args.gradient_accumulation_steps
+        return 1.0 / steps if scaled else 1.0
 
     def log(self, logs: dict, *pargs, **kwargs) -> None:
         """``Trainer.log``; a training log also gets each guard's mean penalty since the last

@@ -112,3 +112,31 @@ def test_l2sp_through_the_recipe_is_recorded_and_described(tmp_path):
     assert training["l2sp"] == {"alpha": 0.5, "beta": 0.01}
     card = (out / "README.md").read_text()
     assert "L2-SP kept the pretrained weights near their starting values (alpha 0.5" in card
+
+
+def test_a_step_is_the_same_under_gradient_accumulation_penalty_included(tmp_path):
+    """One SGD step on 8 rows: as one batch of 8, or as 2 accumulated batches of 4, the task
+    loss and the penalty move the weights the same (transformers alone would take the
+    accumulated step at twice the rate: huggingface/transformers#47688)."""
+    finals, losses = [], []
+    for batch, accumulation in ((8, 1), (4, 2)):
+        torch.manual_seed(0)
+        model = TINY_MODELS["bert"]()
+        for module in model.modules():  # the same function of the rows in both runs
+            if isinstance(module, torch.nn.Dropout):
+                module.p = 0.0
+        args = quiet_training_args(
+            tmp_path / f"{batch}", strategy="full", max_steps=1, guards=["l2sp"], l2sp_beta=5.0,
+            per_device_train_batch_size=batch, gradient_accumulation_steps=accumulation,
+            optim="sgd", learning_rate=0.1, weight_decay=0.0, lr_scheduler_type="constant",
+            train_sampling_strategy="sequential",
+        )  # fmt: skip
+        losses.append(
+            TransferTrainer.build(model, args, train_dataset=keyword_dataset(8))
+            .train()
+            .training_loss
+        )
+        finals.append({n: p.detach().clone() for n, p in model.named_parameters()})
+    for name, value in finals[0].items():
+        torch.testing.assert_close(finals[1][name], value, atol=2e-6, rtol=1e-4)
+    assert losses[1] == pytest.approx(losses[0], rel=1e-5)
