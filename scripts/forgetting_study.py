@@ -381,7 +381,7 @@ def write_image_report(rows: list[dict], meta: dict, out: Path) -> None:
         "",
         f"- command: `{meta['command']}`",
         f"- hardware: {meta['hardware']}; {meta['date']}; {meta['wall_time_minutes']} min in all",
-        f"- task A: EfficientNet-Lite0 at {meta['image_size']} px fine-tuned on 2,000 MNIST digits "
+        f"- task A: EfficientNet-Lite0 at {meta['image_size']} px fine-tuned on {meta['task_a_size']} MNIST digits "
         f"(test accuracy {meta['digits_accuracy']:.4f}); task B: {meta['size']} Fashion-MNIST "
         f"images, {meta['epochs']} epochs, seeds {meta['seeds']}",
         "",
@@ -443,8 +443,10 @@ def main(argv=None) -> list[dict]:
         write(saved["runs"], saved["meta"], out)
         return saved["runs"]
     args.size = args.size or (2000 if args.part == "text" else 1000)
+    args.task_a_size = 2000  # digits for the model the image part starts from
     if args.quick:
         args.seeds, args.size, args.epochs, args.ood_rows = [0], 200, 1, 200
+        args.task_a_size = 300
         args.image_methods = ["plain", "ewc"]
     logging.getLogger("hftl").setLevel(logging.WARNING)
     out.mkdir(parents=True, exist_ok=True)
@@ -457,6 +459,7 @@ def main(argv=None) -> list[dict]:
             "wall_time_minutes": round((time.perf_counter() - started) / 60, 1),
             "size": args.size, "epochs": args.epochs, "seeds": args.seeds,
             "image_size": args.image_size, "digits_accuracy": rows[0]["digits_before"] if rows else None,
+            "task_a_size": args.task_a_size,
         }  # fmt: skip
         meta["summary"] = summarise_images(rows)
         (out / "results.json").write_text(json.dumps({"meta": meta, "runs": rows}, indent=2))

@@ -72,7 +72,8 @@ def test_image_summary_and_verdicts(study, tmp_path):
     assert verdicts["l2sp"].endswith("misses the target")  # halved, but 5 points on fashion
     assert "(not halved)" in verdicts["lwf"]
     meta = {"command": "x", "hardware": "cpu", "date": "d", "wall_time_minutes": 1, "size": 10,
-            "epochs": 1, "seeds": [0, 1], "image_size": 112, "digits_accuracy": 0.95}  # fmt: skip
+            "epochs": 1, "seeds": [0, 1], "image_size": 112, "digits_accuracy": 0.95,
+            "task_a_size": 2000}  # fmt: skip
     study.write_image_report(rows, meta, tmp_path)
     assert "| `ewc` | 0.845 [0.845-0.845]" in (tmp_path / "results.md").read_text()
     assert (tmp_path / "forgetting.png").is_file()
