@@ -312,7 +312,9 @@ def run_images(args, out: Path) -> list[dict]:
         digits = workdir / "digits"
         started = time.perf_counter()
         report, _ = recipe.main(
-            image_flags(model, "hftl:mnist/train", "hftl:mnist/test", 2000, 2, 0, digits)
+            image_flags(
+                model, "hftl:mnist/train", "hftl:mnist/test", args.task_a_size, 2, 0, digits
+            )
         )
         print(json.dumps({"task_a": "digits", "accuracy": round(report["accuracy"], 4),
                           "seconds": round(time.perf_counter() - started, 1)}), flush=True)  # fmt: skip
@@ -427,8 +429,8 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--methods", nargs="+", default=list(TEXT_METHODS), choices=TEXT_METHODS)
     parser.add_argument("--alphas", nargs="+", type=float, default=[0.0, 0.25, 0.5, 0.75, 1.0])
-    parser.add_argument("--image_methods", nargs="+", default=list(IMAGE_METHODS),
-                        choices=IMAGE_METHODS)  # fmt: skip
+    parser.add_argument("--image_methods", nargs="+", choices=IMAGE_METHODS,
+                        help="default: all (--quick: plain and ewc)")  # fmt: skip
     parser.add_argument("--image_size", type=int, default=112)
     parser.add_argument("--size", type=int, help="training examples (text 2000, images 1000)")
     parser.add_argument("--epochs", type=float, default=2)
@@ -447,7 +449,8 @@ def main(argv=None) -> list[dict]:
     if args.quick:
         args.seeds, args.size, args.epochs, args.ood_rows = [0], 200, 1, 200
         args.task_a_size = 300
-        args.image_methods = ["plain", "ewc"]
+        args.image_methods = args.image_methods or ["plain", "ewc"]
+    args.image_methods = args.image_methods or list(IMAGE_METHODS)
     logging.getLogger("hftl").setLevel(logging.WARNING)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
