@@ -264,7 +264,7 @@ def plot_text(summary: dict, path: Path) -> None:
             axes.annotate(f"{p['alpha']:g}", (p["rt_test"][0], p["ood_mean"][0]), fontsize=7,
                           textcoords="offset points", xytext=(3, 3))  # fmt: skip
     axes.set_xlabel("Rotten Tomatoes test accuracy (in distribution)")
-    axes.set_ylabel("mean accuracy, Amazon / tweets / NYT (out of distribution)")
+    axes.set_ylabel("out of distribution (Amazon, tweets, NYT mean)")
     axes.legend(fontsize=8)
     axes.grid(alpha=0.3)
     figure.tight_layout()
