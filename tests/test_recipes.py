@@ -483,7 +483,7 @@ def test_a_config_data_source_is_replaced_on_the_command_line(tmp_path):
         ConfigError, match='not dataset_name and train_file .*add --dataset_name ""'
     ):
         parse_run_config(task, ["--config", str(config), "--train_file", "reviews.csv"])
-    _, data_args, _, _ = parse_run_config(
+    _, data_args, _, _, _ = parse_run_config(
         task, ["--config", str(config), "--train_file", "reviews.csv", "--dataset_name", ""]
     )
     assert (data_args.dataset_name, data_args.train_file) == ("", "reviews.csv")

@@ -102,7 +102,8 @@ def test_ewc_penalty_is_the_formula(tmp_path):
         0.3
         / 2
         * sum(
-            float((guard.fisher[n] * (params[n] - guard.start[n]) ** 2).sum()) for n in guard.fisher
+            float((guard.fisher[n] * (params[n].detach() - guard.start[n]) ** 2).sum())
+            for n in guard.fisher
         )
     )
     assert guard.penalty(model, {}, None).item() == pytest.approx(expected, rel=1e-5)
