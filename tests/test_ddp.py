@@ -153,6 +153,38 @@ def test_a_guard_penalty_is_identical_on_both_ranks(tmp_path, guard, flags):
 
 
 @pytest.mark.ddp
+def test_lwf_and_replay_keep_the_ranks_identical(tmp_path):
+    """LwF runs the trained backbone a second time outside DDP's forward, replay on rows each
+    rank draws for itself: the gradients are still averaged, the weights still the same."""
+    import json
+
+    from hftl.testing import save_tiny_text_checkpoint, write_toy_reviews_csv
+
+    save_tiny_text_checkpoint(tmp_path / "bert", "bert")
+    config = json.loads((tmp_path / "bert" / "config.json").read_text())
+    config["id2label"] = {"0": "negative", "1": "positive"}
+    config["label2id"] = {"negative": 0, "positive": 1}
+    (tmp_path / "bert" / "config.json").write_text(json.dumps(config))
+    write_toy_reviews_csv(tmp_path / "train.csv", 64)
+    write_toy_reviews_csv(tmp_path / "other.csv", 64, labels=("positive", "negative"), seed=3)
+    accelerate_launch(
+        "ddp_recipe.py", "sentiment", str(tmp_path / "ranks"),
+        "--model_name_or_path", str(tmp_path / "bert"), "--train_file", str(tmp_path / "other.csv"),
+        "--output_dir", str(tmp_path / "out"), "--strategy", "full", "--guards", "lwf", "replay",
+        "--reference_train_file", str(tmp_path / "train.csv"), "--reference_max_eval_samples", "16",
+        "--max_steps", "4", "--per_device_train_batch_size", "8", "--report_to", "none",
+        "--use_cpu", "true", "--save_strategy", "no", "--disable_tqdm", "true",
+        "--logging_strategy", "steps", "--logging_steps", "2",
+    )  # fmt: skip
+    _assert_identical_ranks(tmp_path / "ranks")
+    logs = json.loads((tmp_path / "out" / "trainer_state.json").read_text())["log_history"]
+    logged = [(e["guard_lwf"], e["guard_replay"]) for e in logs if "loss" in e]
+    assert len(logged) == 2 and all(replay > 0 for _, replay in logged)
+    info = json.loads((tmp_path / "out" / "run_info.json").read_text())
+    assert info["training"]["guards"] == ["lwf", "replay"] and "forgetting" in info["reference"]
+
+
+@pytest.mark.ddp
 def test_image_recipe_under_ddp(tmp_path):
     from hftl.testing import save_tiny_image_checkpoint, write_toy_image_folder
 

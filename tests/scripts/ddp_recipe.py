@@ -20,6 +20,14 @@ report, trainer = module.main(recipe_argv)
 rank = trainer.args.process_index
 model = trainer.accelerator.unwrap_model(trainer.model)
 rank_dir.mkdir(parents=True, exist_ok=True)
+penalties = {}
+for guard in trainer.guards:
+    try:
+        value = guard.penalty(model, {}, None)
+    except (KeyError, ValueError):  # it reads the batch (lwf, replay): none here
+        continue
+    if value is not None:
+        penalties[guard.name] = value.item()
 torch.save(model.state_dict(), rank_dir / f"rank{rank}.pt")
 (rank_dir / f"rank{rank}.json").write_text(
     json.dumps(
@@ -28,10 +36,8 @@ torch.save(model.state_dict(), rank_dir / f"rank{rank}.pt")
             "accuracy": report["accuracy"],
             "wrapped": type(trainer.model_wrapped).__name__,
             "parameters": [name for name, _ in model.named_parameters()],
-            # each active guard's penalty on this rank's final weights
-            "guard_penalties": {
-                guard.name: guard.penalty(model, {}, None).item() for guard in trainer.guards
-            },
+            # each active guard's penalty on this rank's final weights (those that need no batch)
+            "guard_penalties": penalties,
         }
     )
 )
