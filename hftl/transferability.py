@@ -1,0 +1,122 @@
+"""Transferability scores: how well a pretrained model's features (or its source head's
+predictions) suit a labelled dataset, from one forward pass, without fine-tuning.
+
+* :func:`logme`: LogME (You et al. 2021), the log marginal evidence of a Bayesian linear
+  regression from the features to each one-hot label column, maximised over its two
+  hyperparameters (prior precision alpha, noise precision beta) and averaged over classes, per
+  example. Higher is better. One eigendecomposition of ``F^T F`` (or ``F F^T`` when there are
+  fewer examples than dimensions) serves every class, and the fixed-point updates run for all
+  classes at once.
+* :func:`leep`: LEEP (Nguyen et al. 2020), from the source head's class probabilities: the mean
+  log-likelihood of the labels under the "expected empirical predictor" P(y | z) theta(x)_z.
+* :func:`nce`: NCE (Tran et al. 2019), the negative conditional entropy H(Y | Z) of the labels given
+  the source head's top class.
+
+All take NumPy arrays (or anything ``np.asarray`` reads) and return a float.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def logme(features, labels, *, max_iterations: int = 100, tolerance: float = 1e-6) -> float:
+    """LogME of ``features`` [N, D] for integer ``labels`` [N]: the maximised log evidence per
+    example, averaged over the classes present (each a one-hot regression target)."""
+    evidence, _, _ = logme_evidence(features, labels, max_iterations=max_iterations,
+                                    tolerance=tolerance)  # fmt: skip
+    return float(evidence.mean())
+
+
+def logme_evidence(features, labels, *, max_iterations: int = 100, tolerance: float = 1e-6):
+    """Per class: (log evidence / N, alpha, beta) at the fixed point of the evidence updates.
+
+    For a target ``y`` and features ``F`` with eigenvalues ``s`` of ``F^T F`` and projections
+    ``x = V^T F^T y``, the posterior mean is ``m = beta x / (alpha + beta s)``, and
+
+        gamma = sum beta s / (alpha + beta s),  alpha <- gamma / |m|^2,
+        beta <- (N - gamma) / |y - F m|^2,
+        log p(y) = D/2 log alpha + N/2 log beta - beta/2 |y - F m|^2 - alpha/2 |m|^2
+                   - 1/2 sum_D log(alpha + beta s) - N/2 log 2 pi.
+    """
+    f = np.asarray(features, dtype=np.float64)
+    y = np.asarray(labels)
+    if f.ndim != 2 or y.ndim != 1 or len(f) != len(y):
+        raise ValueError(f"logme: features {f.shape} and labels {y.shape} do not match")
+    n, d = f.shape
+    classes = np.unique(y)
+    targets = (y[:, None] == classes[None, :]).astype(np.float64)  # [N, K] one-hot columns
+    if n >= d:
+        s, v = np.linalg.eigh(f.T @ f)  # [D], [D, D]
+        x = v.T @ (f.T @ targets)  # [D, K]
+    else:  # fewer examples than dimensions: the nonzero spectrum from F F^T
+        s_n, u = np.linalg.eigh(f @ f.T)  # [N], [N, N]
+        s_n = np.clip(s_n, 0.0, None)
+        x_n = np.sqrt(s_n)[:, None] * (u.T @ targets)  # sigma_i * u_i^T y
+        s = np.concatenate([s_n, np.zeros(d - n)])
+        x = np.concatenate([x_n, np.zeros((d - n, targets.shape[1]))])
+    s = np.clip(s, 0.0, None)[:, None]  # [D, 1]
+    y_norm = (targets**2).sum(0)  # [K]
+    alpha = np.ones(targets.shape[1])
+    beta = np.ones(targets.shape[1])
+    for _ in range(max_iterations):
+        denominator = alpha + beta * s  # [D, K]
+        m = beta * x / denominator
+        gamma = (beta * s / denominator).sum(0)
+        m2 = (m**2).sum(0)
+        residual = np.maximum(y_norm - 2 * (m * x).sum(0) + (s * m**2).sum(0), 1e-12)
+        new_alpha = gamma / np.maximum(m2, 1e-12)
+        new_beta = (n - gamma) / residual
+        done = np.all(np.abs(new_alpha - alpha) <= tolerance * alpha) and np.all(
+            np.abs(new_beta - beta) <= tolerance * beta
+        )
+        alpha, beta = new_alpha, new_beta
+        if done:
+            break
+    denominator = alpha + beta * s
+    m = beta * x / denominator
+    m2 = (m**2).sum(0)
+    residual = np.maximum(y_norm - 2 * (m * x).sum(0) + (s * m**2).sum(0), 1e-12)
+    evidence = (
+        d / 2 * np.log(alpha)
+        + n / 2 * np.log(beta)
+        - beta / 2 * residual
+        - alpha / 2 * m2
+        - 0.5 * np.log(denominator).sum(0)
+        - n / 2 * math.log(2 * math.pi)
+    )
+    return evidence / n, alpha, beta
+
+
+def _joint(source_probs, labels) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    theta = np.asarray(source_probs, dtype=np.float64)
+    y = np.asarray(labels)
+    if theta.ndim != 2 or len(theta) != len(y):
+        raise ValueError(f"source probabilities {theta.shape} and labels {y.shape} do not match")
+    classes, index = np.unique(y, return_inverse=True)
+    one_hot = np.eye(len(classes))[index]  # [N, Y]
+    return theta, one_hot, index
+
+
+def leep(source_probs, labels) -> float:
+    """LEEP of the source head's probabilities ``source_probs`` [N, Z] for ``labels`` [N]
+    (higher is better; at most 0)."""
+    theta, one_hot, index = _joint(source_probs, labels)
+    joint = one_hot.T @ theta / len(theta)  # P(y, z) [Y, Z]
+    conditional = joint / np.maximum(joint.sum(0, keepdims=True), 1e-300)  # P(y | z)
+    expected = theta @ conditional.T  # [N, Y]
+    return float(np.mean(np.log(np.maximum(expected[np.arange(len(theta)), index], 1e-300))))
+
+
+def nce(source_probs, labels) -> float:
+    """NCE: minus the conditional entropy of ``labels`` given the source head's top class
+    (higher is better; at most 0)."""
+    theta, one_hot, _ = _joint(source_probs, labels)
+    top = np.eye(theta.shape[1])[theta.argmax(1)]  # [N, Z] hard source labels
+    joint = one_hot.T @ top / len(theta)  # [Y, Z]
+    marginal = joint.sum(0, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(joint > 0, joint * np.log(joint / marginal), 0.0)
+    return float(terms.sum())
