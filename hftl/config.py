@@ -169,9 +169,16 @@ class TransferTrainingArguments(TrainingArguments, *_OPTION_CLASSES):
         for name in self.guards or []:
             if name not in GUARDS:
                 raise ValueError(f"--guards {name}: {GUARDS.unknown(name)}")
-            if not GUARDS.get(name).switched_by_name:
+            guard = GUARDS.get(name)
+            if not guard.switched_by_name:
                 raise ValueError(
                     f"--guards {name}: turned on by its own option, not by name (see --help)"
+                )
+            if guard.needs_moving_weights and not self.strategy_object.moves_pretrained_weights:
+                raise ValueError(
+                    f"guards [{name}] with strategy {self.strategy}: the pretrained weights do not "
+                    "change under it, so the guard has nothing to act on; use full, partial, "
+                    "gradual or lp_ft"
                 )
         for guard in GUARDS:
             guard.check(self)

@@ -154,6 +154,13 @@ class TransferTrainer(Trainer):
         check_head(self.layer_map, model)
         self.strategy.freeze(model, args, self.layer_map)
         self.guards = active_guards(args)
+        for guard in self.guards:
+            if guard.needs_reference and reference is None:
+                raise ConfigError(
+                    f"guards [{guard.name}] needs the reference task, the one the model knew "
+                    "before: give --reference_train_file / --reference_train_dir / "
+                    "--reference_dataset_name"
+                )
         self._guard_values: dict = {}  # guard name -> (sum of its penalties, count) since a log
         for guard in self.guards:
             guard.setup(model, args, reference=reference)

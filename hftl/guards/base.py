@@ -22,8 +22,12 @@ class Guard:
     # turned on by naming it in ``guards: [...]`` (its options then have working defaults);
     # False: its own option turns it on (early_stopping_patience > 0)
     switched_by_name: bool = False
-    # needs the reference task (hftl.reference: --reference_*), handed to setup
+    # needs the reference task (hftl.reference: --reference_*), handed to setup; a run without
+    # one is refused before setup (TransferTrainer)
     needs_reference: bool = False
+    # acts on the pretrained weights, so a strategy that leaves them as they are (frozen
+    # backbone, adapters) is refused (TransferTrainingArguments)
+    needs_moving_weights: bool = False
 
     def active(self, args) -> bool:
         """Whether ``args`` turn this guard on."""

@@ -147,6 +147,7 @@ class EWC(Guard):
     arguments = EWCArguments
     switched_by_name = True
     needs_reference = True
+    needs_moving_weights = True
 
     def check(self, args):
         if args.ewc_lambda < 0:
@@ -157,21 +158,11 @@ class EWC(Guard):
             raise ValueError(f"--ewc_fisher_samples {args.ewc_fisher_samples}: must be >= 1")
         if args.ewc_gamma < 0:
             raise ValueError(f"--ewc_gamma {args.ewc_gamma}: must be >= 0")
-        if self.active(args) and not args.strategy_object.moves_pretrained_weights:
-            raise ValueError(
-                f"guards [ewc] with strategy {args.strategy}: the pretrained weights do not "
-                "change, so there is nothing to hold in place; use full, partial, gradual or lp_ft"
-            )
 
     def setup(self, model, args, reference=None):
         from hftl.feature_cache import unwrap
         from hftl.layers import build_layer_map
 
-        if reference is None:
-            raise ConfigError(
-                "guards [ewc] needs the reference task its Fisher is taken on: give "
-                "--reference_train_file / --reference_train_dir / --reference_dataset_name"
-            )
         model = unwrap(model)
         if not reference.backbone_matches(model):
             raise ConfigError(

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from hftl.errors import ConfigError
 from hftl.guards.base import Guard
 
 
@@ -45,26 +44,17 @@ class LwF(Guard):
     arguments = LwFArguments
     switched_by_name = True
     needs_reference = True
+    needs_moving_weights = True
 
     def check(self, args):
         if args.lwf_alpha < 0:
             raise ValueError(f"--lwf_alpha {args.lwf_alpha}: must be >= 0")
         if args.lwf_temperature <= 0:
             raise ValueError(f"--lwf_temperature {args.lwf_temperature}: must be > 0")
-        if self.active(args) and not args.strategy_object.moves_pretrained_weights:
-            raise ValueError(
-                f"guards [lwf] with strategy {args.strategy}: the pretrained weights do not "
-                "change, so the reference task cannot be forgotten; use full, partial, gradual or lp_ft"
-            )
 
     def setup(self, model, args, reference=None):
         from hftl.reference import ReferenceHead
 
-        if reference is None:
-            raise ConfigError(
-                "guards [lwf] needs the reference model whose outputs it keeps: give the reference "
-                "task (--reference_train_file / --reference_train_dir / --reference_dataset_name)"
-            )
         self.head = ReferenceHead(reference, model, self.name)
         self.alpha, self.temperature = args.lwf_alpha, args.lwf_temperature
 

@@ -19,7 +19,6 @@ import torch
 import torch.nn.functional as F
 from transformers import TrainerCallback
 
-from hftl.errors import ConfigError
 from hftl.guards.base import Guard
 
 
@@ -45,24 +44,15 @@ class Replay(Guard):
     arguments = ReplayArguments
     switched_by_name = True
     needs_reference = True
+    needs_moving_weights = True
 
     def check(self, args):
         if args.replay_ratio <= 0:
             raise ValueError(f"--replay_ratio {args.replay_ratio}: must be > 0")
-        if self.active(args) and not args.strategy_object.moves_pretrained_weights:
-            raise ValueError(
-                f"guards [replay] with strategy {args.strategy}: the pretrained weights do not "
-                "change, so the reference task cannot be forgotten; use full, partial, gradual or lp_ft"
-            )
 
     def setup(self, model, args, reference=None):
         from hftl.reference import ReferenceHead
 
-        if reference is None:
-            raise ConfigError(
-                "guards [replay] needs the reference task's rows: give --reference_train_file / "
-                "--reference_train_dir / --reference_dataset_name"
-            )
         self.head = ReferenceHead(reference, model, self.name)
         self.ratio, self.seed, self.rank = args.replay_ratio, args.seed, args.process_index
         self.step = 0

@@ -118,16 +118,12 @@ class WiseFT(Guard):
     summary = "at the end, mix the fine-tuned weights with the starting ones (alpha)"
     arguments = WiseFTArguments
     switched_by_name = True
+    needs_moving_weights = True
 
     def check(self, args):
         for alpha in [args.wise_ft_alpha, *(args.wise_ft_sweep or [])]:
             if not 0.0 <= alpha <= 1.0:
                 raise ValueError(f"wise_ft alpha {alpha}: must be in [0, 1]")
-        if self.active(args) and not args.strategy_object.moves_pretrained_weights:
-            raise ValueError(
-                f"guards [wise_ft] with strategy {args.strategy}: the pretrained weights do not "
-                "change, so there is nothing to mix; use it with full, partial, gradual or lp_ft"
-            )
 
     def setup(self, model, args, reference=None):
         from hftl.layers import build_layer_map
