@@ -75,6 +75,20 @@ def atomic_write_text(path: Path, text: str) -> None:
     _fsync_dir(path.parent)
 
 
+def atomic_save_tensors(tensors: dict, path: Path, metadata: dict | None = None) -> None:
+    """``tensors`` as the safetensors file ``path``, written as :func:`atomic_write_text` writes
+    text: absent, the old file, or the whole new one (tensors moved to the CPU, contiguous)."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    state = {name: t.detach().cpu().contiguous() for name, t in tensors.items()}
+    save_file(state, str(temporary), metadata={"format": "pt", **(metadata or {})})
+    os.replace(temporary, path)
+    _fsync_dir(path.parent)
+
+
 def _fsync_dir(path: Path) -> None:
     try:
         descriptor = os.open(path, os.O_RDONLY)

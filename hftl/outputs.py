@@ -31,7 +31,13 @@ from pathlib import Path
 import transformers
 import yaml
 
-from hftl.checkpoints import FINISHED_RUN, RUN_STARTED, atomic_write_text, prepare_output_dir
+from hftl.checkpoints import (
+    FINISHED_RUN,
+    RUN_STARTED,
+    atomic_save_tensors,
+    atomic_write_text,
+    prepare_output_dir,
+)
 from hftl.feature_cache import unwrap
 from hftl.logs import RunLog
 from hftl.metrics import classification_report
@@ -212,6 +218,15 @@ def _save_model(trainer) -> None:
         write_timm_weights(Path(args.output_dir))
 
 
+TIMM_PREFIX = "timm_model."  # TimmWrapper's name for the timm model inside it
+
+
+def saved_name(name: str, model_type: str | None) -> str:
+    """A model's tensor ``name`` as hftl saves it in ``model.safetensors``: a TimmWrapper's under
+    timm's own names (:func:`write_timm_weights`), any other model's as is."""
+    return name.removeprefix(TIMM_PREFIX) if model_type == "timm_wrapper" else name
+
+
 def write_timm_weights(directory: Path) -> None:
     """Make a saved TimmWrapper directory one that timm itself loads too.
 
@@ -220,7 +235,7 @@ def write_timm_weights(directory: Path) -> None:
     transformers saves ``timm_model.``-prefixed keys, which ``timm.create_model("hf-hub:...")``
     cannot load; transformers itself loads either form, so the unprefixed one serves both.
     """
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
 
     config_path = directory / "config.json"
     config = json.loads(config_path.read_text())
@@ -231,9 +246,8 @@ def write_timm_weights(directory: Path) -> None:
     if not path.exists():  # sharded or adapter-only output: leave it to transformers
         return
     state = load_file(path)
-    if any(key.startswith("timm_model.") for key in state):
-        state = {key.removeprefix("timm_model."): value for key, value in state.items()}
-        save_file(state, path, metadata={"format": "pt"})
+    if any(key.startswith(TIMM_PREFIX) for key in state):
+        atomic_save_tensors({saved_name(key, "timm_wrapper"): t for key, t in state.items()}, path)
 
 
 def collect_run_info(trainer, labels: list[str], run: Run, num_eval: int) -> dict:

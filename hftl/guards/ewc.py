@@ -120,7 +120,9 @@ class _Fisher(TrainerCallback):
         self.guard = guard
 
     def on_train_begin(self, args, state, control, **kwargs):
-        from safetensors.torch import load_file, save_file
+        from safetensors.torch import load_file
+
+        from hftl.checkpoints import atomic_save_tensors
 
         path = Path(args.output_dir) / FISHER_FILE
         if state.global_step > 0:
@@ -133,11 +135,7 @@ class _Fisher(TrainerCallback):
             return
         fisher = self.guard.compute()
         if args.should_save:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            partial = path.with_name(path.name + ".partial")
-            save_file({n: f.contiguous() for n, f in fisher.items()}, str(partial),
-                      metadata=self.guard.metadata())  # fmt: skip
-            partial.replace(path)
+            atomic_save_tensors(fisher, path, metadata=self.guard.metadata())
         self.guard.set_fisher(fisher)
 
 
@@ -224,7 +222,6 @@ class EWC(Guard):
 
     def metadata(self) -> dict:
         return {
-            "format": "pt",
             "hftl": "ewc fisher (diagonal, divided by its mean)",
             "kind": self.args.ewc_fisher,
             "samples": str(min(self.args.ewc_fisher_samples, len(self.reference.train))),

@@ -73,19 +73,17 @@ def mix(start: dict, fine_tuned: dict, alpha: float, keep: set[str] = frozenset(
 def saved_names(model) -> dict[str, str]:
     """{name in ``model.state_dict()``: its key in the saved ``model.safetensors``} (timm models
     are saved under timm's own names: :func:`hftl.outputs.write_timm_weights`)."""
-    timm = getattr(model.config, "model_type", None) == "timm_wrapper"
-    return {name: name.removeprefix("timm_model.") if timm else name for name in model.state_dict()}
+    from hftl.outputs import saved_name
+
+    model_type = getattr(model.config, "model_type", None)
+    return {name: saved_name(name, model_type) for name in model.state_dict()}
 
 
 def write_state(state: dict, names: dict[str, str], path: Path) -> None:
     """``state`` as ``path`` (safetensors under the saved names), written whole or not at all."""
-    from safetensors.torch import save_file
+    from hftl.checkpoints import atomic_save_tensors
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    tensors = {names[name]: t.detach().cpu().contiguous() for name, t in state.items()}
-    save_file(tensors, str(partial), metadata={"format": "pt"})
-    partial.replace(path)
+    atomic_save_tensors({names[name]: t for name, t in state.items()}, path)
 
 
 class _Endpoints(TrainerCallback):
@@ -218,9 +216,9 @@ def mix_run(run_dir, alpha: float, output_dir) -> Path:
     import shutil
 
     from safetensors import safe_open
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
 
-    from hftl.checkpoints import FINISHED_RUN
+    from hftl.checkpoints import FINISHED_RUN, atomic_save_tensors
     from hftl.errors import ConfigError
 
     run, out = Path(run_dir), Path(output_dir)
@@ -255,8 +253,7 @@ def mix_run(run_dir, alpha: float, output_dir) -> Path:
     for path in run.iterdir():
         if path.is_file() and path.name not in _NOT_COPIED and path.suffix != ".png":
             shutil.copy2(path, out / path.name)
-    save_file({k: mixed[k].contiguous() for k in keys}, str(out / "model.safetensors"),
-              metadata={"format": "pt"})  # fmt: skip
+    atomic_save_tensors({k: mixed[k] for k in keys}, out / "model.safetensors")
     settings.update(alpha=alpha, sweep=[], mixed_from=str(run.resolve()), evaluated=False)
     (out / FINISHED_RUN).write_text(json.dumps(info, indent=2))
     return out
