@@ -655,7 +655,6 @@ def convert_mnist(zipped: zipfile.ZipFile, target: Path) -> dict:
     """5,000 MNIST digits (28x28 grey) as PNG image folders train/validation/test, one sub-folder
     per digit, split 80/10/10 stratified with a fixed seed."""
     import numpy as np
-    from PIL import Image
 
     try:
         table = np.loadtxt(
@@ -664,18 +663,24 @@ def convert_mnist(zipped: zipfile.ZipFile, target: Path) -> dict:
     except KeyError:
         raise AssetError(f"{MNIST_MEMBER} is missing from {zipped.filename}") from None
     pixels, labels = table[:, :-1].astype(np.uint8).reshape(-1, 28, 28), table[:, -1].astype(int)
-    items = list(range(len(labels)))
-    splits = stratified_splits(items, key=lambda i: int(labels[i]))
+    names = [str(d) for d in range(10)]
+    return write_grey_image_folders(pixels, labels, range(len(labels)), names, target, digits=4)
+
+
+def write_grey_image_folders(pixels, labels, items, names, target: Path, digits: int) -> dict:
+    """Images ``pixels[i]`` (grey, uint8) for ``i`` in ``items`` as PNG folders
+    train/validation/test/<names[label]>/<i>.png (``i`` zero-padded to ``digits``), split 80/10/10
+    stratified with a fixed seed; the asset's metadata."""
+    from PIL import Image
+
+    splits = stratified_splits(list(items), key=lambda i: int(labels[i]))
     for split, indices in splits.items():
         for i in indices:
-            folder = target / split / str(labels[i])
+            folder = target / split / names[labels[i]]
             folder.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(pixels[i], mode="L").save(folder / f"{i:04d}.png")
-    return {
-        "kind": "dataset",
-        "labels": [str(d) for d in range(10)],
-        "splits": {k: len(v) for k, v in splits.items()},
-    }
+            Image.fromarray(pixels[i], mode="L").save(folder / f"{i:0{digits}d}.png")
+    return {"kind": "dataset", "labels": list(names),
+            "splits": {k: len(v) for k, v in splits.items()}}  # fmt: skip
 
 
 FASHION_MNIST_DIR = "usr/share/datasets/fashion-mnist/"
@@ -704,8 +709,6 @@ def convert_fashion_mnist(archive: Archive, target: Path) -> dict:
     """The first 500 images of each class of Fashion-MNIST's training file (28x28 grey, 5,000 in
     all, the size of the ``mnist`` asset) as PNG image folders train/validation/test, one
     sub-folder per class, split 80/10/10 stratified with a fixed seed."""
-    from PIL import Image
-
     pixels = _idx(archive, "train-images-idx3-ubyte.gz")
     labels = _idx(archive, "train-labels-idx1-ubyte.gz").astype(int)
     if len(pixels) != len(labels):
@@ -715,17 +718,7 @@ def convert_fashion_mnist(archive: Archive, target: Path) -> dict:
         if per_class[label] < 500:
             items.append(i)
             per_class[label] += 1
-    splits = stratified_splits(items, key=lambda i: int(labels[i]))
-    for split, indices in splits.items():
-        for i in indices:
-            folder = target / split / FASHION_MNIST_LABELS[labels[i]]
-            folder.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(pixels[i], mode="L").save(folder / f"{i:05d}.png")
-    return {
-        "kind": "dataset",
-        "labels": list(FASHION_MNIST_LABELS),
-        "splits": {k: len(v) for k, v in splits.items()},
-    }
+    return write_grey_image_folders(pixels, labels, items, FASHION_MNIST_LABELS, target, digits=5)
 
 
 TEXTILE_DIR = "conformal_clip_data/data/textile_images/simulated/"
