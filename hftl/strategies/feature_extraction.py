@@ -50,6 +50,18 @@ class FeatureExtractionArguments:
     )
 
 
+def fitted_probe(training: dict) -> str:
+    """``(C = ..., chosen by k-fold cross-validation, CV accuracy ...)`` for the card, from the
+    run's linear probe record; empty where the run fitted none."""
+    probe = (training.get("feature_cache") or {}).get("linear_probe")
+    if not probe:
+        return ""
+    return (
+        f"(C = {probe['C']:g}, chosen by {probe['folds']}-fold cross-validation, CV accuracy "
+        f"{probe['cv_accuracy']:.3f})"
+    )
+
+
 class FeatureExtraction(Strategy):
     name = "feature_extraction"
     summary = "the backbone is frozen, only the new head trains (features cached)"
@@ -73,13 +85,11 @@ class FeatureExtraction(Strategy):
         return num_blocks + 1
 
     def describe(self, training, lr_note):
-        probe = (training.get("feature_cache") or {}).get("linear_probe")
+        probe = fitted_probe(training)
         if probe:
             return (
                 "Feature extraction with a linear probe: the pretrained backbone stayed frozen; a "
-                f"logistic regression on its features (C = {probe['C']:g}, chosen by "
-                f"{probe['folds']}-fold cross-validation, CV accuracy {probe['cv_accuracy']:.3f}) "
-                "became the classifier."
+                f"logistic regression on its features {probe} became the classifier."
             )
         return (
             "Feature extraction: the pretrained backbone stayed frozen; only a new classification "

@@ -11,6 +11,7 @@ fine-tuning. The head already fits, so a ``head_lr_multiplier`` above 1 works ag
 """
 
 from hftl.strategies.base import Strategy
+from hftl.strategies.feature_extraction import fitted_probe
 
 
 class LinearProbeThenFinetune(Strategy):
@@ -25,14 +26,9 @@ class LinearProbeThenFinetune(Strategy):
         return 0
 
     def describe(self, training, lr_note):
-        probe = (training.get("feature_cache") or {}).get("linear_probe") or {}
-        fitted = ""
-        if probe:
-            fitted = (
-                f" (C = {probe['C']:g}, chosen by {probe['folds']}-fold cross-validation, CV "
-                f"accuracy {probe['cv_accuracy']:.3f})"
-            )
+        probe = fitted_probe(training)
         return (
             "LP-FT: the new head was first fitted by a logistic regression on the pretrained "
-            f"backbone's features{fitted}, then every layer was fine-tuned from it.{lr_note}"
+            f"backbone's features{' ' + probe if probe else ''}, then every layer was fine-tuned "
+            f"from it.{lr_note}"
         )
