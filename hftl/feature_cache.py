@@ -536,18 +536,47 @@ def write_probe(model: nn.Module, split: Split, features, labels, info: dict, se
     return record
 
 
+def starting_features(model: nn.Module, args, dataset, *, data_collator=None,
+                      processing_class=None) -> tuple[FeatureDataset, Split, dict]:  # fmt: skip
+    """The starting backbone's features of ``dataset``, cached as ``feature_extraction`` caches
+    them with these arguments (same key, so a following run reuses them; under random
+    augmentation one seeded view): (the features, the model's split, the record: examples,
+    seconds, reused). For LP-FT's probe and ``hftl advise``.
+
+    A model whose backbone end hftl does not know raises ``ValueError``.
+    """
+    from hftl.fast import wants_channels_last
+
+    split = split_for(model)
+    if split is None:
+        raise ValueError(
+            f"hftl does not know where the backbone of {type(model).__name__} ends, so it "
+            "cannot compute its features"
+        )
+    channels_last = wants_channels_last(model, args.channels_last)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    info = {"used": True, "examples": 0, "seconds": 0.0, "reused": 0, "views": 1}
+    random_view = is_random(dataset)
+    with _seeded(args.seed * 7919) if random_view else nullcontext():
+        features = _extract_cached(
+            model, split, dataset, data_collator, processing_class, args, channels_last, info,
+            view="probe view" if random_view else None,
+        )  # fmt: skip
+    return features, split, info
+
+
 def probe_head(model: nn.Module, args, train_dataset, *, data_collator=None,
                processing_class=None) -> dict:  # fmt: skip
     """The first step of ``strategy: lp_ft``: the starting backbone's features of the training
-    set (cached like feature extraction's; under random augmentation one seeded view), a
-    logistic regression fitted on them and written into ``model``'s head, in place. Returns the
-    record for ``run_info.json`` (``linear_probe``: C, CV accuracy, folds, seconds).
+    set (:func:`starting_features`), a logistic regression fitted on them and written into
+    ``model``'s head, in place. Returns the record for ``run_info.json`` (``linear_probe``: C,
+    CV accuracy, folds, seconds).
 
     A model whose head is not linear on the features it reads (BERT's pooler, DistilBERT's
     pre-classifier, RoBERTa's dense layer) is a one-line ``ConfigError``.
     """
     from hftl.errors import ConfigError
-    from hftl.fast import wants_channels_last
 
     split = split_for(model)
     if split is None or not split.takes_linear_probe:
@@ -557,16 +586,9 @@ def probe_head(model: nn.Module, args, train_dataset, *, data_collator=None,
             "with a linear head (timm, ViT, ResNet, ConvNeXt, speech models, hftl's pooled text "
             "head: --pooling mean) or strategy full"
         )
-    channels_last = wants_channels_last(model, args.channels_last)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
-    info = {"used": True, "examples": 0, "seconds": 0.0, "reused": 0, "views": 1}
-    random_view = is_random(train_dataset)
-    with _seeded(args.seed * 7919) if random_view else nullcontext():
-        train = _extract_cached(
-            model, split, train_dataset, data_collator, processing_class, args, channels_last,
-            info, view="probe view" if random_view else None,
-        )  # fmt: skip
+    train, split, info = starting_features(
+        model, args, train_dataset, data_collator=data_collator, processing_class=processing_class
+    )
     write_probe(model, split, train.features, train.labels, info, seed=args.seed)
     return info
 

@@ -64,6 +64,33 @@ def load_classifier(model_args, task, labels: list[str], task_args=None) -> nn.M
     return model
 
 
+def load_source_classifier(model_args, task, task_args=None) -> nn.Module | None:
+    """The checkpoint as the classifier it was trained as (its *source* head: ImageNet's 1,000
+    classes, a fine-tuned sentiment head), in eval mode; None where the checkpoint has no head of
+    its own for the task's model (a bare encoder, a feature extractor), or under
+    ``from_scratch``. ``hftl advise`` reads LEEP and NCE from it."""
+    from hftl.layers import build_layer_map
+    from hftl.tasks import task_of
+
+    if getattr(model_args, "from_scratch", False):
+        return None
+    path, config = read_config(model_args)
+    common = {
+        "revision": model_args.revision,
+        "cache_dir": model_args.cache_dir,
+        "trust_remote_code": model_args.trust_remote_code,
+        "token": getattr(model_args, "token", None),
+    }
+    with _as_config_error(model_args.model_name_or_path, path, "weights"):
+        model, loading = task_of(task).load_model(path, config, task_args, **common)
+    layer_map = build_layer_map(model)
+    head = set(layer_map.names_at(layer_map.head_depth))
+    missing = set((loading or {}).get("missing_keys") or ())
+    if (loading or {}).get("mismatched_keys") or head & missing:
+        return None
+    return model.eval()
+
+
 def describe_loading(model: nn.Module, loading: dict, name: str) -> str:
     """One line on what the checkpoint gave the model (transformers' load report, which goes to
     train.log, in hftl's words), e.g. ``new 10-class head (classifier); the checkpoint's
