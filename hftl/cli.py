@@ -6,6 +6,7 @@ hftl assets [--list]
 hftl card OUTPUT_DIR [--repo_id ORG/NAME]
 hftl push OUTPUT_DIR --repo_id ORG/NAME [--private] [--revision BRANCH] [--commit_message MSG]
 hftl wise-ft OUTPUT_DIR --alpha A --output_dir NEW
+hftl advise --train_dir DIR [--models A B C] [--write_config advised.yaml] [--json advice.json]
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from hftl.config import ModelArguments, TransferTrainingArguments, parse_config
 from hftl.errors import ConfigError, run_main
@@ -175,7 +177,47 @@ def wise_ft_command(argv: list[str]) -> int:
     return 0
 
 
+def advise_command(argv: list[str]) -> int:
+    """Score pretrained models on your data (LogME, LEEP, NCE, a probe) and advise a model, a
+    strategy and starting values; the recipes' data flags."""
+    import json
+
+    from hftl.advise import AdviseArguments, advise, format_advice, write_config
+    from hftl.data import DataArguments
+    from hftl.models import task_of_checkpoint
+    from hftl.tasks import TASKS, task_of
+
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--task")
+    pre.add_argument("--models", nargs="+")
+    known, _ = pre.parse_known_args(argv)
+    if known.task is not None:
+        if known.task not in TASKS:
+            raise ConfigError(f"--task {known.task}: {TASKS.unknown(known.task)}")
+        task = task_of(known.task)
+    elif known.models:
+        task = task_of_checkpoint(ModelArguments(known.models[0]))
+    elif any(a in ("-h", "--help") for a in argv):
+        task = None
+    else:
+        raise ConfigError(
+            f"give --task ({', '.join(TASKS.names())}) or --models (the task is the first one's)"
+        )
+    classes = (AdviseArguments, DataArguments) + ((task.arguments,) if task else ())
+    advise_args, data_args, *task_args = parse_config(classes, argv, prog="hftl advise")
+    advice = advise(task, data_args, task_args[0] if task_args else None, advise_args)
+    print(format_advice(advice))
+    if advise_args.write_config:
+        path = write_config(advice, advise_args.write_config, advise_args.output_dir)
+        print(f"\nconfig: {path}; run it with python recipes/{task.recipe} --config {path}")
+    if advise_args.json:
+        Path(advise_args.json).write_text(json.dumps(advice.to_dict(), indent=2) + "\n")
+        print(f"json: {advise_args.json}")
+    return 0
+
+
 COMMANDS = {
+    "advise": advise_command,
     "groups": groups_command,
     "assets": assets_command,
     "card": card_command,

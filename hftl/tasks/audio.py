@@ -105,6 +105,15 @@ class AudioClassification(Task):
     example_input = "clip.wav"
     card_tags = ("audio",)
     tiny_kinds = ("wav2vec2", "whisper", "ast")
+    recipe = "audio_classification.py"
+    advise_models = (
+        "facebook/wav2vec2-base",
+        "ntu-spml/distilhubert",
+        "openai/whisper-tiny",
+        "MIT/ast-finetuned-audioset-10-10-0.4593",
+    )
+    learning_rate = 1e-4
+    lora_lr_multiplier = 10.0
 
     @property
     def folder_extensions(self) -> frozenset[str]:

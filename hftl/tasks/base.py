@@ -40,6 +40,14 @@ class Task:
         card_tags: Hub tags the card adds for the task (beyond its pipeline tag).
         recipe_defaults: ``TrainingArguments`` defaults of the task's recipe.
         tiny_kinds: the tiny random models of :mod:`hftl.testing` that belong to this task.
+        recipe: the recipe in ``recipes/`` that runs the task (what ``hftl advise`` names).
+        advise_models: the checkpoints ``hftl advise`` scores when ``--models`` is not given (Hub
+            ids: a short list across sizes and families).
+        learning_rate: the base learning rate of fine-tuning the task's usual models (what
+            ``hftl advise`` starts from; the strategies' multipliers are
+            :data:`hftl.advise.LR_MULTIPLIERS`).
+        lora_lr_multiplier: LoRA's learning rate over ``learning_rate`` (measured in
+            docs/transfer_study.md: higher multipliers diverged on EfficientNet).
     """
 
     name: str = ""
@@ -55,6 +63,10 @@ class Task:
     card_tags: tuple[str, ...] = ()
     recipe_defaults: dict = {}
     tiny_kinds: tuple[str, ...] = ()
+    recipe: str = ""
+    advise_models: tuple[str, ...] = ()
+    learning_rate: float = 5e-5
+    lora_lr_multiplier: float = 10.0
 
     @property
     def pipeline_tag(self) -> str:

@@ -57,6 +57,15 @@ class ImageClassification(Task):
     folder_builder = "imagefolder"
     example_input = "path/or/url/to/image.jpg"
     tiny_kinds = ("vit", "deit", "swin", "resnet", "timm-resnet", "timm-vit")
+    recipe = "image_classification.py"
+    advise_models = (
+        "timm/efficientnet_b0.ra_in1k",
+        "timm/convnext_tiny.fb_in22k_ft_in1k",
+        "google/vit-base-patch16-224",
+        "microsoft/resnet-50",
+    )
+    learning_rate = 1e-3
+    lora_lr_multiplier = 5.0  # 20x (2e-2) diverged on EfficientNet-Lite0 (transfer study)
 
     @property
     def folder_extensions(self) -> frozenset[str]:

@@ -138,6 +138,15 @@ class TextClassification(Task):
     # (docs/benchmarks.md). A config or flag may set it back to "random".
     recipe_defaults = {"train_sampling_strategy": "group_by_length"}
     tiny_kinds = ("bert", "roberta", "distilbert", "bert-mean")
+    recipe = "sentiment.py"
+    advise_models = (
+        "sentence-transformers/all-MiniLM-L6-v2",
+        "distilbert/distilbert-base-uncased",
+        "google-bert/bert-base-uncased",
+        "FacebookAI/roberta-base",
+    )
+    learning_rate = 5e-5
+    lora_lr_multiplier = 20.0
 
     def builds(self, model_type):
         return model_type in self.model_types or model_type == PooledTextConfig.model_type
