@@ -123,12 +123,12 @@ def load_recipe(name: str):
     return load_script(ROOT / "recipes" / f"{name}.py")
 
 
-def image_model_at(size: int, workdir: Path) -> str:
-    """A copy of the EfficientNet-Lite0 asset whose preprocessing config says ``size`` pixels."""
+def image_model_at(size: int, workdir: Path, asset: str = "efficientnet-lite0") -> str:
+    """A copy of an image model asset whose preprocessing config says ``size`` pixels."""
     from hftl.assets import fetch
 
-    source = fetch("efficientnet-lite0")
-    target = workdir / f"efficientnet-lite0-{size}px"
+    source = fetch(asset)
+    target = workdir / f"{asset}-{size}px"
     if not target.exists():
         shutil.copytree(source, target)
         config = json.loads((target / "config.json").read_text())
