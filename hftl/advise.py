@@ -189,9 +189,9 @@ def recommend(profile: DataProfile, scores: list[ModelScore], task) -> Recommend
             strategy = "lora"
             reasons["strategy"] = (
                 f"{per_class:.0f} examples per class (< {FEW_PER_CLASS}) and features that do not "
-                f"fit yet ({fit}): adapters move the backbone without its "
-                f"{best.parameters / 1e6:.1f}M weights (in docs/transfer_study.md LoRA was the "
-                "best arm or within 0.3 points of it at 50-1,000 examples)"
+                f"fit yet ({fit}): adapters adjust the backbone while its "
+                f"{best.parameters / 1e6:.1f}M weights stay as they are (in docs/transfer_study.md "
+                "LoRA was the best arm or within 0.3 points of it at 50-1,000 examples)"
             )
         else:
             strategy = "partial"
