@@ -504,3 +504,21 @@ def test_unreadable_image_is_named_before_training(image_setup, tmp_path):
              "--output_dir", str(tmp_path / "out"), "--max_steps", "1", *QUIET]
         )  # fmt: skip
     assert not (tmp_path / "out" / "model.safetensors").exists()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["recipes/sentiment.py"], ["recipes/image_classification.py"],
+     ["recipes/audio_classification.py"], ["-m", "hftl.cli", "advise"],
+     ["-m", "hftl.cli", "advise", "--task", "text-classification"]],
+)  # fmt: skip
+def test_help_prints_every_option(argv):
+    """--help formats every option's help (argparse %-formats them: a bare % broke it once)."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, *argv, "--help"], cwd=root, capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-500:]
+    assert "--validation_split_percentage" in done.stdout and "Traceback" not in done.stderr
