@@ -36,6 +36,7 @@ from transformers import TrainerCallback
 
 from hftl.errors import ConfigError, first_line, shown
 from hftl.feature_cache import unwrap
+from hftl.logs import TRAIN_LOG
 
 logger = logging.getLogger(__name__)
 
@@ -471,7 +472,8 @@ def prepare_output_dir(args) -> str | None:
     return the checkpoint to resume from (None: start at step 0).
 
     * a directory holding a finished run (``run_info.json``): refused, unless
-      ``--overwrite_output_dir`` (then its checkpoints and that file are removed first);
+      ``--overwrite_output_dir`` (then its checkpoints, that file and its train.log are removed
+      first);
     * ``--resume_from_checkpoint``: as given (checked by ``TransferTrainer.train``);
     * otherwise its last complete checkpoint, said in a log line (incomplete ones are skipped);
     * model files without a checkpoint and without a run of hftl's that started there: refused.
@@ -490,7 +492,9 @@ def prepare_output_dir(args) -> str | None:
                 f"--overwrite_output_dir removes the checkpoints in {output}, and "
                 f"--resume_from_checkpoint {resume} reads one of them; give only one of the two"
             )
-        _remove_checkpoints(args, list_checkpoints(output), also=output / FINISHED_RUN)
+        _remove_checkpoints(
+            args, list_checkpoints(output), also=(output / FINISHED_RUN, output / TRAIN_LOG)
+        )
         return resume
     if (output / FINISHED_RUN).is_file():
         raise ConfigError(
@@ -517,15 +521,16 @@ def prepare_output_dir(args) -> str | None:
     return None
 
 
-def _remove_checkpoints(args, checkpoints: list[Path], also: Path | None = None) -> None:
-    """--overwrite_output_dir: the main process removes an earlier run's checkpoints (and
-    ``also``), once every process has looked at the directory."""
+def _remove_checkpoints(args, checkpoints: list[Path], also: tuple[Path, ...] = ()) -> None:
+    """--overwrite_output_dir: the main process removes an earlier run's checkpoints (and the
+    files ``also``), once every process has looked at the directory."""
     PartialState().wait_for_everyone()
     if args.should_save:
         for path in checkpoints:
             shutil.rmtree(path)
-        if also is not None and also.exists():
-            also.unlink()
+        for path in also:
+            if path.exists():
+                path.unlink()
         if checkpoints:
             logger.info("--overwrite_output_dir: removed %d earlier checkpoints", len(checkpoints))
     PartialState().wait_for_everyone()

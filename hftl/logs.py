@@ -17,6 +17,7 @@ from transformers.trainer_callback import ProgressCallback
 BOOKKEEPING_BARS = frozenset({"Loading weights", "Writing model shards"})
 # The training logs (loss, learning rate, evaluation) as train.log lines; no console handler.
 PROGRESS_LOGGER = "hftl.progress"
+TRAIN_LOG = "train.log"  # a run's log in its output directory (appended to when it resumes)
 
 
 def _without_bookkeeping_bars(factory, args, kwargs):
@@ -97,7 +98,7 @@ class RunLog:
     def __init__(self, output_dir: str | Path):
         path = Path(output_dir)
         path.mkdir(parents=True, exist_ok=True)
-        self.path = path / "train.log"
+        self.path = path / TRAIN_LOG
         self.handler = logging.FileHandler(self.path)
         self.handler.setFormatter(
             logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
