@@ -74,7 +74,9 @@ class DataArguments:
     )
     validation_split_percentage: float = field(
         default=10,
-        metadata={"help": "Without a validation split: the percentage of train held out (stratified)."},
+        metadata={
+            "help": "Without a validation split: the percentage of train held out (stratified)."
+        },
     )
     max_train_samples: int | None = field(
         default=None, metadata={"help": "Truncate train (debugging)."}
