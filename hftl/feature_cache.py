@@ -328,8 +328,6 @@ def cache_features(model: nn.Module, args, train_dataset, eval_dataset=None, *,
 
     ``eval_dataset`` may be one dataset or a dict of them, as for ``Trainer``.
     """
-    from hftl.fast import wants_channels_last
-
     split = split_for(model)
     if args.linear_probe and (split is None or not split.takes_linear_probe):
         raise ValueError(
@@ -343,9 +341,7 @@ def cache_features(model: nn.Module, args, train_dataset, eval_dataset=None, *,
             type(model).__name__,
         )
         return None
-    channels_last = wants_channels_last(model, args.channels_last)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
+    channels_last = _channels_last(model, args)
     info = {"used": True, "examples": 0, "seconds": 0.0, "train_seconds": 0.0, "reused": 0,
             "linear_probe": None}  # fmt: skip
     done: dict[int, FeatureDataset] = {}
@@ -381,6 +377,16 @@ def cache_features(model: nn.Module, args, train_dataset, eval_dataset=None, *,
         info=info,
         extractor=features_of,
     )
+
+
+def _channels_last(model: nn.Module, args) -> bool:
+    """Whether the backbone runs channels-last (``--channels_last``; the model is converted)."""
+    from hftl.fast import wants_channels_last
+
+    channels_last = wants_channels_last(model, args.channels_last)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    return channels_last
 
 
 def transform_of(dataset):
@@ -545,17 +551,13 @@ def starting_features(model: nn.Module, args, dataset, *, data_collator=None,
 
     A model whose backbone end hftl does not know raises ``ValueError``.
     """
-    from hftl.fast import wants_channels_last
-
     split = split_for(model)
     if split is None:
         raise ValueError(
             f"hftl does not know where the backbone of {type(model).__name__} ends, so it "
             "cannot compute its features"
         )
-    channels_last = wants_channels_last(model, args.channels_last)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
+    channels_last = _channels_last(model, args)
     info = {"used": True, "examples": 0, "seconds": 0.0, "reused": 0, "views": 1}
     random_view = is_random(dataset)
     with _seeded(args.seed * 7919) if random_view else nullcontext():

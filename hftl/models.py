@@ -33,12 +33,7 @@ def load_classifier(model_args, task, labels: list[str], task_args=None) -> nn.M
         id2label=dict(enumerate(labels)),
         label2id={label: i for i, label in enumerate(labels)},
     )
-    common = {
-        "revision": model_args.revision,
-        "cache_dir": model_args.cache_dir,
-        "trust_remote_code": model_args.trust_remote_code,
-        "token": getattr(model_args, "token", None),
-    }
+    common = hub_options(model_args)
     if getattr(config, "model_type", None) == "timm_wrapper":
         config.label_names = list(labels)
     task = task_of(task)
@@ -64,6 +59,16 @@ def load_classifier(model_args, task, labels: list[str], task_args=None) -> nn.M
     return model
 
 
+def hub_options(model_args) -> dict:
+    """The ``from_pretrained`` options every load of ``model_args``' checkpoint passes."""
+    return {
+        "revision": model_args.revision,
+        "cache_dir": model_args.cache_dir,
+        "trust_remote_code": model_args.trust_remote_code,
+        "token": getattr(model_args, "token", None),
+    }
+
+
 def load_source_classifier(model_args, task, task_args=None) -> nn.Module | None:
     """The checkpoint as the classifier it was trained as (its *source* head: ImageNet's 1,000
     classes, a fine-tuned sentiment head), in eval mode; None where the checkpoint has no head of
@@ -75,14 +80,10 @@ def load_source_classifier(model_args, task, task_args=None) -> nn.Module | None
     if getattr(model_args, "from_scratch", False):
         return None
     path, config = read_config(model_args)
-    common = {
-        "revision": model_args.revision,
-        "cache_dir": model_args.cache_dir,
-        "trust_remote_code": model_args.trust_remote_code,
-        "token": getattr(model_args, "token", None),
-    }
     with _as_config_error(model_args.model_name_or_path, path, "weights"):
-        model, loading = task_of(task).load_model(path, config, task_args, **common)
+        model, loading = task_of(task).load_model(
+            path, config, task_args, **hub_options(model_args)
+        )
     layer_map = build_layer_map(model)
     head = set(layer_map.names_at(layer_map.head_depth))
     missing = set((loading or {}).get("missing_keys") or ())

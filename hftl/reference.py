@@ -176,7 +176,7 @@ def load_reference(reference_args: ReferenceArguments, model_args, task, task_ar
     import copy
 
     from hftl.data import load_classification_data
-    from hftl.models import describe_loading, read_config
+    from hftl.models import describe_loading, hub_options, read_config
 
     if not reference_args.given:
         if reference_args.reference_model_name_or_path:
@@ -215,9 +215,7 @@ def load_reference(reference_args: ReferenceArguments, model_args, task, task_ar
         )
     raw = raw.align_labels_with_mapping({label: known.index(label) for label in known},
                                         columns.label)  # fmt: skip
-    common = {"revision": model_args.revision, "cache_dir": model_args.cache_dir,
-              "trust_remote_code": model_args.trust_remote_code, "token": model_args.token}  # fmt: skip
-    model, loading = task.load_model(path, config, task_args, **common)
+    model, loading = task.load_model(path, config, task_args, **hub_options(model_args))
     logger.info("reference model: %s", describe_loading(model, loading, name))
     data = task.prepare(raw, processor, columns, task_args, training_args)
     return Reference(model, known, data.train, data.eval, data.collator, name)
