@@ -87,18 +87,21 @@ def advise_on(task_kind: str, flags: list[str], models: list[str], *, controls=(
     return advise(task, data_args, task_args, advise_args, controls=tuple(controls)).to_dict()
 
 
-def fine_tune(task_kind: str, model: str, flags: list[str], workdir: Path, seed: int,
-              scratch: bool = False) -> float:  # fmt: skip
+def run_recipe(task_kind: str, flags: list[str], workdir: Path, seed: int) -> float:
+    """One run of the task's recipe with ``flags`` (and the study's shared ones): its test
+    accuracy; its output directory is removed after."""
     recipe = study.load_recipe(RECIPES[task_kind])
-    tuning = IMAGE_TUNING if task_kind == "image" else TEXT_TUNING
-    report, _ = recipe.main([
-        "--model_name_or_path", model, *flags, *tuning, "--from_scratch", str(scratch).lower(),
-        "--weight_decay", "0.01", "--seed", str(seed), "--output_dir", str(workdir / "run"),
-        "--overwrite_output_dir", "true", "--save_strategy", "no", "--logging_strategy", "no",
-        "--report_to", "none", "--disable_tqdm", "true", "--per_device_eval_batch_size", "64",
-    ])  # fmt: skip
+    report, _ = recipe.main([*flags, "--weight_decay", "0.01", "--per_device_eval_batch_size", "64",
+                             *study.quiet_run(seed, workdir / "run")])  # fmt: skip
     shutil.rmtree(workdir / "run", ignore_errors=True)
     return round(report["accuracy"], 4)
+
+
+def fine_tune(task_kind: str, model: str, flags: list[str], workdir: Path, seed: int,
+              scratch: bool = False) -> float:  # fmt: skip
+    tuning = IMAGE_TUNING if task_kind == "image" else TEXT_TUNING
+    argv = ["--model_name_or_path", model, *flags, *tuning, "--from_scratch", str(scratch).lower()]
+    return run_recipe(task_kind, argv, workdir, seed)
 
 
 def ranking_part(args, workdir: Path) -> list[dict]:
@@ -170,7 +173,6 @@ def heldout_part(args, workdir: Path) -> list[dict]:
     """The advised strategy against the arms run here, on datasets outside the transfer study."""
     spec = study.TASKS["image"]
     model = study.image_model_at(args.image_size, workdir)
-    recipe = study.load_recipe(RECIPES["image"])
     rows = []
     for name, sizes in list(HELDOUT.items())[: 1 if args.quick else None]:
         _, flags = DATASETS[name]
@@ -178,17 +180,13 @@ def heldout_part(args, workdir: Path) -> list[dict]:
             data = [*flags, "--max_train_samples", str(size), "--augmentation", "false"]
             advice = advise_on("image", data, [model], seed=args.seed)
             epochs = study.epochs_for(size, spec["batch_size"], args.heldout_steps)
-            accuracy = {}
-            for arm in HELDOUT_ARMS:
-                report, _ = recipe.main([
+            accuracy = {
+                arm: run_recipe("image", [
                     "--model_name_or_path", model, *data, *study.arm_flags(arm, spec, args.heldout_steps),
                     "--num_train_epochs", str(epochs), "--per_device_train_batch_size", str(spec["batch_size"]),
-                    "--per_device_eval_batch_size", "64", "--weight_decay", "0.01", "--seed", str(args.seed),
-                    "--output_dir", str(workdir / "run"), "--overwrite_output_dir", "true", "--save_strategy", "no",
-                    "--logging_strategy", "no", "--report_to", "none", "--disable_tqdm", "true",
-                ])  # fmt: skip
-                accuracy[arm] = round(report["accuracy"], 4)
-                shutil.rmtree(workdir / "run", ignore_errors=True)
+                ], workdir, args.seed)
+                for arm in HELDOUT_ARMS
+            }  # fmt: skip
             advised = advice["recommendation"]["strategy"]
             arm = STRATEGY_ARMS.get(advised)
             best = max(accuracy, key=accuracy.get)

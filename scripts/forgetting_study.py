@@ -56,8 +56,11 @@ from pathlib import Path
 import torch
 
 from hftl.outputs import describe_hardware
+from hftl.testing import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
+study = load_script(ROOT / "scripts" / "transfer_study.py")  # its model copies and run flags
+quiet_run = study.quiet_run
 OOD_SETS = ("amazon", "tweets", "nyt")
 TEXT_METHODS = {
     "full": ["--strategy", "full", "--head_lr_multiplier", "10"],
@@ -80,15 +83,6 @@ def text_flags(method: str, seed: int, size: int, epochs: float, output_dir: Pat
         "--per_device_train_batch_size", "16", "--per_device_eval_batch_size", "64",
         "--guards", "wise_ft", "--wise_ft_alpha", "1", "--feature_cache_dir", "memory",
         *quiet_run(seed, output_dir),
-    ]  # fmt: skip
-
-
-def quiet_run(seed: int, output_dir: Path) -> list[str]:
-    """The flags every run of the study shares: its seed and directory, no checkpoints, no logs."""
-    return [
-        "--seed", str(seed), "--output_dir", str(output_dir), "--overwrite_output_dir", "true",
-        "--save_strategy", "no", "--logging_strategy", "no", "--report_to", "none",
-        "--disable_tqdm", "true",
     ]  # fmt: skip
 
 
@@ -315,10 +309,7 @@ def image_flags(model: str, train: str, test: str, size: int, epochs: float, see
 
 
 def run_images(args, out: Path) -> list[dict]:
-    from hftl.testing import load_script
-
     recipe = load_script(ROOT / "recipes" / "image_classification.py")
-    study = load_script(ROOT / "scripts" / "transfer_study.py")
     workdir = Path(tempfile.mkdtemp(prefix="hftl-forgetting-"))
     rows = []
     try:

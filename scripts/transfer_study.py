@@ -117,6 +117,15 @@ def epochs_for(size: int, batch_size: int, steps: int, max_epochs: int = 30) -> 
     return max(2, min(max_epochs, math.ceil(steps * batch_size / size)))
 
 
+def quiet_run(seed: int, output_dir: Path) -> list[str]:
+    """The flags every run of a study shares: its seed and directory, no checkpoints, no logs."""
+    return [
+        "--seed", str(seed), "--output_dir", str(output_dir), "--overwrite_output_dir", "true",
+        "--save_strategy", "no", "--logging_strategy", "no", "--report_to", "none",
+        "--disable_tqdm", "true",
+    ]  # fmt: skip
+
+
 def load_recipe(name: str):
     from hftl.testing import load_script
 
@@ -195,8 +204,7 @@ def main(argv=None) -> list[dict]:
                         "--model_name_or_path", model, *task["data"], *arm_flags(arm, task, args.steps),
                         "--max_train_samples", str(size), "--num_train_epochs", str(epochs),
                         "--per_device_train_batch_size", str(task["batch_size"]), "--per_device_eval_batch_size", "64",
-                        "--weight_decay", "0.01", "--seed", str(seed), "--output_dir", str(workdir / "run"), "--overwrite_output_dir", "true",
-                        "--save_strategy", "no", "--logging_strategy", "no", "--report_to", "none", "--disable_tqdm", "true",
+                        "--weight_decay", "0.01", *quiet_run(seed, workdir / "run"),
                     ]  # fmt: skip
                     run_start = time.perf_counter()
                     report, _ = recipe.main(flags)
