@@ -18,6 +18,9 @@ from pathlib import Path
 import jinja2
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from hftl.families import family_for_type
+from hftl.guards import GUARDS
+from hftl.strategies import STRATEGIES
 from hftl.tasks import TASKS
 
 logger = logging.getLogger(__name__)
@@ -80,12 +83,10 @@ def card_data(run: dict, model_name: str, license: str | None = None) -> ModelCa
         EvalResult(metric_type="f1", metric_value=round(report["f1"], 4), metric_name="Macro F1",
                    metric_args={"average": "macro"}, **common),
     ]  # fmt: skip
-    timm = info.get("model_type") == "timm_wrapper"
     tags = ["hftl", "transfer-learning", f"strategy-{info['training']['strategy']}", task]
     if task in TASKS:
         tags += TASKS.get(task).card_tags
-    if timm:
-        tags.append("timm")
+    tags += family_for_type(info.get("model_type")).card_tags
     if info.get("custom_code"):
         tags.append("custom_code")  # the Hub's tag for a model that loads with its own code
     if info["base_model"].get("from_scratch"):
@@ -106,8 +107,6 @@ def card_data(run: dict, model_name: str, license: str | None = None) -> ModelCa
 def strategy_sentence(info: dict) -> str:
     """What the strategy (and the guards) did, in sentences a reader of the card understands;
     each registered strategy and guard words its own."""
-    from hftl.guards import GUARDS
-    from hftl.strategies import STRATEGIES
 
     t = info["training"]
     llrd = ""
@@ -196,7 +195,7 @@ def render_card(output_dir: str | Path, repo_id: str | None = None, *, license: 
         strategy_sentence=strategy_sentence(info),
         base_link=f"https://huggingface.co/{base['hub_id']}" if base.get("hub_id") else None,
         images=images or {"confusion_matrix": None, "training_curves": None},
-        timm=info.get("model_type") == "timm_wrapper",
+        family=family_for_type(info.get("model_type")).card_context(info),
         data_label=_dataset_label(info["data"]),
         adapter=run["adapter"],
         adapter_base=run.get("adapter_base"),

@@ -1,7 +1,6 @@
-"""Checkpoints and the output directory: weights come back exactly, a half-written checkpoint is
-never read back, and a finished run is never overwritten by accident.
+"""Checkpoints: weights come back exactly, and a half-written checkpoint is never read back.
 
-Three guarantees, each with one home here:
+Two guarantees, each with one home here:
 
 * **Exact loading.** transformers 5 saves some architectures (ViT, DeiT, Swin, ...) under other
   tensor names than they have in memory, and ``Trainer`` reads checkpoints back (on resume and for
@@ -15,10 +14,8 @@ Three guarantees, each with one home here:
   ``hftl_checkpoint.json`` into it (atomically, after every process's files are on disk, listing
   each file and its size). A checkpoint without it was being written when the run stopped: it is
   skipped with a log line and never resumed from.
-* **The output directory.** :func:`prepare_output_dir` is the Hugging Face example scripts'
-  start-up rule, made safe: a directory that holds a finished run is refused unless
-  ``--overwrite_output_dir`` is given; one that holds checkpoints is resumed from its last
-  complete checkpoint.
+The output directory's rules (refuse a finished run, resume, replace) are
+:mod:`hftl.output_dir`'s.
 """
 
 from __future__ import annotations
@@ -36,71 +33,17 @@ from transformers import TrainerCallback
 
 from hftl.errors import ConfigError, first_line, shown
 from hftl.feature_cache import unwrap
-from hftl.logs import TRAIN_LOG
+from hftl.run_files import MODEL_FILES
+from hftl.storage import atomic_write_text, fsync_dir
 
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_MARKER = "hftl_checkpoint.json"
-FINISHED_RUN = "run_info.json"  # written last by a finished run (hftl.outputs.finish_run)
-RUN_STARTED = "run_config.yaml"  # written when a run starts (hftl.outputs.start_run)
-MODEL_FILES = (
-    "model.safetensors",
-    "model.safetensors.index.json",
-    "pytorch_model.bin",
-    "pytorch_model.bin.index.json",
-    "adapter_model.safetensors",
-    "adapter_model.bin",
-)
 _CHECKPOINT_NAME = re.compile(r"^checkpoint-(\d+)$")
 
 
 class CheckpointError(ConfigError):
     """A checkpoint that is incomplete, missing, or does not match the model."""
-
-
-# --------------------------------------------------------------------------------------------
-# Files
-# --------------------------------------------------------------------------------------------
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``path`` so that it is either absent, the old file, or the whole new text: a
-    temporary file in the same folder, flushed to disk, then renamed over ``path``."""
-    path = Path(path)
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(temporary, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-    _fsync_dir(path.parent)
-
-
-def atomic_save_tensors(tensors: dict, path: Path, metadata: dict | None = None) -> None:
-    """``tensors`` as the safetensors file ``path``, written as :func:`atomic_write_text` writes
-    text: absent, the old file, or the whole new one (tensors moved to the CPU, contiguous)."""
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    state = {name: t.detach().cpu().contiguous() for name, t in tensors.items()}
-    save_file(state, str(temporary), metadata={"format": "pt", **(metadata or {})})
-    os.replace(temporary, path)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        descriptor = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory descriptors
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(descriptor)
 
 
 def checkpoint_step(path: Path) -> int | None:
@@ -126,7 +69,7 @@ def mark_complete(path: Path, step: int) -> None:
         with open(file, "rb") as handle:
             os.fsync(handle.fileno())
         files[file.relative_to(path).as_posix()] = file.stat().st_size
-    _fsync_dir(path)
+    fsync_dir(path)
     atomic_write_text(
         path / CHECKPOINT_MARKER, json.dumps({"global_step": step, "files": files}, indent=1)
     )
@@ -137,7 +80,7 @@ def unmark(path: Path) -> None:
     marker = Path(path) / CHECKPOINT_MARKER
     if marker.exists():
         marker.unlink()
-        _fsync_dir(Path(path))
+        fsync_dir(Path(path))
 
 
 def checkpoint_problem(path) -> str | None:
@@ -439,89 +382,7 @@ class CheckpointCallback(TrainerCallback):
             )
 
 
-# --------------------------------------------------------------------------------------------
-# The output directory
-# --------------------------------------------------------------------------------------------
-
-
-def check_output_dir_writable(output_dir) -> None:
-    """Refuse an ``--output_dir`` that cannot be a writable directory, naming why."""
-    path = Path(output_dir).expanduser()
-    if path.exists() and not path.is_dir():
-        raise ConfigError(
-            f"--output_dir {output_dir}: this is a file, not a directory; choose another --output_dir"
-        )
-    existing = path
-    while not existing.exists():
-        if existing.parent == existing:
-            break
-        existing = existing.parent
-    if existing.exists() and not existing.is_dir():
-        raise ConfigError(
-            f"--output_dir {output_dir}: {existing} is a file, so no directory can be made below "
-            "it; choose another --output_dir"
-        )
-    if existing.exists() and not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(
-            f"--output_dir {output_dir}: {existing} is not writable; choose another --output_dir"
-        )
-
-
-def prepare_output_dir(args) -> str | None:
-    """Decide, before anything is written, what a run does with its output directory, and
-    return the checkpoint to resume from (None: start at step 0).
-
-    * a directory holding a finished run (``run_info.json``): refused, unless
-      ``--overwrite_output_dir`` (then its checkpoints, that file and its train.log are removed
-      first);
-    * ``--resume_from_checkpoint``: as given (checked by ``TransferTrainer.train``);
-    * otherwise its last complete checkpoint, said in a log line (incomplete ones are skipped);
-    * model files without a checkpoint and without a run of hftl's that started there: refused.
-
-    Every process decides from the same files; only the main process changes them.
-    """
-    output = Path(args.output_dir)
-    check_output_dir_writable(output)
-    resume = args.resume_from_checkpoint or None
-    overwrite = getattr(args, "overwrite_output_dir", False)
-    if not output.is_dir():
-        return resume
-    if overwrite:
-        if resume is not None and (resume in (True, "true", "True") or _inside(resume, output)):
-            raise ConfigError(
-                f"--overwrite_output_dir removes the checkpoints in {output}, and "
-                f"--resume_from_checkpoint {resume} reads one of them; give only one of the two"
-            )
-        _remove_checkpoints(
-            args, list_checkpoints(output), also=(output / FINISHED_RUN, output / TRAIN_LOG)
-        )
-        return resume
-    if (output / FINISHED_RUN).is_file():
-        raise ConfigError(
-            f"--output_dir {output} already holds a finished run ({FINISHED_RUN}, the model); "
-            "choose another --output_dir, or pass --overwrite_output_dir true to replace it"
-        )
-    if resume is not None:
-        return resume
-    last = last_complete_checkpoint(output)
-    if last is not None:
-        logger.info(
-            "resuming from %s, the last complete checkpoint in %s (--overwrite_output_dir true "
-            "starts over)",
-            last,
-            output,
-        )
-        return str(last)
-    found = [name for name in MODEL_FILES if (output / name).is_file()]
-    if found and not (output / RUN_STARTED).is_file():
-        raise ConfigError(
-            f"--output_dir {output} already holds a model ({found[0]}) that no hftl run there "
-            "wrote; choose another --output_dir, or pass --overwrite_output_dir true to replace it"
-        )
-    return None
-
-
-def _remove_checkpoints(args, checkpoints: list[Path], also: tuple[Path, ...] = ()) -> None:
+def remove_checkpoints(args, checkpoints: list[Path], also: tuple[Path, ...] = ()) -> None:
     """--overwrite_output_dir: the main process removes an earlier run's checkpoints (and the
     files ``also``), once every process has looked at the directory."""
     PartialState().wait_for_everyone()
@@ -543,14 +404,6 @@ def _global_step(checkpoint: Path) -> int:
     except (OSError, ValueError, KeyError, TypeError):
         step = checkpoint_step(checkpoint)
         return 0 if step is None else step
-
-
-def _inside(path, folder: Path) -> bool:
-    try:
-        Path(path).resolve().relative_to(folder.resolve())
-    except ValueError:
-        return False
-    return True
 
 
 def start_checkpoints(args, resume: Path | None, written: set[Path]) -> None:
@@ -591,4 +444,4 @@ def start_checkpoints(args, resume: Path | None, written: set[Path]) -> None:
             f"is {complete[-1]}): resume with --resume_from_checkpoint {complete[-1]} (the "
             "recipes do so by themselves), or start over with --overwrite_output_dir true"
         )
-    _remove_checkpoints(args, checkpoints)
+    remove_checkpoints(args, checkpoints)

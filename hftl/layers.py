@@ -8,24 +8,21 @@ computed in one place, from the model's own structure, and returned as data:
   ``nn.ModuleList`` / ``nn.Sequential`` of identical, parameterised modules inside the base model
   (``encoder.layer`` of BERT/ViT, ``transformer.layer`` of DistilBERT, ``encoder.stages`` of
   ResNet/ConvNeXt). CNNs thus get one depth per stage, transformers one per layer.
-* timm models (bare, or wrapped by ``TimmWrapperForImageClassification``): the head is
-  ``get_classifier()``, the blocks come from timm's own ``group_matcher(coarse=True)`` (one depth per
-  stage for CNNs, per block for ViTs; parts timm merges into the previous group, such as a final
-  norm, share the last block's depth), or with ``grouping="fine"`` ``group_matcher(coarse=False)``
-  (one depth per block of a stage), the grouping timm's own layer decay uses.
-* Speech models: a convolutional feature encoder (wav2vec2, HuBERT, WavLM, ...) is the stem, at
-  depth 0, even where it holds more parameters than the transformer blocks. A model with no base-model
-  attribute (``WhisperForAudioClassification``: encoder, projector, classifier) has as backbone the
-  top-level module that holds the blocks; the rest is the head.
-* Some parameters train under no strategy (:attr:`LayerMap.kept_frozen`): fixed tensors of a
-  family (Whisper's sinusoidal encoder positions, :data:`FIXED_TENSORS`) and the modules a task
-  names in the model's ``hftl_keep_frozen`` attribute (the audio task's
-  ``--freeze_feature_encoder``).
+* A family that reads its own structure (:mod:`hftl.families`; timm models, bare or wrapped by
+  ``TimmWrapperForImageClassification``: timm's ``group_matcher``, ``grouping`` coarse or fine)
+  gives the head and the blocks itself.
+* Speech models: the family's stem modules (a convolutional feature encoder: wav2vec2, HuBERT,
+  WavLM, ...) are at depth 0, even where they hold more parameters than the transformer blocks. A
+  model with no base-model attribute (``WhisperForAudioClassification``: encoder, projector,
+  classifier) has as backbone the top-level module that holds the blocks; the rest is the head.
+* Some parameters train under no strategy (:attr:`LayerMap.kept_frozen`): a family's fixed
+  tensors (Whisper's sinusoidal encoder positions) and the modules a task names in the model's
+  ``hftl_keep_frozen`` attribute (the audio task's ``--freeze_feature_encoder``).
 * Parameters that are neither head nor block (embeddings, stems, final norms) are placed by
   registration order, which for these models is forward order: before the first block -> 0,
   between blocks -> the next block's depth, after the last block -> L. The exceptions known so far,
   parameters that every block uses but that are registered after the blocks (DeBERTa's and
-  MPNet's relative-position tables), are listed in :data:`SHARED_ACROSS_BLOCKS` and get depth 0.
+  MPNet's relative-position tables), are the family's ``shared_across_blocks``: depth 0.
 
 When the structure cannot be read (no repeated block list, no way to tell the head), a
 :class:`LayerMapError` names the parameters that could not be placed; ``overrides`` places them.
@@ -40,32 +37,15 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from hftl.families import GENERIC, Family, family_of
+from hftl.module_tree import blocks_from_container, largest_block_list, prefix_of
+
 logger = logging.getLogger(__name__)
 
 HEAD = "head"
 
-# Parameters used by every block but registered after the block list, so registration order would
-# put them at depth L. Being shared, they train only when everything trains: depth 0.
-SHARED_ACROSS_BLOCKS: dict[str, tuple[str, ...]] = {
-    "deberta": (r"(^|\.)encoder\.rel_embeddings\.",),
-    "deberta-v2": (r"(^|\.)encoder\.rel_embeddings\.", r"(^|\.)encoder\.LayerNorm\."),
-    "mpnet": (r"(^|\.)encoder\.relative_attention_bias\.",),
-}
-
-
-# Tensors a family never trains (fixed, not learned): kept frozen under every strategy.
-FIXED_TENSORS: dict[str, tuple[str, ...]] = {
-    "whisper": (r"(^|\.)encoder\.embed_positions\.",),
-}
-
 # What a model may set to keep modules frozen under every strategy: names of its modules.
 KEEP_FROZEN_ATTRIBUTE = "hftl_keep_frozen"
-
-
-def is_feature_encoder(module: nn.Module) -> bool:
-    """A speech model's convolutional feature encoder (wav2vec2, HuBERT, WavLM, data2vec-audio,
-    SEW, UniSpeech: ``Wav2Vec2FeatureEncoder`` and its kin), the stem at depth 0."""
-    return type(module).__name__.endswith("FeatureEncoder")
 
 
 class LayerMapError(ValueError):
@@ -150,16 +130,14 @@ def build_layer_map(
     """
     if grouping not in LAYER_GROUPINGS:
         raise ValueError(f"layer grouping '{grouping}': choose one of {', '.join(LAYER_GROUPINGS)}")
-    prefix, core = _find_core(model)
+    prefix, core, family = _find_core(model)
     named = list(core.named_parameters())
     if not named:
         raise LayerMapError(f"{type(model).__name__} has no parameters to place.")
     override_rules = [(re.compile(pattern), depth) for pattern, depth in (overrides or {}).items()]
 
-    if _is_timm(core):
-        head_ids, block_of = _timm_structure(core, coarse=grouping == "coarse")
-    else:
-        head_ids, block_of = _hf_structure(core)
+    structure = family.structure(core, coarse=grouping == "coarse")
+    head_ids, block_of = structure if structure is not None else _hf_structure(core, family)
     if not block_of and not override_rules:
         shown = ", ".join(name for name, _ in named[:8])
         raise LayerMapError(
@@ -188,8 +166,7 @@ def build_layer_map(
             depths[name] = 0
     last_block = max(block_of.values(), default=0)
     depths.update(dict.fromkeys(pending, last_block))  # after the last block: final norms etc.
-    model_type = getattr(getattr(core, "config", None), "model_type", None)
-    shared = [re.compile(p) for p in SHARED_ACROSS_BLOCKS.get(model_type, ())]
+    shared = [re.compile(p) for p in family.shared_across_blocks]
     for name in depths:
         if any(p.search(name) for p in shared):
             depths[name] = 0
@@ -217,14 +194,14 @@ def build_layer_map(
     num_blocks = max(depths.values(), default=0)
     depths.update(dict.fromkeys(head, num_blocks + 1))
     ordered = {prefix + name: depths[name] for name, _ in named}
-    timm_grouping = grouping if _is_timm(core) and hasattr(core, "group_matcher") else None
-    kept = frozenset(prefix + name for name in _kept_frozen(core, model_type))
-    return LayerMap(depths=ordered, num_blocks=num_blocks, grouping=timm_grouping, kept_frozen=kept)
+    kept = frozenset(prefix + name for name in _kept_frozen(core, family))
+    return LayerMap(depths=ordered, num_blocks=num_blocks,
+                    grouping=family.grouping(core, grouping), kept_frozen=kept)  # fmt: skip
 
 
-def _kept_frozen(core: nn.Module, model_type: str | None) -> list[str]:
+def _kept_frozen(core: nn.Module, family) -> list[str]:
     """Names (in ``core``) of the parameters no strategy trains."""
-    fixed = [re.compile(p) for p in FIXED_TENSORS.get(model_type, ())]
+    fixed = [re.compile(p) for p in family.fixed_tensors]
     names = [name for name, _ in core.named_parameters() if any(p.search(name) for p in fixed)]
     modules = dict(core.named_modules())
     for module_name in getattr(core, KEEP_FROZEN_ATTRIBUTE, None) or ():
@@ -258,8 +235,9 @@ def num_blocks(model: nn.Module) -> int:
 # --------------------------------------------------------------------------------------------
 
 
-def _find_core(model: nn.Module) -> tuple[str, nn.Module]:
-    """The module whose structure we read (HF or timm model), and its name prefix in ``model``."""
+def _find_core(model: nn.Module) -> tuple[str, nn.Module, Family]:
+    """The module whose structure we read (the model inside PEFT, DDP and family wrappers), its
+    name prefix in ``model``, and its family."""
     target = model
     while True:
         if hasattr(target, "get_base_model") and callable(target.get_base_model):  # PEFT
@@ -268,19 +246,16 @@ def _find_core(model: nn.Module) -> tuple[str, nn.Module]:
             target = target.module  # DDP / FSDP-style wrappers
         else:
             break
-    if _is_model(target) and hasattr(target, "timm_model"):  # TimmWrapperFor... / TimmWrapperModel
-        target = target.timm_model
-    return _prefix_of(model, target), target
+    family = family_of(target)
+    core = family.core(target)  # e.g. the timm model inside TimmWrapperFor...
+    prefix = prefix_of(model, core)
+    if prefix is None:
+        raise LayerMapError(f"{type(core).__name__} is not inside {type(model).__name__}.")
+    return prefix, core, family
 
 
 def _is_model(module: nn.Module) -> bool:
-    return hasattr(module, "base_model_prefix") or _is_timm(module)
-
-
-def _is_timm(module: nn.Module) -> bool:
-    return callable(getattr(module, "get_classifier", None)) and not hasattr(
-        module, "base_model_prefix"
-    )
+    return hasattr(module, "base_model_prefix") or family_of(module) is not GENERIC
 
 
 # --------------------------------------------------------------------------------------------
@@ -288,16 +263,12 @@ def _is_timm(module: nn.Module) -> bool:
 # --------------------------------------------------------------------------------------------
 
 
-def _hf_structure(core: nn.Module) -> tuple[set[int], dict[str, int]]:
+def _hf_structure(core: nn.Module, family: Family) -> tuple[set[int], dict[str, int]]:
     base = getattr(core, "base_model", core)
-    stem_ids = {
-        id(p)
-        for module in base.modules()
-        if is_feature_encoder(module)
-        for p in module.parameters()
-    }
+    stems = dict(base.named_modules())
+    stem_ids = {id(p) for name in family.stem_modules(base) for p in stems[name].parameters()}
     if base is core:  # no base-model attribute: the backbone is the child that holds the blocks
-        container = _largest_block_list(core, exclude=stem_ids)
+        container = largest_block_list(core, exclude=stem_ids)
         holder = next(
             (child for child in core.children() if container is not None
              and any(m is container for m in child.modules())),
@@ -309,81 +280,8 @@ def _hf_structure(core: nn.Module) -> tuple[set[int], dict[str, int]]:
     for name, module in base.named_modules():
         if name.split(".")[-1] == "pooler":
             head_ids |= {id(p) for p in module.parameters()}
-    container = _largest_block_list(base, exclude=head_ids | stem_ids)
-    return head_ids, _blocks_from_container(core, container) if container is not None else {}
-
-
-def _timm_structure(core: nn.Module, coarse: bool = True) -> tuple[set[int], dict[str, int]]:
-    classifier = core.get_classifier()  # distilled models (DeiT) have two heads: a tuple
-    heads = classifier if isinstance(classifier, (tuple, list)) else (classifier,)
-    head_ids = {id(p) for head in heads for p in head.parameters()}
-    matcher = core.group_matcher(coarse=coarse) if hasattr(core, "group_matcher") else None
-    if not isinstance(matcher, Mapping):
-        container = _largest_block_list(core, exclude=head_ids)
-        return head_ids, _blocks_from_container(core, container) if container is not None else {}
-
-    from timm.models._manipulate import group_with_matcher
-
-    names = [n for n, p in core.named_parameters() if id(p) not in head_ids]
-    stem = [re.compile(p) for p in _patterns(matcher.get("stem"))]
-    blocks = [
-        re.compile(p) for key, spec in matcher.items() if key != "stem" for p in _patterns(spec)
-    ]
-    in_blocks = [
-        n for n in names if not any(s.match(n) for s in stem) and any(b.match(n) for b in blocks)
-    ]
-    groups = group_with_matcher(((n, None) for n in in_blocks), matcher)
-    block_of = {
-        name: i + 1 for i, (_, group) in enumerate(sorted(groups.items())) for name in group
-    }
-    return head_ids, block_of
-
-
-def _patterns(spec) -> list[str]:
-    if spec is None:
-        return []
-    if isinstance(spec, str):
-        return [spec]
-    return [s[0] if isinstance(s, (tuple, list)) else s for s in spec]
-
-
-def _largest_block_list(root: nn.Module, exclude: set[int]) -> nn.Module | None:
-    """The ModuleList/Sequential of identical parameterised modules holding the most parameters."""
-    best, best_size = None, 0
-    for module in root.modules():
-        if not isinstance(module, (nn.ModuleList, nn.Sequential)) or len(module) == 0:
-            continue
-        children = list(module)
-        if isinstance(module, nn.Sequential) and len(children) < 2:
-            continue
-        if len({type(c) for c in children}) != 1:
-            continue
-        sizes = [sum(p.numel() for p in c.parameters() if id(p) not in exclude) for c in children]
-        if min(sizes) == 0:
-            continue
-        if sum(sizes) > best_size:  # strict: on ties the outermost (first visited) wins
-            best, best_size = module, sum(sizes)
-    return best
-
-
-def _blocks_from_container(core: nn.Module, container: nn.Module) -> dict[str, int]:
-    """{parameter name in core: 1-based index of the container child that holds it}."""
-    block_of = {}
-    for index, child in enumerate(container):
-        child_ids = {id(p) for p in child.parameters()}
-        for param_name, param in core.named_parameters():
-            if id(param) in child_ids:
-                block_of[param_name] = index + 1
-    return block_of
-
-
-def _prefix_of(root: nn.Module, target: nn.Module) -> str:
-    if target is root:
-        return ""
-    for name, module in root.named_modules():
-        if module is target:
-            return name + "."
-    raise LayerMapError(f"{type(target).__name__} is not inside {type(root).__name__}.")
+    container = largest_block_list(base, exclude=head_ids | stem_ids)
+    return head_ids, blocks_from_container(core, container) if container is not None else {}
 
 
 def count_by_depth(depths: Mapping[str, int], names: Iterable[str] | None = None) -> dict[int, int]:

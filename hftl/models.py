@@ -12,6 +12,7 @@ from transformers import AutoConfig
 
 from hftl.assets import resolve
 from hftl.errors import ConfigError, first_line
+from hftl.families import family_for_type
 
 logger = logging.getLogger(__name__)
 
@@ -34,8 +35,7 @@ def load_classifier(model_args, task, labels: list[str], task_args=None) -> nn.M
         label2id={label: i for i, label in enumerate(labels)},
     )
     common = hub_options(model_args)
-    if getattr(config, "model_type", None) == "timm_wrapper":
-        config.label_names = list(labels)
+    family_for_type(getattr(config, "model_type", None)).configure(config, labels)
     task = task_of(task)
     if getattr(model_args, "from_scratch", False):
         logger.info("from_scratch: %s architecture with random weights", config.model_type)

@@ -15,7 +15,7 @@
 
 Only the main process writes; every process takes part in evaluation. What happens to an
 output directory that already holds a run (refused, resumed, or replaced) is decided by
-:func:`hftl.checkpoints.prepare_output_dir`, through :func:`start_run`.
+:func:`hftl.output_dir.prepare_output_dir`, through :func:`start_run`.
 """
 
 from __future__ import annotations
@@ -31,16 +31,13 @@ from pathlib import Path
 import transformers
 import yaml
 
-from hftl.checkpoints import (
-    FINISHED_RUN,
-    RUN_STARTED,
-    atomic_save_tensors,
-    atomic_write_text,
-    prepare_output_dir,
-)
+from hftl.families import family_of
 from hftl.feature_cache import unwrap
 from hftl.logs import RunLog
 from hftl.metrics import classification_report
+from hftl.output_dir import prepare_output_dir
+from hftl.run_files import FINISHED_RUN, RUN_STARTED
+from hftl.storage import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +66,7 @@ class Run:
 
 def start_run(argument_objects: tuple, task) -> Run:
     """Start a recipe's run: settle the output directory (refuse a finished run, or resume from its
-    last complete checkpoint, see :func:`hftl.checkpoints.prepare_output_dir`), write
+    last complete checkpoint, see :func:`hftl.output_dir.prepare_output_dir`), write
     ``run_config.yaml`` and start ``train.log`` (main process).
     """
     training_args = next(
@@ -211,43 +208,8 @@ def _save_model(trainer) -> None:
             model.save_pretrained(args.output_dir)
             if trainer.processing_class is not None:
                 trainer.processing_class.save_pretrained(args.output_dir)
-    if (
-        trainer.is_world_process_zero()
-        and getattr(model.config, "model_type", None) == "timm_wrapper"
-    ):
-        write_timm_weights(Path(args.output_dir))
-
-
-TIMM_PREFIX = "timm_model."  # TimmWrapper's name for the timm model inside it
-
-
-def saved_name(name: str, model_type: str | None) -> str:
-    """A model's tensor ``name`` as hftl saves it in ``model.safetensors``: a TimmWrapper's under
-    timm's own names (:func:`write_timm_weights`), any other model's as is."""
-    return name.removeprefix(TIMM_PREFIX) if model_type == "timm_wrapper" else name
-
-
-def write_timm_weights(directory: Path) -> None:
-    """Make a saved TimmWrapper directory one that timm itself loads too.
-
-    ``model.safetensors`` gets timm's own key names, and a null ``model_args`` leaves config.json.
-
-    transformers saves ``timm_model.``-prefixed keys, which ``timm.create_model("hf-hub:...")``
-    cannot load; transformers itself loads either form, so the unprefixed one serves both.
-    """
-    from safetensors.torch import load_file
-
-    config_path = directory / "config.json"
-    config = json.loads(config_path.read_text())
-    if "model_args" in config and config["model_args"] is None:  # timm reads it as a dict
-        del config["model_args"]
-        config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-    path = directory / "model.safetensors"
-    if not path.exists():  # sharded or adapter-only output: leave it to transformers
-        return
-    state = load_file(path)
-    if any(key.startswith(TIMM_PREFIX) for key in state):
-        atomic_save_tensors({saved_name(key, "timm_wrapper"): t for key, t in state.items()}, path)
+    if trainer.is_world_process_zero():
+        family_of(model).after_save(Path(args.output_dir))  # e.g. timm's own tensor names
 
 
 def collect_run_info(trainer, labels: list[str], run: Run, num_eval: int) -> dict:
@@ -257,8 +219,8 @@ def collect_run_info(trainer, labels: list[str], run: Run, num_eval: int) -> dic
     import torch
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
 
-    import hftl
-    from hftl.assets import ASSET_SCHEME, ASSETS
+    from hftl.assets import asset_of
+    from hftl.version import __version__
 
     args = trainer.args
     model_args = next((a for a in run.arguments if hasattr(a, "model_name_or_path")), None)
@@ -266,11 +228,6 @@ def collect_run_info(trainer, labels: list[str], run: Run, num_eval: int) -> dic
     trained = trainer.accelerator.unwrap_model(trainer.model)  # the head on features, or the model
     model = unwrap(trained)
     config = model.config
-
-    def asset_of(value):
-        if isinstance(value, str) and value.startswith(ASSET_SCHEME):
-            return ASSETS.get(value[len(ASSET_SCHEME) :].split("/")[0])
-        return None
 
     base = model_args.model_name_or_path if model_args else getattr(config, "_name_or_path", None)
     base_asset = asset_of(base)
@@ -338,7 +295,7 @@ def collect_run_info(trainer, labels: list[str], run: Run, num_eval: int) -> dic
         "feature_cache": getattr(trainer, "feature_cache", None),
     }
     return {
-        "hftl_version": hftl.__version__,
+        "hftl_version": __version__,
         "transformers_version": transformers.__version__,
         "torch_version": torch.__version__,
         "finished": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -346,8 +303,9 @@ def collect_run_info(trainer, labels: list[str], run: Run, num_eval: int) -> dic
         "model_type": getattr(config, "model_type", None),
         # a model type transformers does not know: the saved model carries its code
         "custom_code": getattr(config, "model_type", None) not in CONFIG_MAPPING_NAMES,
+        "family": family_of(model).name,
+        **family_of(model).run_facts(config),
         "head": run.task.describe_model(model),
-        "timm_architecture": getattr(config, "architecture", None),
         "labels": list(labels),
         "base_model": {
             "name_or_path": base,

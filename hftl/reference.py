@@ -19,70 +19,78 @@ its head is the only part that differs.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from dataclasses import dataclass, field
+import typing
+from dataclasses import field
 
 import torch
 from torch import nn
 
+from hftl.data import DataArguments
 from hftl.errors import ConfigError
+from hftl.families import split_for
+from hftl.feature_cache import unwrap
+from hftl.layers import build_layer_map
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass
-class ReferenceArguments:
-    """The reference task (the one forgetting is measured on)."""
+# The main data options the reference task has too, as --reference_<name>; its defaults where
+# they differ from the main data's (what the guards read: a sample is enough).
+REFERENCE_DATA_FIELDS = ("dataset_name", "dataset_config_name", "train_dir", "validation_dir",
+                         "train_file", "validation_file", "max_train_samples", "max_eval_samples")  # fmt: skip
+REFERENCE_DEFAULTS = {"max_train_samples": 2000}
 
-    reference_model_name_or_path: str | None = field(
-        default=None,
-        metadata={
+
+def _reference_arguments() -> type:
+    """The dataclass of the reference task's options: ``reference_model_name_or_path`` and the
+    :data:`REFERENCE_DATA_FIELDS` of :class:`~hftl.data.DataArguments` under ``reference_``."""
+    types = typing.get_type_hints(DataArguments)
+    data_fields = {f.name: f for f in dataclasses.fields(DataArguments)}
+    specs = [(
+        "reference_model_name_or_path", str | None,
+        field(default=None, metadata={
             "help": "A model that answers the reference task, with its own head and labels "
-            "(default: --model_name_or_path, when reference data is given)."
-        },
-    )
-    reference_dataset_name: str | None = field(
-        default=None, metadata={"help": "Reference task: Hub dataset name or local dataset dir."}
-    )
-    reference_dataset_config_name: str | None = field(default=None)
-    reference_train_dir: str | None = field(
-        default=None, metadata={"help": "Reference task: training folder (one sub-folder a class)."}
-    )
-    reference_validation_dir: str | None = field(
-        default=None, metadata={"help": "Reference task: validation folder."}
-    )
-    reference_train_file: str | None = field(
-        default=None, metadata={"help": "Reference task: training file (CSV / JSON / Parquet)."}
-    )
-    reference_validation_file: str | None = field(
-        default=None, metadata={"help": "Reference task: validation file."}
-    )
-    reference_max_train_samples: int | None = field(
-        default=2000,
-        metadata={"help": "Reference training rows read (what the guards use); none: all."},
-    )
-    reference_max_eval_samples: int | None = field(
-        default=None, metadata={"help": "Reference validation rows the forgetting is measured on."}
-    )
+            "(default: --model_name_or_path, when reference data is given)."}),
+    )]  # fmt: skip
+    for name in REFERENCE_DATA_FIELDS:
+        source = data_fields[name]
+        default = REFERENCE_DEFAULTS.get(name, source.default)
+        help_text = f"Reference task: {source.metadata.get('help', name)}"
+        if name in REFERENCE_DEFAULTS:
+            help_text += f" (default here: {default}; none: all)"
+        specs.append((f"reference_{name}", types[name],
+                      field(default=default, metadata={"help": help_text})))  # fmt: skip
 
-    @property
     def given(self) -> bool:
         return bool(self.reference_dataset_name or self.reference_train_dir
                     or self.reference_train_file)  # fmt: skip
 
-    def data_arguments(self):
-        from hftl.data import DataArguments
+    def data_arguments(self) -> DataArguments:
+        """The reference data as :class:`~hftl.data.DataArguments` (read like the main data)."""
+        return DataArguments(**{n: getattr(self, f"reference_{n}") for n in REFERENCE_DATA_FIELDS})
 
-        return DataArguments(
-            dataset_name=self.reference_dataset_name,
-            dataset_config_name=self.reference_dataset_config_name,
-            train_dir=self.reference_train_dir,
-            validation_dir=self.reference_validation_dir,
-            train_file=self.reference_train_file,
-            validation_file=self.reference_validation_file,
-            max_train_samples=self.reference_max_train_samples,
-            max_eval_samples=self.reference_max_eval_samples,
-        )
+    return dataclasses.make_dataclass(
+        "ReferenceArguments",
+        specs,
+        namespace={
+            "given": property(given),
+            "data_arguments": data_arguments,
+            "__doc__": "The reference task (the one forgetting is measured on).",
+        },  # fmt: skip
+    )
+
+
+ReferenceArguments = _reference_arguments()
+ReferenceArguments.__module__ = __name__
+
+
+def reference_flags(message: str) -> str:
+    """A message about the main data's flags, about the reference task's instead."""
+    for name in REFERENCE_DATA_FIELDS:
+        message = message.replace(f"--{name}", f"--reference_{name}")
+    return message
 
 
 class Reference:
@@ -93,8 +101,6 @@ class Reference:
     def __init__(self, model: nn.Module, labels: list[str], train, eval, collator, name: str):
         self.model, self.labels, self.train, self.eval = model, labels, train, eval
         self.collator, self.name = collator, name
-        from hftl.layers import build_layer_map
-
         layer_map = build_layer_map(model)
         self.head = set(layer_map.names_at(layer_map.head_depth))
         self.before = self.accuracy()
@@ -103,8 +109,6 @@ class Reference:
     def check_backbone(self, model: nn.Module) -> None:
         """The reference model's backbone is ``model``'s, name for name and shape for shape."""
         ours = {n: t.shape for n, t in self.model.state_dict().items() if n not in self.head}
-        from hftl.layers import build_layer_map
-
         layer_map = build_layer_map(model)
         head = set(layer_map.names_at(layer_map.head_depth))
         theirs = {n: t.shape for n, t in model.state_dict().items() if n not in head}
@@ -167,64 +171,8 @@ class Reference:
         return record
 
 
-def load_reference(reference_args: ReferenceArguments, model_args, task, task_args,
-                   training_args, processor) -> Reference | None:  # fmt: skip
-    """The reference task of a run (None where no reference data is given): the reference
-    model with its own head and labels, its data prepared like the main data (the same
-    processor), its labels aligned with the reference model's ids. Label names that the model
-    does not know are a one-line error."""
-    import copy
-
-    from hftl.data import load_classification_data
-    from hftl.models import describe_loading, hub_options, read_config
-
-    if not reference_args.given:
-        if reference_args.reference_model_name_or_path:
-            raise ConfigError(
-                "--reference_model_name_or_path without reference data: add "
-                "--reference_train_file / --reference_train_dir / --reference_dataset_name"
-            )
-        return None
-    name = reference_args.reference_model_name_or_path or model_args.model_name_or_path
-    reference_model_args = copy.copy(model_args)
-    reference_model_args.model_name_or_path = name
-    path, config = read_config(reference_model_args)
-    known = [config.id2label[i] for i in sorted(config.id2label)]
-    if all(str(label).startswith("LABEL_") for label in known):
-        raise ConfigError(
-            f"--reference_model_name_or_path {name}: its head has no label names (LABEL_0, ...), "
-            "so its classes cannot be matched with the reference data; give a fine-tuned model"
-        )
-    try:
-        raw, columns, labels = load_classification_data(
-            reference_args.data_arguments(), task, task_args, seed=training_args.seed,
-            cache_dir=model_args.cache_dir, token=model_args.token,
-        )  # fmt: skip
-    except ConfigError as error:  # the same checks as the main data's, in the reference's flags
-        message = str(error)
-        for flag in ("dataset_name", "dataset_config_name", "train_dir", "validation_dir",
-                     "train_file", "validation_file", "max_train_samples", "max_eval_samples"):  # fmt: skip
-            message = message.replace(f"--{flag}", f"--reference_{flag}")
-        raise ConfigError(f"reference data: {message}") from error
-    unknown = sorted(set(labels) - set(known))
-    if unknown:
-        raise ConfigError(
-            f"reference data: labels {', '.join(unknown[:3])} are not among the reference model's "
-            f"({', '.join(known[:5])}{', ...' if len(known) > 5 else ''}); give the data the "
-            f"model {name} was trained on"
-        )
-    raw = raw.align_labels_with_mapping({label: known.index(label) for label in known},
-                                        columns.label)  # fmt: skip
-    model, loading = task.load_model(path, config, task_args, **hub_options(model_args))
-    logger.info("reference model: %s", describe_loading(model, loading, name))
-    data = task.prepare(raw, processor, columns, task_args, training_args)
-    return Reference(model, known, data.train, data.eval, data.collator, name)
-
-
 def inner_model(model: nn.Module) -> nn.Module:
     """``model`` without its DDP / Accelerate wrappers and hftl's cached-feature wrapper."""
-    from hftl.feature_cache import unwrap
-
     while hasattr(model, "module"):
         model = model.module
     return unwrap(model)
@@ -237,8 +185,6 @@ class ReferenceHead:
     model's own head (frozen) on what it gives."""
 
     def __init__(self, reference: Reference, model: nn.Module, guard: str):
-        from hftl.feature_cache import split_for
-
         self.reference = reference
         self.split = split_for(inner_model(model))
         if self.split is None:

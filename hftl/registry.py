@@ -1,4 +1,4 @@
-"""Validated registries: the one list of tasks, of strategies and of guards.
+"""Validated registries: the one list of tasks, of strategies, of guards and of model families.
 
 A registry holds named entries (objects with a ``name`` and, optionally, an ``arguments``
 dataclass whose fields join the command line). Registering checks what would otherwise break a run
@@ -33,10 +33,15 @@ def _training_argument_names() -> set[str]:
 
 
 class Registry(Generic[T]):
-    """Named entries of one kind (``task``, ``strategy``, ``guard``), in registration order."""
+    """Named entries of one kind (``task``, ``strategy``, ``guard``, ``family``), in registration
+    order."""
 
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, check=None):
+        """``check(entry, entries)``: the kind's own validation of a new entry against the
+        registered ones (raise ``ValueError``), e.g. that two model families claim no model type
+        twice."""
         self.kind = kind
+        self._check = check
         self._entries: dict[str, T] = {}
 
     def register(self, entry: T) -> T:
@@ -48,6 +53,8 @@ class Registry(Generic[T]):
             )
         if name in self._entries:
             raise ValueError(f"{self.kind} {name!r} is registered already")
+        if self._check is not None:
+            self._check(entry, list(self._entries.values()))
         arguments = getattr(entry, "arguments", None)
         if arguments is not None:
             if not dataclasses.is_dataclass(arguments):

@@ -305,21 +305,43 @@ TINY_MODELS: dict[str, Callable[..., nn.Module]] = {
     "ast": tiny_ast,
 }
 
+# The task each tiny model belongs to (its registered name in hftl.tasks): what its inputs are.
+TINY_TASKS: dict[str, str] = {
+    **dict.fromkeys(("bert", "bert-mean", "roberta", "distilbert"), "text-classification"),
+    **dict.fromkeys(("vit", "deit", "swin", "resnet", "timm-resnet", "timm-vit"),
+                    "image-classification"),
+    **dict.fromkeys(("wav2vec2", "whisper", "ast"), "audio-classification"),
+}  # fmt: skip
+
 
 def task_of_tiny(kind: str):
-    """The task whose tiny models include ``kind``."""
+    """The registered task whose inputs the tiny model ``kind`` reads."""
     from hftl.tasks import TASKS
 
-    task = next((task for task in TASKS if kind in task.tiny_kinds), None)
-    if task is None:
-        raise ValueError(f"no task lists the tiny model {kind!r}; known: {', '.join(TINY_MODELS)}")
-    return task
+    if kind not in TINY_TASKS:
+        raise ValueError(f"no tiny model {kind!r}; known: {', '.join(TINY_MODELS)}")
+    return TASKS.get(TINY_TASKS[kind])
 
 
 def dummy_inputs(kind: str, batch_size: int = 2, seed: int = 0) -> dict[str, torch.Tensor]:
-    """A batch the tiny model called ``kind`` accepts (its task's dummy batch)."""
+    """A batch of random inputs the tiny model called ``kind`` accepts."""
     generator = torch.Generator().manual_seed(seed)
-    return task_of_tiny(kind).dummy_batch(batch_size, generator, kind=kind)
+    return TOY_INPUTS[TINY_TASKS[kind]][0](kind, batch_size, generator)
+
+
+def toy_dataset(kind: str, num_examples: int, seed: int = 0):
+    """A learnable ``datasets.Dataset`` in the input format of the tiny model ``kind``: token ids
+    with a keyword, coloured images or pitched tones, by its task (:data:`TOY_INPUTS`)."""
+    return TOY_INPUTS[TINY_TASKS[kind]][1](kind, num_examples, seed)
+
+
+def _token_batch(kind: str, batch_size: int, generator: torch.Generator) -> dict:
+    ids = torch.randint(3, TEXT_VOCAB, (batch_size, 12), generator=generator)
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+
+
+def _pixel_batch(kind: str, batch_size: int, generator: torch.Generator) -> dict:
+    return {"pixel_values": torch.randn(batch_size, 3, 32, 32, generator=generator)}
 
 
 def keyword_dataset(num_examples: int, *, keyword: int = 7, seed: int = 0, length: int = 12):
@@ -351,6 +373,17 @@ def colour_dataset(num_examples: int, *, num_labels: int = 3, seed: int = 0, siz
     return Dataset.from_dict(
         {"pixel_values": images.numpy(), "labels": labels.tolist()}
     ).with_format("torch")
+
+
+# task -> (a random batch, a learnable dataset) for its tiny models: (kind, size, seed / generator)
+TOY_INPUTS: dict[str, tuple[Callable, Callable]] = {
+    "text-classification": (_token_batch, lambda kind, n, seed: keyword_dataset(n, seed=seed)),
+    "image-classification": (_pixel_batch, lambda kind, n, seed: colour_dataset(n, seed=seed)),
+    "audio-classification": (
+        tiny_audio_batch,
+        lambda kind, n, seed: tone_dataset(n, seed=seed, kind=kind),
+    ),
+}
 
 
 def quiet_training_args(output_dir: str, **overrides):

@@ -44,14 +44,15 @@ except ImportError:  # pragma: no cover - older transformers
 from hftl.checkpoints import CheckpointCallback, read_weights, resolve_resume, start_checkpoints
 from hftl.config import TransferTrainingArguments
 from hftl.errors import ConfigError
+from hftl.families import split_for
 from hftl.fast import ChannelsLastCollator, wants_channels_last
-from hftl.feature_cache import CachedFeatureModel, cache_features, probe_head, split_for
+from hftl.feature_cache import CachedFeatureModel, cache_features, probe_head
 from hftl.feature_cache import unwrap as unwrap_cached
 from hftl.guards import active_guards
 from hftl.layers import LayerMap, build_layer_map, check_head
 from hftl.logs import ProgressLine
 from hftl.optim import param_groups
-from hftl.strategies.gradual import GradualUnfreezingCallback  # noqa: F401 - re-exported
+from hftl.strategies.gradual import GradualUnfreezingCallback
 
 logger = logging.getLogger(__name__)
 

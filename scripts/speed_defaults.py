@@ -303,8 +303,8 @@ def knob_workers(ctx) -> list[dict]:
 def knob_frozen_backward(ctx) -> list[dict]:
     """Top 2 blocks + head training: frozen below by requires_grad=False (no backward through
     them) vs kept out of the optimizer only (backward computes gradients that are thrown away)."""
-    from hftl.freezing import apply_strategy
     from hftl.layers import build_layer_map
+    from hftl.strategies import apply_strategy
 
     batches = image_batches(ctx["image_size"], ctx["image_batch"], False)
     speedups = []

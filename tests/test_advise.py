@@ -13,7 +13,7 @@ import torch
 import yaml
 
 from hftl import advise as adv
-from hftl.advise import DataProfile, ModelScore, layer_decay_for, recommend
+from hftl.advise import DataProfile, ModelScore, layer_decay_for, recommend, rules, scoring
 from hftl.tasks import task_of
 from hftl.testing import save_tiny_image_checkpoint, write_toy_image_folder
 from hftl.transferability import probe_accuracy, stratified_folds
@@ -45,7 +45,7 @@ def score(name="m", logme=0.5, probe=0.5, *, lora=True, blocks=8, scratch=False)
 
 
 def test_features_that_fit_and_small_data_give_feature_extraction_with_a_probe():
-    fit, few = adv.FEATURES_FIT, adv.FEW_PER_CLASS
+    fit, few = rules.FEATURES_FIT, rules.FEW_PER_CLASS
     rec = recommend(profile(few - 1), [score(probe=fit)], IMAGE)
     assert rec.strategy == "feature_extraction"
     assert rec.settings["linear_probe"] is True
@@ -65,7 +65,7 @@ def test_small_data_gets_lora_or_partial_where_lora_finds_no_layer():
     rec = recommend(profile(20), [score(probe=0.6, lora=False, blocks=7)], IMAGE)
     assert rec.strategy == "partial"
     assert rec.settings["num_trainable_layers"] == 2  # ceil(7 / 4): the top quarter
-    assert rec.settings["head_lr_multiplier"] == adv.HEAD_LR_MULTIPLIER
+    assert rec.settings["head_lr_multiplier"] == rules.HEAD_LR_MULTIPLIER
     one_block = recommend(profile(20), [score(probe=0.6, lora=False, blocks=1)], IMAGE)
     assert one_block.settings["num_trainable_layers"] == 1
     # no probe (a class with one example): not "fitting", so not feature extraction
@@ -73,10 +73,10 @@ def test_small_data_gets_lora_or_partial_where_lora_finds_no_layer():
 
 
 def test_full_fine_tuning_gets_a_layer_decay_whose_lowest_block_trains_at_a_tenth():
-    rec = recommend(profile(adv.FEW_PER_CLASS), [score(blocks=12)], IMAGE)
+    rec = recommend(profile(rules.FEW_PER_CLASS), [score(blocks=12)], IMAGE)
     decay = rec.settings["layer_decay"]
     assert rec.strategy == "full" and decay == layer_decay_for(12)
-    assert decay ** (12 - 1) == pytest.approx(adv.LOWEST_BLOCK_SHARE, rel=0.1)
+    assert decay ** (12 - 1) == pytest.approx(rules.LOWEST_BLOCK_SHARE, rel=0.1)
     assert layer_decay_for(2) == pytest.approx(0.1)
     assert layer_decay_for(1) == 1.0  # one block: nothing to decay over
 
@@ -90,9 +90,9 @@ def test_the_model_is_the_highest_logme_and_never_a_random_init_control():
 
 @pytest.mark.parametrize(("examples", "epochs"), [(10, 30), (320, 30), (3200, 3), (40_000, 3)])
 def test_epochs_aim_at_the_target_steps_within_bounds(examples, epochs):
-    assert adv.epochs_for(examples, 32) == epochs
-    middle = adv.epochs_for(1600, 32)  # 50 steps an epoch: 6 epochs = 300 steps
-    assert middle * 50 == adv.TARGET_STEPS
+    assert rules.epochs_for(examples, 32) == epochs
+    middle = rules.epochs_for(1600, 32)  # 50 steps an epoch: 6 epochs = 300 steps
+    assert middle * 50 == rules.TARGET_STEPS
 
 
 def test_notes_on_imbalance_and_sampling_at_their_thresholds():
@@ -215,8 +215,9 @@ def test_source_head_scores_match_the_full_source_model(colours):
 
     from hftl.advise import AdviseArguments
     from hftl.config import ModelArguments
-    from hftl.data import DataArguments, load_classification_data
+    from hftl.data import DataArguments
     from hftl.models import load_processor
+    from hftl.run import load_classification_data
     from hftl.tasks.image_classification import open_image, to_rgb
     from hftl.transferability import leep
 
@@ -312,9 +313,9 @@ def test_large_data_is_scored_on_a_stratified_sample():
         {"x": list(range(1000)), "label": labels},
         features=Features({"x": Value("int32"), "label": ClassLabel(names=["a", "b"])}),
     )
-    sample = adv.stratified_sample(data, "label", 200, seed=0)
+    sample = scoring.stratified_sample(data, "label", 200, seed=0)
     assert len(sample) == 200 and sum(sample["label"]) == 20  # 10% of class b, as in the data
-    assert adv.stratified_sample(data, "label", 1000, seed=0) is data
-    prof = adv.profile_data(data, "label", ["a", "b"], scored=len(sample))
+    assert scoring.stratified_sample(data, "label", 1000, seed=0) is data
+    prof = scoring.profile_data(data, "label", ["a", "b"], scored=len(sample))
     assert (prof.examples, prof.per_class_min, prof.smallest_class) == (1000, 100, "b")
     assert prof.balance == pytest.approx(100 / 900)

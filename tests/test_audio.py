@@ -12,13 +12,12 @@ from transformers import AutoFeatureExtractor, AutoModelForAudioClassification, 
 
 from hftl import TransferTrainer, build_layer_map
 from hftl.errors import ConfigError
-from hftl.feature_cache import split_for
+from hftl.families import family_of, split_for
 from hftl.tasks.audio import (
     decode_audio,
     keep_feature_encoder_frozen,
     random_crop,
     set_whisper_window,
-    shorten_whisper_window,
 )
 from hftl.testing import (
     AUDIO_RATE,
@@ -175,7 +174,7 @@ def test_shortened_whisper_window_keeps_the_first_positions_and_round_trips(tmp_
     config.max_source_positions = 100  # as if pretrained on 2 s: cut it back to 1 s
     model = AutoModelForAudioClassification.from_config(config)
     model.encoder.embed_positions.weight.data[:50] = original
-    shorten_whisper_window(model, 50)
+    family_of(model).set_input_window(model, 1)  # seconds: 50 positions
     assert model.config.max_source_positions == 50
     torch.testing.assert_close(model.encoder.embed_positions.weight, original)
     assert not model.encoder.embed_positions.weight.requires_grad
@@ -273,8 +272,9 @@ def test_audio_toy_task_is_learned_and_pipeline_predicts_what_the_model_does(aud
 def test_training_clips_are_cut_to_random_windows_and_validation_clips_are_whole(
     audio_setup, tmp_path
 ):
-    from hftl.data import DataArguments, load_classification_data
+    from hftl.data import DataArguments
     from hftl.feature_cache import is_random
+    from hftl.run import load_classification_data
     from hftl.tasks import TASKS
     from hftl.tasks.audio import AudioClassificationArguments
 
@@ -307,7 +307,8 @@ def test_a_window_longer_than_whisper_s_or_for_another_model_is_refused(audio_se
     ):
         run_audio(audio_setup, "whisper", tmp_path / "a", "--encoder_window_seconds", "2")
     with pytest.raises(
-        ConfigError, match=r"only Whisper has a fixed input window, and .* is a 'wav2vec2' model"
+        ConfigError,
+        match=r"only models with a fixed input window \(Whisper\) have one to shorten, and .* is a 'wav2vec2' model",
     ):
         run_audio(audio_setup, "wav2vec2", tmp_path / "b", "--encoder_window_seconds", "1")
 

@@ -316,7 +316,8 @@ def test_output_dir_holding_a_finished_run_is_kept(assets, tmp_path):
     assert (out / "model.safetensors").read_bytes() != saved
     log = (out / "train.log").read_text()  # the replaced run's log went with it
     assert (
-        log.count("labels: ") == 1 and "learning_rate: 0.1" in (out / "run_config.yaml").read_text()
+        log.count("labels: [") == 1
+        and "learning_rate: 0.1" in (out / "run_config.yaml").read_text()
     )
 
 

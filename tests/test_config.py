@@ -84,16 +84,67 @@ def test_too_many_trainable_layers_for_the_model_fails_at_parse_time(tmp_path):
 
 
 def test_missing_config_file_is_reported(tmp_path):
-    with pytest.raises(ConfigError, match="config file not found"):
+    with pytest.raises(ConfigError, match=r"nope\.yaml: no such file; .*vit_base_lora"):
         parse_config([TransferTrainingArguments], ["--config", str(tmp_path / "nope.yaml")])
 
 
-def test_hftl_groups_prints_the_table_for_the_strategy(capsys):
+def test_the_readme_configs_resolve_to_the_installed_ones(tmp_path, monkeypatch):
+    """Outside the checkout, `--config recipes/configs/X.yaml` and `--config X` read the config
+    installed with hftl; a file of that name in the current directory wins."""
+    from hftl.config import shipped_configs
+    from hftl.run import parse_run_config
+
+    monkeypatch.chdir(tmp_path)
+    assert "lora_r: 16" in shipped_configs()["vit_base_lora"].read_text()
+    for value in ("recipes/configs/vit_base_lora.yaml", "vit_base_lora", "vit_base_lora.yaml"):
+        model_args, *_, train_args, _ = parse_run_config(
+            "image-classification", ["--config", value]
+        )
+        assert train_args.strategy == "lora" and train_args.lora_r == 16, value
+        assert model_args.model_name_or_path == "google/vit-base-patch16-224-in21k"
+    (tmp_path / "vit_base_lora.yaml").write_text(
+        "model_name_or_path: mine\nstrategy: full\noutput_dir: out\n"
+    )
+    model_args, *_, train_args, _ = parse_run_config(
+        "image-classification", ["--config", "vit_base_lora.yaml"]
+    )
+    assert (model_args.model_name_or_path, train_args.strategy) == ("mine", "full")
+    with pytest.raises(ConfigError, match="no such file"):  # another folder is not hftl's
+        parse_run_config("image-classification", ["--config", "elsewhere/vit_base_lora.yaml"])
+
+
+def test_hftl_configs_prints_paths_and_copies_them_to_edit(tmp_path, monkeypatch, capsys):
+    from hftl.config import ACCELERATE_CONFIGS, shipped_configs
+
+    monkeypatch.chdir(tmp_path)  # outside the checkout: the installed configs are found
+    runs, topologies = shipped_configs(), shipped_configs(ACCELERATE_CONFIGS)
+    for value, expected in (("recipes/configs/vit_base_lora.yaml", runs["vit_base_lora"]),
+                            ("vit_base_lora", runs["vit_base_lora"]),
+                            ("multi_gpu", topologies["multi_gpu"]),
+                            ("recipes/accelerate/cpu_2proc.yaml", topologies["cpu_2proc"])):  # fmt: skip
+        assert hftl_main(["configs", "--path", value]) == 0
+        assert capsys.readouterr().out.strip() == str(expected), value
+    assert hftl_main(["configs", "--path", "nope"]) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert hftl_main(["configs", "--copy", "mine"]) == 0
+    copied = sorted(p.name for p in (tmp_path / "mine" / "configs").iterdir())
+    assert copied == sorted(p.name for p in runs.values())
+    assert (tmp_path / "mine" / "accelerate" / "multi_gpu.yaml").read_text() == (
+        topologies["multi_gpu"].read_text()
+    )
+    assert hftl_main(["configs", "--copy", "mine"]) == 2  # nothing is overwritten
+    assert "exists; give a new DIR" in capsys.readouterr().err
+
+
+def test_hftl_groups_prints_the_table_for_the_strategy(tmp_path, capsys):
+    from hftl.testing import save_tiny_text_checkpoint
+
+    save_tiny_text_checkpoint(tmp_path / "bert", "bert")
     code = hftl_main(
         [
             "groups",
-            "--tiny",
-            "bert",
+            "--model_name_or_path",
+            str(tmp_path / "bert"),
             "--strategy",
             "partial",
             "--num_trainable_layers",
@@ -116,7 +167,7 @@ def test_hftl_groups_prints_the_table_for_the_strategy(capsys):
 
 def test_hftl_reports_config_errors_in_one_line(tmp_path, capsys):
     path = _yaml(tmp_path, "strategy: full\nlayer_decay: 0.8\nbogus_key: 1\n")
-    code = hftl_main(["groups", "--tiny", "bert", "--config", str(path)])
+    code = hftl_main(["groups", "--model_name_or_path", "any/model", "--config", str(path)])
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert err.count("\n") == 0 and "unknown key 'bogus_key'" in err and "Traceback" not in err

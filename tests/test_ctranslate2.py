@@ -131,7 +131,7 @@ def test_the_whisper_asset_conversion_gives_an_audio_classifiers_encoder(tmp_pat
     from tokenizers import Tokenizer, models
     from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
 
-    from hftl.assets import WHISPER_MEMBERS, convert_whisper
+    from hftl.assets.model_assets import WHISPER_MEMBERS, convert_whisper
 
     torch.manual_seed(0)
     original = WhisperForConditionalGeneration(WhisperConfig(**CONFIG, **TOKENS))

@@ -17,9 +17,11 @@ CPU_2PROC = os.path.join(os.path.dirname(__file__), "..", "recipes", "accelerate
 
 
 def accelerate_launch(
-    script: str, *script_args: str, config_file: str | None = None, timeout: int = 240
-):
-    """Two ranks on the CPU: the flags ENVIRONMENT.md found to start two, or the repo's config."""
+    script: str, *script_args: str, config_file: str | None = None, timeout: int = 240,
+    module: bool = False,
+):  # fmt: skip
+    """Two ranks on the CPU: the flags ENVIRONMENT.md found to start two, or the repo's config.
+    ``module``: ``script`` is a module (``accelerate launch -m hftl train ...``)."""
     if config_file is None:
         topology = ["--multi_gpu", "--num_processes", "2", "--num_machines", "1",
                     "--mixed_precision", "no", "--dynamo_backend", "no"]  # fmt: skip
@@ -28,7 +30,7 @@ def accelerate_launch(
     command = [
         sys.executable, "-m", "accelerate.commands.launch", *topology,
         "--main_process_port", str(free_port()),
-        os.path.join(SCRIPTS, script), *script_args,
+        *(["-m", script] if module else [os.path.join(SCRIPTS, script)]), *script_args,
     ]  # fmt: skip
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
@@ -60,6 +62,30 @@ def test_gradual_unfreezing_under_ddp_ends_with_identical_weights(tmp_path):
     depths = build_layer_map(tiny_bert(num_labels=2, layers=3)).depths
     unchanged = [name for name in depths if torch.equal(initial[name], rank0[name])]
     assert unchanged == [], f"never trained: {unchanged[:5]}"
+
+
+@pytest.mark.ddp
+def test_the_installed_entry_point_runs_under_accelerate_launch_as_a_module(tmp_path):
+    """`accelerate launch -m hftl train TASK ...`: two ranks train one model, which rank 0 alone
+    writes, and plain pipeline() loads."""
+    from transformers import pipeline
+
+    from hftl.testing import save_tiny_text_checkpoint, write_toy_reviews_csv
+
+    save_tiny_text_checkpoint(tmp_path / "bert", "bert")
+    write_toy_reviews_csv(tmp_path / "train.csv", 64)
+    out = tmp_path / "out"
+    accelerate_launch(
+        "hftl", "train", "text-classification", "--model_name_or_path", str(tmp_path / "bert"),
+        "--train_file", str(tmp_path / "train.csv"), "--output_dir", str(out), "--max_steps", "2",
+        "--per_device_train_batch_size", "8", "--report_to", "none", "--use_cpu", "true",
+        "--disable_tqdm", "true", "--save_strategy", "no", module=True,
+    )  # fmt: skip
+    info = json.loads((out / "run_info.json").read_text())
+    assert info["training"]["world_size"] == 2 and info["hardware"]["processes"] == 2
+    _assert_written_once(out)
+    (scores,) = pipeline("text-classification", model=str(out), top_k=None)(["a wonderful film"])
+    assert {score["label"] for score in scores} == {"negative", "positive"}
 
 
 def _assert_identical_ranks(rank_dir):

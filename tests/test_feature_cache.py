@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from hftl.feature_cache import split_for
+from hftl.families import split_for
+from hftl.feature_cache import CachedFeatureModel
 from hftl.testing import TINY_MODELS, dummy_inputs
 
 
@@ -153,16 +154,29 @@ def test_linear_probe_needs_cached_feature_extraction(tmp_path):
         quiet_training_args(tmp_path, strategy="full", linear_probe=True)
 
 
-def test_cached_trainer_model_still_takes_the_models_own_inputs(tmp_path):
+def test_the_head_on_features_and_the_models_own_inputs_give_the_same_answer(tmp_path):
+    """The trained CachedFeatureModel, called with the model's own inputs (evaluation of a dataset
+    that was not cached) and with the features of the same rows, gives the same logits and loss:
+    the pass-through keeps every input and the labels, and the head is the trained one."""
     from hftl.testing import keyword_dataset
 
     trainer = train_feature_extraction(tmp_path, cache=True, feature_cache_dir="memory")
+    model = trainer.model.eval()
     batch = keyword_dataset(4, seed=3)[:]
     inputs = {k: batch[k] for k in ("input_ids", "attention_mask")}
+    padded = {  # a padded row: a pass-through that dropped the attention mask would differ
+        "input_ids": torch.cat([inputs["input_ids"], torch.zeros(4, 3, dtype=torch.long)], 1),
+        "attention_mask": torch.cat([inputs["attention_mask"], torch.zeros(4, 3, dtype=torch.long)], 1),
+    }  # fmt: skip
     with torch.no_grad():
-        direct = trainer.model.eval()(**inputs).logits
-        full = trainer.model.model(**inputs).logits
-    assert torch.equal(direct, full)
+        through_inputs = model(**padded, labels=batch["labels"])
+        features = model.split.extract(model.model, padded)
+        through_features = model(features=features, labels=batch["labels"])
+        untrained = CachedFeatureModel(TINY_MODELS["bert"](), model.split).eval()
+        fresh = untrained(features=features).logits
+    assert torch.allclose(through_inputs.logits, through_features.logits, atol=1e-5)
+    assert through_inputs.loss.item() == pytest.approx(through_features.loss.item(), abs=1e-5)
+    assert not torch.allclose(fresh, through_features.logits, atol=1e-3)
 
 
 def test_another_dataset_is_predicted_through_its_features(tmp_path):

@@ -16,7 +16,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from hftl.checkpoints import CHECKPOINT_MARKER, FINISHED_RUN
+from hftl.checkpoints import CHECKPOINT_MARKER
+from hftl.run_files import FINISHED_RUN
 from hftl.testing import save_tiny_text_checkpoint, write_toy_reviews_csv
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "sentiment.py"

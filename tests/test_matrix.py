@@ -1,8 +1,8 @@
 """Every tiny model x every registered strategy: two real steps through TransferTrainer, then
 which parameters moved and the learning rate of every optimizer group.
 
-Like PEFT's custom-model tests: a new strategy (hftl/strategies/) or a new tiny model (a task's
-``tiny_kinds``) is covered here without writing a test for it.
+Like PEFT's custom-model tests: a new strategy (hftl/strategies/) or a new tiny model
+(``hftl.testing.TINY_MODELS``) is covered here without writing a test for it.
 """
 
 import pytest
@@ -10,8 +10,8 @@ import torch
 
 from hftl import STRATEGIES, TransferTrainer
 from hftl.errors import ConfigError
-from hftl.feature_cache import split_for
-from hftl.testing import TINY_MODELS, quiet_training_args, task_of_tiny
+from hftl.families import split_for
+from hftl.testing import TINY_MODELS, quiet_training_args, toy_dataset
 
 LR, DECAY, HEAD = 1e-2, 0.5, 4.0
 FLAGS = {  # what each strategy needs beyond the shared settings
@@ -39,9 +39,7 @@ def two_steps(kind, strategy, tmp_path):
         learning_rate=LR, layer_decay=DECAY, head_lr_multiplier=HEAD, lr_scheduler_type="constant",
         weight_decay=0.0, feature_cache_dir="memory", **FLAGS.get(strategy, {}),
     )  # fmt: skip
-    trainer = TransferTrainer.build(
-        model, args, train_dataset=task_of_tiny(kind).toy_dataset(8, seed=0, kind=kind)
-    )
+    trainer = TransferTrainer.build(model, args, train_dataset=toy_dataset(kind, 8, seed=0))
     before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
     trainer.train()
     moved = {n for n, p in trainer.model.named_parameters() if not torch.equal(p, before[n])}

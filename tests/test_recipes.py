@@ -384,16 +384,34 @@ def test_carved_validation_split_is_stratified_and_seeded(tmp_path):
 # --------------------------------------------------------------------------------------------
 
 
-def test_early_stopping_keeps_the_best_checkpoint(text_setup, tmp_path):
+def test_early_stopping_saves_the_best_checkpoints_weights(text_setup, tmp_path):
+    """With a metric whose best value is an early epoch's (the highest eval loss: the model learns,
+    so its loss falls), training stops `patience` evaluations later and the saved model is that
+    epoch's checkpoint, tensor for tensor, not the last epoch's weights."""
+    from safetensors.torch import load_file
+
     out = tmp_path / "out"
-    flags = ["--strategy", "full", "--learning_rate", "0", "--num_train_epochs", "10", "--eval_strategy", "epoch",
-             "--save_strategy", "epoch", "--load_best_model_at_end", "true", "--metric_for_best_model", "accuracy",
-             "--early_stopping_patience", "2"]  # fmt: skip
+    patience = 2
+    flags = ["--strategy", "full", "--num_train_epochs", "10", "--eval_strategy", "epoch",
+             "--save_strategy", "epoch", "--load_best_model_at_end", "true",
+             "--metric_for_best_model", "loss", "--greater_is_better", "true",
+             "--early_stopping_patience", str(patience)]  # fmt: skip
     _, trainer = run_sentiment(text_setup, out, *flags)
-    assert (
-        trainer.state.epoch == 3
-    )  # no improvement after epoch 1: stopped after 2 more evaluations
-    assert trainer.state.best_model_checkpoint is not None
+    evaluations = [e for e in trainer.state.log_history if "eval_loss" in e]
+    losses = [e["eval_loss"] for e in evaluations]
+    best = max(range(len(losses)), key=losses.__getitem__)  # the first of the highest
+    assert len(evaluations) == best + 1 + patience < 10  # stopped early, `patience` evaluations on
+    checkpoints = sorted(out.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    best_checkpoint = checkpoints[best]
+    assert trainer.state.best_model_checkpoint == str(best_checkpoint)
+    saved = load_file(out / "model.safetensors")
+    kept = load_file(best_checkpoint / "model.safetensors")
+    last = load_file(checkpoints[-1] / "model.safetensors")
+    assert saved.keys() == kept.keys()
+    assert all(torch.equal(saved[name], kept[name]) for name in saved)
+    assert not all(torch.equal(saved[name], last[name]) for name in saved)
+    reported = json.loads((out / "eval_results.json").read_text())["eval_loss"]
+    assert reported == pytest.approx(losses[best], abs=1e-6)
 
 
 def test_resume_from_checkpoint_flag(text_setup, tmp_path):
@@ -507,18 +525,41 @@ def test_unreadable_image_is_named_before_training(image_setup, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "argv",
-    [["recipes/sentiment.py"], ["recipes/image_classification.py"],
-     ["recipes/audio_classification.py"], ["-m", "hftl.cli", "advise"],
-     ["-m", "hftl.cli", "advise", "--task", "text-classification"]],
+    "argv, task",
+    [(["recipes/sentiment.py"], "text-classification"),
+     (["recipes/image_classification.py"], "image-classification"),
+     (["recipes/audio_classification.py"], "audio-classification"),
+     (["-m", "hftl", "train", "audio-classification"], "audio-classification"),
+     (["-m", "hftl.cli", "advise"], None),
+     (["-m", "hftl.cli", "advise", "--task", "text-classification"], "text-classification")],
 )  # fmt: skip
-def test_help_prints_every_option(argv):
-    """--help formats every option's help (argparse %-formats them: a bare % broke it once)."""
+def test_help_prints_every_option(argv, task):
+    """--help lists every option the command parses, each formatted (argparse %-formats the help
+    strings: a bare % broke it once)."""
+    import dataclasses
     import subprocess
     import sys
 
+    from hftl.advise import AdviseArguments
+    from hftl.config import ModelArguments, TransferTrainingArguments
+    from hftl.data import DataArguments
+    from hftl.hf_examples import ExampleScriptArguments
+    from hftl.reference import ReferenceArguments
+    from hftl.tasks import TASKS
+
+    task_arguments = (TASKS.get(task).arguments,) if task else ()
+    if "advise" in argv:
+        classes = (AdviseArguments, DataArguments, *task_arguments)
+    else:
+        classes = (ModelArguments, DataArguments, *task_arguments, TransferTrainingArguments,
+                   ReferenceArguments, ExampleScriptArguments)  # fmt: skip
     root = Path(__file__).resolve().parents[1]
     done = subprocess.run([sys.executable, *argv, "--help"], cwd=root, capture_output=True,
                           text=True, timeout=120)  # fmt: skip
     assert done.returncode == 0, done.stderr[-500:]
-    assert "--validation_split_percentage" in done.stdout and "Traceback" not in done.stderr
+    assert "Traceback" not in done.stderr
+    listed = set(done.stdout.split())
+    options = [f.name for cls in classes for f in dataclasses.fields(cls) if f.init]
+    assert len(options) > 20
+    missing = [name for name in options if f"--{name}" not in listed]
+    assert not missing, missing

@@ -49,12 +49,68 @@ def test_registry_refuses_bad_names_duplicates_and_clashing_fields():
     assert registry.names() == ("good_one",)
 
 
-def test_every_registered_option_is_a_training_argument_with_its_default():
-    fields = {f.name: f for f in dataclasses.fields(TransferTrainingArguments)}
-    for registry in (STRATEGIES, GUARDS):
-        for arguments in registry.argument_classes():
-            for field in dataclasses.fields(arguments):
-                assert fields[field.name].default == field.default, field.name
+# A value other than the default for every option a strategy or a guard registers (as on the
+# command line, and as parsed), and the flags it needs beside it; a new option adds its own here.
+NON_DEFAULTS = {
+    "feature_cache": ("false", False),
+    "feature_cache_views": ("3", 3),
+    "feature_cache_dir": ("memory", "memory"),
+    "linear_probe": ("true", True),
+    "num_trainable_layers": ("2", 2),
+    "unfreeze_every": ("3", 3),
+    "unfreeze_unit": ("step", "step"),
+    "lora_r": ("4", 4),
+    "lora_alpha": ("32", 32),
+    "lora_dropout": ("0.2", 0.2),
+    "lora_target_modules": ("query key", ["query", "key"]),
+    "merge_lora": ("false", False),
+    "early_stopping_patience": ("2", 2),
+    "l2sp_alpha": ("0.5", 0.5),
+    "l2sp_beta": ("0.2", 0.2),
+    "ewc_lambda": ("100", 100.0),
+    "ewc_fisher": ("true", "true"),
+    "ewc_fisher_samples": ("64", 64),
+    "ewc_gamma": ("0.5", 0.5),
+    "lwf_alpha": ("2", 2.0),
+    "lwf_temperature": ("4", 4.0),
+    "replay_ratio": ("0.5", 0.5),
+    "wise_ft_alpha": ("0.75", 0.75),
+    "wise_ft_sweep": ("0 0.5 1", [0.0, 0.5, 1.0]),
+}
+COMPANIONS = {
+    "linear_probe": ["--strategy", "feature_extraction"],
+    "early_stopping_patience": ["--load_best_model_at_end", "true", "--eval_strategy", "epoch",
+                                "--save_strategy", "epoch"],
+}  # fmt: skip
+
+
+def test_every_registered_option_is_a_flag_a_yaml_key_and_comes_back_from_run_config(tmp_path):
+    """Each strategy's and guard's option reaches TransferTrainingArguments from the command line
+    and survives run_config.yaml (what `--config` reruns): the argument classes are really mixed
+    in, parsed with their types, and written back."""
+    from hftl.config import parse_config
+    from hftl.outputs import write_resolved_config
+
+    registered = {f.name for r in (STRATEGIES, GUARDS) for a in r.argument_classes()
+                  for f in dataclasses.fields(a)}  # fmt: skip
+    assert registered == set(NON_DEFAULTS)  # a new option: add a value for it above
+    for name, (flag, expected) in NON_DEFAULTS.items():
+        argv = [
+            "--output_dir",
+            str(tmp_path),
+            f"--{name}",
+            *flag.split(),
+            *COMPANIONS.get(name, []),
+        ]
+        (args,) = parse_config([TransferTrainingArguments], argv)
+        assert getattr(args, name) == expected, name
+        default = next(f.default for f in dataclasses.fields(TransferTrainingArguments)
+                       if f.name == name)  # fmt: skip
+        assert expected != default, name
+        config = tmp_path / f"{name}.yaml"
+        write_resolved_config(config, args)
+        (again,) = parse_config([TransferTrainingArguments], ["--config", str(config)])
+        assert getattr(again, name) == expected, name
     assert STRATEGIES.names() == (
         "feature_extraction",
         "partial",
@@ -68,23 +124,28 @@ def test_every_registered_option_is_a_training_argument_with_its_default():
 def test_every_task_has_its_card_template_and_builds_its_tiny_models():
     from importlib import resources
 
+    from hftl.testing import TINY_TASKS, TOY_INPUTS, dummy_inputs
+
     templates = resources.files("hftl.model_cards")
-    kinds = []
     for task in TASKS:
         assert templates.joinpath(task.card_template).is_file(), task.name
-        for kind in task.tiny_kinds:
-            model = TINY_MODELS[kind]()
-            assert task.builds(model.config.model_type), kind
-            assert (
-                model(**task.dummy_batch(2, torch.Generator().manual_seed(0), kind)).logits.shape[0]
-                == 2
-            )
-        kinds += task.tiny_kinds
-    assert sorted(kinds) == sorted(TINY_MODELS)  # each tiny model belongs to exactly one task
+        assert task.name in TOY_INPUTS and task.name in TINY_TASKS.values(), task.name
+    assert sorted(TINY_TASKS) == sorted(TINY_MODELS)  # each tiny model belongs to one task
+    for kind, task in TINY_TASKS.items():
+        model = TINY_MODELS[kind](num_labels=3)
+        assert TASKS.get(task).builds(model.config.model_type), kind
+        assert model(**dummy_inputs(kind, batch_size=2)).logits.shape == (2, 3), kind
 
 
-def test_hftl_groups_with_lora_shows_the_adapter_groups(capsys):
-    assert hftl_main(["groups", "--tiny", "vit", "--strategy", "lora", "--lora_r", "2"]) == 0
+def test_hftl_groups_with_lora_shows_the_adapter_groups(tmp_path, capsys):
+    from hftl.testing import save_tiny_image_checkpoint
+
+    save_tiny_image_checkpoint(tmp_path / "vit", "vit")
+    model = str(tmp_path / "vit")
+    assert (
+        hftl_main(["groups", "--model_name_or_path", model, "--strategy", "lora", "--lora_r", "2"])
+        == 0
+    )
     out = capsys.readouterr().out
     assert "PeftModel" in out and "strategy=lora parameter groups" in out
     head_row = [line for line in out.splitlines() if " head " in line][-1]
@@ -92,17 +153,17 @@ def test_hftl_groups_with_lora_shows_the_adapter_groups(capsys):
 
 
 def test_hftl_groups_resolves_an_hftl_asset(tmp_path, monkeypatch, capsys):
-    from hftl import assets
+    from hftl.assets import Asset, catalog
     from hftl.testing import save_tiny_image_checkpoint
 
     cache = tmp_path / "cache"
     save_tiny_image_checkpoint(cache / "toy-vit", "vit")
-    asset = assets.Asset(name="toy-vit", requirement="toy-vit==1", sha256="a" * 64, license="x",
+    asset = Asset(name="toy-vit", requirement="toy-vit==1", sha256="a" * 64, license="x",
                          source="y", convert=None, description="z")  # fmt: skip
     (cache / "toy-vit" / "asset.json").write_text(
         json.dumps({"sha256": asset.sha256, "requirement": asset.requirement})
     )
-    monkeypatch.setattr(assets, "ASSETS", {"toy-vit": asset})
+    monkeypatch.setattr(catalog, "ASSETS", {"toy-vit": asset})
     monkeypatch.setenv("HFTL_CACHE", str(cache))
     assert hftl_main(["groups", "--model_name_or_path", "hftl:toy-vit", "--strategy", "full"]) == 0
     assert "ViTForImageClassification: L = 2 blocks" in capsys.readouterr().out
@@ -145,7 +206,7 @@ def test_a_model_without_a_head_hftl_can_see_is_refused(tmp_path):
 def test_timm_model_with_two_heads_trains_both_under_feature_extraction(tmp_path):
     from transformers import TimmWrapperConfig, TimmWrapperForImageClassification
 
-    from hftl.feature_cache import split_for
+    from hftl.families import split_for
 
     config = TimmWrapperConfig(architecture="deit_tiny_distilled_patch16_224", num_labels=3,
                                model_args={"img_size": 32, "patch_size": 8, "depth": 2,

@@ -9,7 +9,8 @@ import torch
 
 from hftl import TransferTrainer
 from hftl.errors import ConfigError
-from hftl.feature_cache import extract, fit_linear_probe, split_for
+from hftl.families import split_for
+from hftl.feature_cache import extract, fit_linear_probe
 from hftl.layers import build_layer_map
 from hftl.testing import TINY_MODELS, colour_dataset, keyword_dataset, quiet_training_args
 
@@ -169,8 +170,8 @@ def test_wise_ft_sweep_evaluates_each_alpha_and_keeps_the_chosen_one(tmp_path):
     [
         ({"strategy": "feature_extraction"}, r"guards \[wise_ft\] with strategy feature_extracti"),
         ({"strategy": "lora"}, r"guards \[wise_ft\] with strategy lora: the pretrained weights"),
-        ({"wise_ft_alpha": 1.5}, r"wise_ft alpha 1.5: must be in \[0, 1\]"),
-        ({"wise_ft_sweep": [0.5, -0.1]}, r"wise_ft alpha -0.1: must be in \[0, 1\]"),
+        ({"wise_ft_alpha": 1.5}, r"--wise_ft_alpha 1.5: must be in \[0, 1\]"),
+        ({"wise_ft_sweep": [0.5, -0.1]}, r"--wise_ft_sweep -0.1: must be in \[0, 1\]"),
     ],
 )
 def test_bad_wise_ft_settings_are_refused_in_one_line(tmp_path, overrides, message):

@@ -28,6 +28,9 @@ class Guard:
     # acts on the pretrained weights, so a strategy that leaves them as they are (frozen
     # backbone, adapters) is refused (TransferTrainingArguments)
     needs_moving_weights: bool = False
+    # {option: (minimum, whether the minimum itself is allowed) or (minimum, maximum)}: checked
+    # for every guard, on or off, by TransferTrainingArguments (``--option value: must be ...``)
+    ranges: dict[str, tuple] = {}
 
     def active(self, args) -> bool:
         """Whether ``args`` turn this guard on."""

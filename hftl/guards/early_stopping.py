@@ -25,11 +25,9 @@ class EarlyStopping(Guard):
     def active(self, args):
         return bool(args.early_stopping_patience)
 
+    ranges = {"early_stopping_patience": (0, True)}
+
     def check(self, args):
-        if args.early_stopping_patience < 0:
-            raise ValueError(
-                f"early_stopping_patience must be >= 0, got {args.early_stopping_patience}"
-            )
         if args.early_stopping_patience and not args.load_best_model_at_end:
             raise ValueError(
                 "early_stopping_patience needs load_best_model_at_end=true (and an eval_strategy "

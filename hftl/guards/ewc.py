@@ -29,7 +29,10 @@ import torch
 from transformers import TrainerCallback
 
 from hftl.errors import ConfigError
+from hftl.feature_cache import unwrap
 from hftl.guards.base import Guard
+from hftl.layers import build_layer_map
+from hftl.storage import atomic_save_tensors
 
 logger = logging.getLogger(__name__)
 
@@ -122,8 +125,6 @@ class _Fisher(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         from safetensors.torch import load_file
 
-        from hftl.checkpoints import atomic_save_tensors
-
         path = Path(args.output_dir) / FISHER_FILE
         if state.global_step > 0:
             if not path.is_file():
@@ -147,20 +148,13 @@ class EWC(Guard):
     needs_reference = True
     needs_moving_weights = True
 
+    ranges = {"ewc_lambda": (0, True), "ewc_fisher_samples": (1, True), "ewc_gamma": (0, True)}
+
     def check(self, args):
-        if args.ewc_lambda < 0:
-            raise ValueError(f"--ewc_lambda {args.ewc_lambda}: must be >= 0")
         if args.ewc_fisher not in FISHER_KINDS:
             raise ValueError(f"--ewc_fisher {args.ewc_fisher}: choose {' or '.join(FISHER_KINDS)}")
-        if args.ewc_fisher_samples < 1:
-            raise ValueError(f"--ewc_fisher_samples {args.ewc_fisher_samples}: must be >= 1")
-        if args.ewc_gamma < 0:
-            raise ValueError(f"--ewc_gamma {args.ewc_gamma}: must be >= 0")
 
     def setup(self, model, args, reference=None):
-        from hftl.feature_cache import unwrap
-        from hftl.layers import build_layer_map
-
         model = unwrap(model)
         if not reference.backbone_matches(model):
             raise ConfigError(

@@ -44,10 +44,9 @@ class L2SP(Guard):
     arguments = L2SPArguments
     switched_by_name = True
 
+    ranges = {"l2sp_alpha": (0, True), "l2sp_beta": (0, True)}
+
     def check(self, args):
-        for name in ("l2sp_alpha", "l2sp_beta"):
-            if getattr(args, name) < 0:
-                raise ValueError(f"--{name} {getattr(args, name)}: must be >= 0")
         if self.active(args) and args.weight_decay > 0:
             raise ValueError(
                 f"guards [l2sp] with --weight_decay {args.weight_decay}: L2-SP replaces decay "

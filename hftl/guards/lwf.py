@@ -46,11 +46,7 @@ class LwF(Guard):
     needs_reference = True
     needs_moving_weights = True
 
-    def check(self, args):
-        if args.lwf_alpha < 0:
-            raise ValueError(f"--lwf_alpha {args.lwf_alpha}: must be >= 0")
-        if args.lwf_temperature <= 0:
-            raise ValueError(f"--lwf_temperature {args.lwf_temperature}: must be > 0")
+    ranges = {"lwf_alpha": (0, True), "lwf_temperature": (0, False)}
 
     def setup(self, model, args, reference=None):
         from hftl.reference import ReferenceHead

@@ -46,9 +46,7 @@ class Replay(Guard):
     needs_reference = True
     needs_moving_weights = True
 
-    def check(self, args):
-        if args.replay_ratio <= 0:
-            raise ValueError(f"--replay_ratio {args.replay_ratio}: must be > 0")
+    ranges = {"replay_ratio": (0, False)}
 
     def setup(self, model, args, reference=None):
         from hftl.reference import ReferenceHead

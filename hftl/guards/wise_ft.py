@@ -26,7 +26,12 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 
+from hftl.errors import ConfigError
+from hftl.families import family_of
 from hftl.guards.base import Guard
+from hftl.layers import build_layer_map
+from hftl.run_files import FINISHED_RUN
+from hftl.storage import atomic_save_tensors
 
 logger = logging.getLogger(__name__)
 
@@ -71,18 +76,14 @@ def mix(start: dict, fine_tuned: dict, alpha: float, keep: set[str] = frozenset(
 
 
 def saved_names(model) -> dict[str, str]:
-    """{name in ``model.state_dict()``: its key in the saved ``model.safetensors``} (timm models
-    are saved under timm's own names: :func:`hftl.outputs.write_timm_weights`)."""
-    from hftl.outputs import saved_name
-
-    model_type = getattr(model.config, "model_type", None)
-    return {name: saved_name(name, model_type) for name in model.state_dict()}
+    """{name in ``model.state_dict()``: its key in the saved ``model.safetensors``} (the family's
+    saved names: timm models are saved under timm's own)."""
+    family = family_of(model)
+    return {name: family.saved_name(name) for name in model.state_dict()}
 
 
 def write_state(state: dict, names: dict[str, str], path: Path) -> None:
     """``state`` as ``path`` (safetensors under the saved names), written whole or not at all."""
-    from hftl.checkpoints import atomic_save_tensors
-
     atomic_save_tensors({names[name]: t for name, t in state.items()}, path)
 
 
@@ -100,8 +101,6 @@ class _Endpoints(TrainerCallback):
             return
         from safetensors.torch import load_file
 
-        from hftl.errors import ConfigError
-
         if not path.is_file():
             raise ConfigError(
                 f"guards [wise_ft]: resuming in {args.output_dir}, but {path} (the weights the run "
@@ -118,14 +117,9 @@ class WiseFT(Guard):
     switched_by_name = True
     needs_moving_weights = True
 
-    def check(self, args):
-        for alpha in [args.wise_ft_alpha, *(args.wise_ft_sweep or [])]:
-            if not 0.0 <= alpha <= 1.0:
-                raise ValueError(f"wise_ft alpha {alpha}: must be in [0, 1]")
+    ranges = {"wise_ft_alpha": (0.0, 1.0), "wise_ft_sweep": (0.0, 1.0)}
 
     def setup(self, model, args, reference=None):
-        from hftl.layers import build_layer_map
-
         layer_map = build_layer_map(model)
         head = set(layer_map.names_at(layer_map.head_depth))
         self.start = {
@@ -217,9 +211,6 @@ def mix_run(run_dir, alpha: float, output_dir) -> Path:
 
     from safetensors import safe_open
     from safetensors.torch import load_file
-
-    from hftl.checkpoints import FINISHED_RUN, atomic_save_tensors
-    from hftl.errors import ConfigError
 
     run, out = Path(run_dir), Path(output_dir)
     if not 0.0 <= alpha <= 1.0:

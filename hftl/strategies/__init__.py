@@ -27,4 +27,33 @@ for _strategy in (
 ):
     STRATEGIES.register(_strategy)
 
-__all__ = ["STRATEGIES", "Strategy"]
+
+def min_trainable_depth(strategy: str, num_blocks: int, *, num_trainable_layers: int | None = None,
+                        stage: int = 0) -> int:  # fmt: skip
+    """The lowest depth that trains under the registered ``strategy`` (its ``min_depth``).
+
+    Args:
+        strategy: a name in :data:`STRATEGIES`.
+        num_blocks: L, the model's number of blocks.
+        num_trainable_layers: for ``partial``, how many top blocks train (0..L).
+        stage: for ``gradual``, how many unfreezing stages have passed (0 = head only).
+
+    Raises:
+        ValueError: unknown strategy, one that does not freeze by depth, or
+            ``num_trainable_layers`` missing or out of 0..L.
+    """
+    return STRATEGIES.get(strategy).min_depth(
+        num_blocks, num_trainable_layers=num_trainable_layers, stage=stage
+    )
+
+
+def apply_strategy(model, layer_map, strategy: str, *,
+                   num_trainable_layers: int | None = None) -> int:  # fmt: skip
+    """Freeze ``model`` as the registered ``strategy`` says (``gradual`` at stage 0); returns the
+    lowest depth that trains."""
+    return STRATEGIES.get(strategy).freeze_by_depth(
+        model, layer_map, num_trainable_layers=num_trainable_layers
+    )
+
+
+__all__ = ["STRATEGIES", "Strategy", "apply_strategy", "min_trainable_depth"]

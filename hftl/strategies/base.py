@@ -3,9 +3,14 @@ arguments and its sentence in the model card. One module per strategy registers 
 
 from __future__ import annotations
 
+import logging
+
 from torch import nn
 
+from hftl.freezing import set_trainable
 from hftl.layers import LayerMap
+
+logger = logging.getLogger(__name__)
 
 
 class Strategy:
@@ -24,8 +29,11 @@ class Strategy:
             backbone or adapters).
         probes_head: before training, the new head is fitted by a linear probe on the starting
             backbone's features (:func:`hftl.feature_cache.probe_head`).
-        ranges: ``{option: (minimum, whether the minimum itself is allowed)}`` for its numeric
-            options, refused with ``--option value: must be >= minimum``.
+        ranges: ``{option: (minimum, whether the minimum itself is allowed)}`` or
+            ``{option: (minimum, maximum)}`` for its numeric options, checked in one place
+            (:class:`~hftl.config.TransferTrainingArguments`) and refused with ``--option value:
+            must be >= minimum`` / ``must be in [minimum, maximum]``; guards declare theirs the
+            same way.
     """
 
     name: str = ""
@@ -36,7 +44,7 @@ class Strategy:
     needs_block_count: bool = False
     moves_pretrained_weights: bool = True
     probes_head: bool = False
-    ranges: dict[str, tuple[float, bool]] = {}
+    ranges: dict[str, tuple] = {}
 
     def check(self, args, selected: bool) -> None:
         """Validate ``args`` (a ``TransferTrainingArguments``); ``selected``: this is
@@ -56,15 +64,22 @@ class Strategy:
 
     def freeze(self, model: nn.Module, args, layer_map: LayerMap) -> None:
         """Set which parameters train at the start."""
-        from hftl.freezing import apply_strategy
-
         self.check_blocks(args, layer_map.num_blocks, type(model).__name__)
-        apply_strategy(
-            model,
-            layer_map,
-            self.name,
-            num_trainable_layers=getattr(args, "num_trainable_layers", None),
+        self.freeze_by_depth(
+            model, layer_map, num_trainable_layers=getattr(args, "num_trainable_layers", None)
         )
+
+    def freeze_by_depth(self, model: nn.Module, layer_map: LayerMap, *,
+                        num_trainable_layers: int | None = None) -> int:  # fmt: skip
+        """Train the depths from :meth:`min_depth` up (stage 0) and freeze the rest; returns
+        that depth."""
+        min_depth = self.min_depth(layer_map.num_blocks, num_trainable_layers=num_trainable_layers)
+        counts = set_trainable(model, layer_map, min_depth)
+        logger.info(
+            "strategy %s: depths >= %d train (%d tensors), %d tensors frozen",
+            self.name, min_depth, counts["trainable"], counts["frozen"],
+        )  # fmt: skip
+        return min_depth
 
     def callbacks(self, args, layer_map: LayerMap) -> list:
         """``TrainerCallback``\\ s the strategy needs (e.g. the unfreezing schedule)."""

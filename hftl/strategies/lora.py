@@ -13,14 +13,12 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
+from hftl.families import family_of
 from hftl.freezing import keep_frozen_norms_in_eval
 from hftl.layers import LayerMap, build_layer_map
 from hftl.strategies.base import Strategy
 
 logger = logging.getLogger(__name__)
-
-# Attention projections LoRA adapts by default, by their names across transformers and timm.
-_ATTENTION_NAMES = ("query", "value", "q_proj", "v_proj", "q_lin", "v_lin", "qkv", "in_proj")
 
 
 @dataclass
@@ -59,8 +57,9 @@ def head_module_names(model: nn.Module, layer_map: LayerMap | None = None) -> li
 
 
 def default_lora_targets(model: nn.Module, layer_map: LayerMap | None = None) -> list[str]:
-    """LoRA targets inside the blocks: attention query/value projections where the model has
-    them, else every Linear layer, else (CNNs) every ungrouped Conv2d layer."""
+    """LoRA targets inside the blocks: the family's attention projections
+    (:attr:`hftl.families.base.Family.lora_targets`, e.g. query / value) where the model has them,
+    else every Linear layer, else (CNNs) every ungrouped Conv2d layer."""
     layer_map = layer_map or build_layer_map(model)
     in_blocks = {n for n, d in layer_map.depths.items() if 1 <= d <= layer_map.num_blocks}
     candidates: dict[type, list[str]] = {nn.Linear: [], nn.Conv2d: []}
@@ -70,7 +69,10 @@ def default_lora_targets(model: nn.Module, layer_map: LayerMap | None = None) ->
             continue  # depthwise / grouped: PEFT's LoRA needs the rank divisible by the groups
         if kind is not None and f"{name}.weight" in in_blocks:
             candidates[kind].append(name)
-    attention = [n for n in candidates[nn.Linear] if n.rsplit(".", 1)[-1] in _ATTENTION_NAMES]
+    family = family_of(model)
+    encoder = family.encoder(model)
+    names = (family_of(encoder) if encoder is not None else family).lora_targets
+    attention = [n for n in candidates[nn.Linear] if n.rsplit(".", 1)[-1] in names]
     targets = attention or candidates[nn.Linear] or candidates[nn.Conv2d]
     if not targets:
         raise ValueError(

@@ -34,13 +34,13 @@ from transformers.models.auto.modeling_auto import MODEL_FOR_AUDIO_CLASSIFICATIO
 
 from hftl.data import check_file_exists, is_text
 from hftl.errors import ConfigError, first_line
-from hftl.layers import KEEP_FROZEN_ATTRIBUTE, is_feature_encoder
+from hftl.families import family_for_type, family_of
+from hftl.layers import KEEP_FROZEN_ATTRIBUTE
 from hftl.tasks.base import Prepared, Task
 
 logger = logging.getLogger(__name__)
 
 AUDIO_NAMES = ("audio", "file", "path", "audio_path", "filename", "file_name", "speech", "wav")
-WHISPER_POSITIONS_PER_SECOND = 50  # 100 log-mel frames per second, halved by the second conv
 SECONDS_COLUMN = "hftl_audio_seconds"  # each clip's duration, read once by check_audio
 
 
@@ -104,8 +104,6 @@ class AudioClassification(Task):
     folder_builder = "audiofolder"
     example_input = "clip.wav"
     card_tags = ("audio",)
-    tiny_kinds = ("wav2vec2", "whisper", "ast")
-    recipe = "audio_classification.py"
     advise_models = (
         "facebook/wav2vec2-base",
         "ntu-spml/distilhubert",
@@ -133,37 +131,36 @@ class AudioClassification(Task):
         """The checkpoint's audio classifier; Whisper's window shortened where asked, and the
         convolutional feature encoder kept frozen (``--freeze_feature_encoder``)."""
         window = task_args.encoder_window_seconds if task_args is not None else None
-        positions = None
+        family = family_for_type(config.model_type)
         if window is not None:
-            if config.model_type != "whisper":
+            longest = family.input_window(config)
+            if longest is None:
                 raise ConfigError(
-                    f"--encoder_window_seconds {window}: only Whisper has a fixed input window, "
-                    f"and {path} is a '{config.model_type}' model; leave it out"
+                    f"--encoder_window_seconds {window}: only models with a fixed input window "
+                    f"(Whisper) have one to shorten, and {path} is a '{config.model_type}' model; "
+                    "leave it out"
                 )
-            positions = window * WHISPER_POSITIONS_PER_SECOND
-            if positions > config.max_source_positions:
+            if window > longest:
                 raise ConfigError(
-                    f"--encoder_window_seconds {window}: {path}'s window is "
-                    f"{config.max_source_positions / WHISPER_POSITIONS_PER_SECOND:g} s; give at "
+                    f"--encoder_window_seconds {window}: {path}'s window is {longest:g} s; give at "
                     "most that"
                 )
-        if from_scratch and positions is not None:
-            config.max_source_positions = positions
+            if from_scratch:
+                family.set_input_window(config, window)
         model, loading = super().load_model(
             path, config, task_args, from_scratch=from_scratch, **kwargs
         )
-        if positions is not None and positions < model.config.max_source_positions:
-            shorten_whisper_window(model, positions)
+        if window is not None and window < family.input_window(model.config):
+            family.set_input_window(model, window)
         if task_args is None or task_args.freeze_feature_encoder:
             keep_feature_encoder_frozen(model)
         return model, loading
 
     def describe_model(self, model):
         facts = {}
-        if getattr(model.config, "model_type", None) == "whisper":
-            facts["input_window_seconds"] = (
-                model.config.max_source_positions / WHISPER_POSITIONS_PER_SECOND
-            )
+        window = family_of(model).input_window(model.config)
+        if window is not None:
+            facts["input_window_seconds"] = window
         frozen = getattr(model, KEEP_FROZEN_ATTRIBUTE, None)
         if frozen:
             facts["kept_frozen"] = list(frozen)
@@ -227,40 +224,11 @@ class AudioClassification(Task):
             collator=AudioCollator(processor, mask),
         )
 
-    def dummy_batch(self, batch_size, generator, kind=None):
-        from hftl.testing import tiny_audio_batch
-
-        return tiny_audio_batch(kind or self.tiny_kinds[0], batch_size, generator)
-
-    def toy_dataset(self, num_examples, seed=0, kind=None):
-        from hftl.testing import tone_dataset
-
-        return tone_dataset(num_examples, seed=seed, kind=kind or self.tiny_kinds[0])
-
 
 # --------------------------------------------------------------------------------------------
-# The model: Whisper's window, the frozen feature encoder
+# The preprocessing's side of Whisper's window (the model's is its family's), the frozen feature
+# encoder
 # --------------------------------------------------------------------------------------------
-
-
-def shorten_whisper_window(model: nn.Module, positions: int) -> None:
-    """Keep the first ``positions`` of a Whisper encoder's position embeddings (its window is then
-    ``positions / 50`` seconds); the config says so, so the saved model loads with that window."""
-    encoder = model.get_encoder() if hasattr(model, "get_encoder") else model.encoder
-    old = encoder.embed_positions
-    new = nn.Embedding(
-        positions, old.embedding_dim, device=old.weight.device, dtype=old.weight.dtype
-    )
-    with torch.no_grad():
-        new.weight.copy_(old.weight[:positions])
-    new.weight.requires_grad_(old.weight.requires_grad)
-    encoder.embed_positions = new
-    encoder.max_source_positions = positions
-    model.config.max_source_positions = positions
-    logger.info(
-        "Whisper encoder window: %g s (%d positions, the first of the checkpoint's)",
-        positions / WHISPER_POSITIONS_PER_SECOND, positions,
-    )  # fmt: skip
 
 
 def set_whisper_window(processor: WhisperFeatureExtractor, seconds: int) -> None:
@@ -273,7 +241,7 @@ def set_whisper_window(processor: WhisperFeatureExtractor, seconds: int) -> None
 def keep_feature_encoder_frozen(model: nn.Module) -> None:
     """Name the model's convolutional feature encoder (speech models) as kept frozen: no
     strategy trains it (:attr:`hftl.layers.LayerMap.kept_frozen`)."""
-    names = [name for name, module in model.named_modules() if is_feature_encoder(module)]
+    names = family_of(model).stem_modules(model)
     if names:
         setattr(model, KEEP_FROZEN_ATTRIBUTE, tuple(names))
         for name in names:

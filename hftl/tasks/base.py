@@ -8,8 +8,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-
 
 @dataclass
 class Prepared:
@@ -39,8 +37,6 @@ class Task:
         example_input: what the card's usage snippet classifies.
         card_tags: Hub tags the card adds for the task (beyond its pipeline tag).
         recipe_defaults: ``TrainingArguments`` defaults of the task's recipe.
-        tiny_kinds: the tiny random models of :mod:`hftl.testing` that belong to this task.
-        recipe: the recipe in ``recipes/`` that runs the task (what ``hftl advise`` names).
         advise_models: the checkpoints ``hftl advise`` scores when ``--models`` is not given (Hub
             ids: a short list across sizes and families).
         learning_rate: the base learning rate of fine-tuning the task's usual models (what
@@ -62,8 +58,6 @@ class Task:
     example_input: str = ""
     card_tags: tuple[str, ...] = ()
     recipe_defaults: dict = {}
-    tiny_kinds: tuple[str, ...] = ()
-    recipe: str = ""
     advise_models: tuple[str, ...] = ()
     learning_rate: float = 5e-5
     lora_lr_multiplier: float = 10.0
@@ -113,16 +107,4 @@ class Task:
 
     def prepare(self, raw, processor, columns, task_args, training_args) -> Prepared:
         """Model-ready train / validation datasets and the collator."""
-        raise NotImplementedError
-
-    def dummy_batch(
-        self, batch_size: int, generator: torch.Generator, kind: str | None = None
-    ) -> dict[str, torch.Tensor]:
-        """A batch the task's tiny models accept (``kind``: for the tiny model of that name,
-        where the task's models differ in their inputs)."""
-        raise NotImplementedError
-
-    def toy_dataset(self, num_examples: int, seed: int = 0, kind: str | None = None):
-        """A learnable ``datasets.Dataset`` in model format for the task's tiny models (``kind``:
-        as for :meth:`dummy_batch`)."""
         raise NotImplementedError

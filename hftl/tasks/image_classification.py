@@ -56,8 +56,6 @@ class ImageClassification(Task):
     processor_name = "image processor"
     folder_builder = "imagefolder"
     example_input = "path/or/url/to/image.jpg"
-    tiny_kinds = ("vit", "deit", "swin", "resnet", "timm-resnet", "timm-vit")
-    recipe = "image_classification.py"
     advise_models = (
         "timm/efficientnet_b0.ra_in1k",
         "timm/convnext_tiny.fb_in22k_ft_in1k",
@@ -108,14 +106,6 @@ class ImageClassification(Task):
             ),
             collator=collate_images,
         )
-
-    def dummy_batch(self, batch_size, generator, kind=None):
-        return {"pixel_values": torch.randn(batch_size, 3, 32, 32, generator=generator)}
-
-    def toy_dataset(self, num_examples, seed=0, kind=None):
-        from hftl.testing import colour_dataset
-
-        return colour_dataset(num_examples, seed=seed)
 
 
 _INTERPOLATION = {

@@ -19,7 +19,6 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
 from datasets import Value
 from transformers import (
     AutoConfig,
@@ -137,8 +136,6 @@ class TextClassification(Task):
     # Batches of similar length: with per-batch padding, far fewer pad tokens to compute on
     # (docs/benchmarks.md). A config or flag may set it back to "random".
     recipe_defaults = {"train_sampling_strategy": "group_by_length"}
-    tiny_kinds = ("bert", "roberta", "distilbert", "bert-mean")
-    recipe = "sentiment.py"
     advise_models = (
         "sentence-transformers/all-MiniLM-L6-v2",
         "distilbert/distilbert-base-uncased",
@@ -267,17 +264,6 @@ class TextClassification(Task):
             eval=tokenized["validation"],
             collator=DataCollatorWithPadding(processor),
         )
-
-    def dummy_batch(self, batch_size, generator, kind=None):
-        from hftl.testing import TEXT_VOCAB
-
-        ids = torch.randint(3, TEXT_VOCAB, (batch_size, 12), generator=generator)
-        return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
-
-    def toy_dataset(self, num_examples, seed=0, kind=None):
-        from hftl.testing import keyword_dataset
-
-        return keyword_dataset(num_examples, seed=seed)
 
 
 def describe_pooling(pooling: str) -> str:

@@ -1,0 +1,9 @@
+"""``python -m hftl ...``: the ``hftl`` command, as a module, for ``accelerate launch -m hftl train
+TASK ...`` (several processes or machines)."""
+
+import sys
+
+from hftl.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""The data options of a run, with the Hugging Face example scripts' names."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+FILE_BUILDERS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+
+
+@dataclass
+class DataArguments:
+    """Where the data comes from and how it is read."""
+
+    dataset_name: str | None = field(
+        default=None, metadata={"help": "Hub dataset name or local dataset dir."}
+    )
+    dataset_config_name: str | None = field(
+        default=None, metadata={"help": "Dataset configuration name."}
+    )
+    train_dir: str | None = field(
+        default=None, metadata={"help": "A folder with one sub-folder per class (images)."}
+    )
+    validation_dir: str | None = field(
+        default=None, metadata={"help": "Validation folder, same layout."}
+    )
+    train_file: str | None = field(
+        default=None, metadata={"help": "CSV / JSON / JSONL / Parquet file."}
+    )
+    validation_file: str | None = field(
+        default=None, metadata={"help": "Validation file, same format."}
+    )
+    train_split_name: str = field(
+        default="train",
+        metadata={"help": "--dataset_name: the split to train on (as in the HF audio examples)."},
+    )
+    eval_split_name: str = field(
+        default="validation",
+        metadata={
+            "help": "--dataset_name: the split to evaluate on (e.g. validation_matched for MNLI); "
+            "without a 'validation' split, the dataset's 'test' split, else a held-out share of "
+            "train."
+        },
+    )
+    label_column_name: str | None = field(
+        default=None, metadata={"help": "Label column (auto-detected)."}
+    )
+    validation_split_percentage: float = field(
+        default=10,
+        metadata={
+            "help": "Without a validation split: the percentage of train held out (stratified)."
+        },
+    )
+    max_train_samples: int | None = field(
+        default=None, metadata={"help": "Truncate train (debugging)."}
+    )
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Truncate validation."})
+    drop_unseen_validation_labels: bool = field(
+        default=False,
+        metadata={
+            "help": "Validation rows whose class never occurs in training: false (default) stops "
+            "with an error naming the class; true drops those rows, with a warning."
+        },
+    )
+
+    def __post_init__(self):
+        sources = [
+            name
+            for name, value in (
+                ("dataset_name", self.dataset_name),
+                ("train_dir", self.train_dir),
+                ("train_file", self.train_file),
+            )
+            if value
+        ]
+        if len(sources) > 1:
+            raise ValueError(
+                f"give one data source, not {' and '.join(sources)} (to replace a config's "
+                f'{sources[0]} on the command line, add --{sources[0]} "")'
+            )
+        if not 0 < self.validation_split_percentage < 100:
+            raise ValueError(
+                f"validation_split_percentage must be in (0, 100), got {self.validation_split_percentage}"
+            )
+        for name in ("max_train_samples", "max_eval_samples"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"--{name} {value}: must be >= 1")
+        for name in ("train_file", "validation_file"):
+            path = getattr(self, name)
+            if path and Path(path).suffix.lower() not in FILE_BUILDERS:
+                raise ValueError(
+                    f"{name}={path}: unsupported extension; use one of {', '.join(FILE_BUILDERS)}"
+                )

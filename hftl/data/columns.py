@@ -1,0 +1,64 @@
+"""Which column is the label and which the task's input: named by a flag, else found by type or
+name; an ambiguous or missing one is a one-line error naming the flag that settles it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from datasets import ClassLabel, DatasetDict, Value
+
+from hftl.data.arguments import DataArguments
+from hftl.errors import ConfigError
+
+LABEL_NAMES = ("label", "labels", "class", "category", "target", "sentiment")
+
+
+@dataclass(frozen=True)
+class Columns:
+    label: str
+    inputs: str  # the task's input column (text, image, ...)
+
+
+def resolve_columns(dataset: DatasetDict, args: DataArguments, task, task_args) -> Columns:
+    """Find the label column, then the task's input column among the others.
+
+    Raises:
+        ConfigError: a named column is missing, or the choice is ambiguous; the message lists the
+            columns and the flag that settles it.
+    """
+    features = dataset["train"].features
+    columns = list(features)
+    label = pick_column(
+        "label",
+        args.label_column_name,
+        columns,
+        typed=[c for c in columns if isinstance(features[c], ClassLabel)],
+        by_name=[c for c in LABEL_NAMES if c in columns],
+    )
+    others = [c for c in columns if c != label]
+    return Columns(label=label, inputs=task.find_input_column(features, others, task_args))
+
+
+def is_text(feature) -> bool:
+    """A string column (text, or file paths)."""
+    return isinstance(feature, Value) and feature.dtype in ("string", "large_string")
+
+
+def pick_column(
+    kind: str, given: str | None, columns: list[str], typed: list[str], by_name: list[str]
+) -> str:
+    flag = f"--{kind}_column_name"
+    if given is not None:
+        if given not in columns:
+            raise ConfigError(
+                f"{flag}={given} is not a column; the columns are: {', '.join(columns)}"
+            )
+        return given
+    for candidates in (typed, by_name):
+        if len(candidates) == 1:
+            return candidates[0]
+        if len(candidates) > 1:
+            raise ConfigError(
+                f"more than one column could be the {kind} ({', '.join(candidates)}); choose with {flag}"
+            )
+    raise ConfigError(f"no {kind} column found among {', '.join(columns)}; name it with {flag}")

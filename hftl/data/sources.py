@@ -1,0 +1,178 @@
+"""Reading the splits a run's data options point at (``--dataset_name``, ``--train_dir``,
+``--train_file``), each read checked (:mod:`hftl.data.files`) and any failure one line naming the
+source."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from pathlib import Path
+
+from datasets import DatasetDict, load_dataset
+
+from hftl.data.arguments import FILE_BUILDERS, DataArguments
+from hftl.data.files import (
+    check_data_file,
+    check_folder_read,
+    check_same_columns,
+    existing_dir,
+    existing_file,
+    scan_class_folder,
+)
+from hftl.errors import ConfigError, first_line
+
+logger = logging.getLogger(__name__)
+
+
+def _with_assets_resolved(args: DataArguments) -> DataArguments:
+    from dataclasses import replace
+
+    from hftl.assets import resolve
+
+    names = ("dataset_name", "train_dir", "validation_dir", "train_file", "validation_file")
+    return replace(args, **{name: resolve(getattr(args, name)) for name in names})
+
+
+def load_raw_datasets(
+    args: DataArguments, task, cache_dir: str | None = None, token: str | None = None
+) -> DatasetDict:
+    """Load the splits the arguments point at (at least ``train``).
+
+    Paths may name hftl's offline assets, e.g. ``--train_dir hftl:mnist/train`` (fetched on first
+    use, see :mod:`hftl.assets`). ``--train_dir`` is read with the task's folder builder
+    (``imagefolder`` for images).
+    """
+    args = _with_assets_resolved(args)
+    if args.dataset_name:
+        dataset = _read(
+            f"--dataset_name {args.dataset_name}",
+            lambda: load_dataset(
+                args.dataset_name, args.dataset_config_name, cache_dir=cache_dir, token=token
+            ),
+            local=Path(args.dataset_name).expanduser().exists(),
+        )
+        return _named_splits(dataset, args)
+    if args.train_dir:
+        if task.folder_builder is None:
+            raise ConfigError(
+                f"--train_dir {args.train_dir}: the {task.name} task reads no class folders; give "
+                "--train_file or --dataset_name"
+            )
+        extensions = task.folder_extensions
+        folders = {"train": ("train_dir", existing_dir(args.train_dir, "train_dir"))}
+        if args.validation_dir:
+            folders["validation"] = (
+                "validation_dir",
+                existing_dir(args.validation_dir, "validation_dir"),
+            )
+        counts = {
+            split: scan_class_folder(path, flag, extensions, task.input_name)
+            for split, (flag, path) in folders.items()
+        }
+        data_files = {split: os.path.join(path, "**") for split, (_, path) in folders.items()}
+        where = " and ".join(f"--{flag} {path}" for flag, path in folders.values())
+        dataset = _read(
+            where,
+            lambda: load_dataset(task.folder_builder, data_files=data_files, cache_dir=cache_dir),
+        )
+        check_folder_read(dataset, counts, folders)
+        return dataset
+    if args.train_file:
+        files = {"train": ("train_file", existing_file(args.train_file, "train_file"))}
+        if args.validation_file:
+            files["validation"] = (
+                "validation_file",
+                existing_file(args.validation_file, "validation_file"),
+            )
+        builders = {FILE_BUILDERS[Path(p).suffix.lower()] for _, p in files.values()}
+        if len(builders) > 1:
+            raise ConfigError("train_file and validation_file must have the same format")
+        builder = builders.pop()
+        splits = {}
+        for split, (flag, path) in files.items():
+            check_data_file(path, flag, builder)
+            splits[split] = _read(
+                f"--{flag} {path}",
+                lambda path=path: load_dataset(builder, data_files=path, cache_dir=cache_dir)[
+                    "train"
+                ],
+                kind=builder.upper(),
+            )
+            if len(splits[split]) == 0:
+                raise ConfigError(f"--{flag} {path}: no rows; give a file with data")
+        check_same_columns(splits, files)
+        return DatasetDict(splits)
+    raise ConfigError("no data: give --dataset_name, --train_dir or --train_file")
+
+
+def _named_splits(dataset: DatasetDict, args: DataArguments) -> DatasetDict:
+    """``train`` and ``validation`` (or ``test``, the fallback, where there is no validation
+    split) from the splits the arguments name, and no others; a named split the dataset lacks is
+    an error listing the ones it has."""
+    where = f"--dataset_name {args.dataset_name}"
+    if args.dataset_config_name:
+        where += f" --dataset_config_name {args.dataset_config_name}"
+    for flag, name in (("train_split_name", args.train_split_name),
+                       ("eval_split_name", args.eval_split_name)):  # fmt: skip
+        if name not in dataset and (flag == "train_split_name" or name != "validation"):
+            raise ConfigError(
+                f"--{flag} {name}: {where} has no such split (it has {', '.join(dataset)}); "
+                f"name one of them with --{flag}"
+            )
+    splits = {"train": dataset[args.train_split_name]}
+    if args.eval_split_name in dataset:
+        splits["validation"] = dataset[args.eval_split_name]
+    elif "test" in dataset:  # the usual fallback (ensure_validation_split)
+        splits["test"] = dataset["test"]
+    if (args.train_split_name, args.eval_split_name) != ("train", "validation"):
+        logger.info(
+            "training on split '%s', evaluating on '%s'", args.train_split_name,
+            args.eval_split_name,
+        )  # fmt: skip
+    return DatasetDict(splits)  # only the splits used: others (hidden test labels) are not read
+
+
+@contextlib.contextmanager
+def _no_dataset_bars(local: bool):
+    """No ``datasets`` progress bars while local files are read ("Downloading data" for a file
+    on disk measures nothing); a Hub download keeps its bars."""
+    from datasets.utils import (
+        are_progress_bars_disabled,
+        disable_progress_bars,
+        enable_progress_bars,
+    )
+
+    if not local or are_progress_bars_disabled():
+        yield
+        return
+    disable_progress_bars()
+    try:
+        yield
+    finally:
+        enable_progress_bars()
+
+
+def _read(where: str, load, kind: str | None = None, local: bool = True):
+    """``load()``, with any failure turned into one line that names the source."""
+    try:
+        with _no_dataset_bars(local):
+            return load()
+    except ConfigError:
+        raise
+    except Exception as error:  # noqa: BLE001 - reading user data: any failure is about the data
+        cause = _innermost(error)
+        what = f"cannot be read as {kind}" if kind else "cannot be loaded"
+        raise ConfigError(
+            f"{where}: {what} ({type(cause).__name__}: {first_line(cause)})"
+        ) from error
+
+
+def _innermost(error: BaseException) -> BaseException:
+    seen = {id(error)}
+    while True:
+        nxt = error.__cause__ or error.__context__
+        if nxt is None or id(nxt) in seen:
+            return error
+        seen.add(id(nxt))
+        error = nxt

@@ -1,0 +1,15 @@
+"""Swin: the classifier reads the pooled output (the mean of the last stage's tokens)."""
+
+from hftl.families.base import Family, Split
+
+
+class Swin(Family):
+    name = "swin"
+    model_types = ("swin",)
+    split = Split(
+        "swin",
+        lambda m, b: m.swin(pixel_values=b["pixel_values"]).pooler_output,
+        lambda m, f: m.classifier(f),
+        linear_head=lambda m: m.classifier,
+    )
+    lora_targets = ("query", "value")

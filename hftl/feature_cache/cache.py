@@ -1,0 +1,274 @@
+"""The step before the Trainer: the features of every dataset (computed once, or reused), the
+head-on-features model; LP-FT's probe and ``hftl advise`` read the starting features the same way."""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from collections.abc import Callable
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from transformers import default_data_collator
+
+from hftl.errors import ConfigError
+from hftl.families import Split, split_for
+from hftl.fast import wants_channels_last
+from hftl.feature_cache.model import CachedFeatureModel, FeatureDataset
+from hftl.feature_cache.probe import LinearProbeCallback, write_probe
+from hftl.feature_cache.store import (
+    cache_key,
+    cached_features,
+    describe_preprocessing,
+    extract,
+    transform_of,
+)
+from hftl.storage import cache_dir
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class CachedFeatures:
+    """What :func:`cache_features` hands to the Trainer: ``model`` (the head on features),
+    ``train`` / ``eval`` feature datasets, the ``collator`` and ``callbacks`` to pass, and
+    ``info`` for the run's record (examples, seconds in all and for the training set, entries
+    reused, augmented views of the training set, linear_probe)."""
+
+    model: CachedFeatureModel
+    train: FeatureDataset
+    eval: object
+    callbacks: list
+    info: dict
+    extractor: Callable
+    collator: Callable = default_data_collator
+
+    def features(self, dataset):
+        """Another dataset in the full model's format as features (cached like the others)."""
+        return self.extractor(dataset)
+
+
+def cache_features(model: nn.Module, args, train_dataset, eval_dataset=None, *,
+                   data_collator=None, processing_class=None) -> CachedFeatures | None:  # fmt: skip
+    """Run the frozen backbone of ``model`` once over the data (or reuse the features stored for
+    these weights, data and preprocessing); None where hftl does not know where the model's
+    backbone ends (the Trainer then runs the frozen backbone every step).
+
+    ``eval_dataset`` may be one dataset or a dict of them, as for ``Trainer``.
+    """
+    split = split_for(model)
+    if args.linear_probe and (split is None or not split.takes_linear_probe):
+        raise ValueError(
+            f"linear_probe needs a model whose head is linear on cached features (timm, ViT, "
+            f"ResNet, ConvNeXt, hftl's pooled text head, speech models); {type(model).__name__} "
+            "is not one"
+        )
+    if split is None:
+        logger.info(
+            "feature cache: not available for %s; the frozen backbone runs every step",
+            type(model).__name__,
+        )
+        return None
+    channels_last = _channels_last(model, args)
+    info = {"used": True, "examples": 0, "seconds": 0.0, "train_seconds": 0.0, "reused": 0,
+            "linear_probe": None}  # fmt: skip
+    done: dict[int, FeatureDataset] = {}
+
+    def features_of(dataset):
+        if dataset is None or isinstance(dataset, FeatureDataset):
+            return dataset
+        if isinstance(dataset, dict):
+            return {name: features_of(d) for name, d in dataset.items()}
+        if id(dataset) not in done:
+            done[id(dataset)] = _extract_cached(
+                model, split, dataset, data_collator, processing_class, args, channels_last, info
+            )
+        return done[id(dataset)]
+
+    views = num_views(args, train_dataset)
+    if views > 1:
+        train = _extract_views(model, split, train_dataset, data_collator, processing_class, args,
+                               channels_last, info, views)  # fmt: skip
+        done[id(train_dataset)] = train
+    else:
+        train = features_of(train_dataset)
+    info["views"] = views
+    info["train_seconds"] = info["seconds"]  # the training set's share (the rest: evaluation)
+    callbacks = []
+    if args.linear_probe:
+        callbacks.append(LinearProbeCallback(train, split, info, seed=args.seed))
+    return CachedFeatures(
+        model=CachedFeatureModel(model, split),
+        train=train,
+        eval=features_of(eval_dataset),
+        callbacks=callbacks,
+        info=info,
+        extractor=features_of,
+    )
+
+
+def _channels_last(model: nn.Module, args) -> bool:
+    """Whether the backbone runs channels-last (``--channels_last``; the model is converted)."""
+    channels_last = wants_channels_last(model, args.channels_last)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    return channels_last
+
+
+def is_random(dataset) -> bool:
+    """Whether ``dataset``'s transform draws random augmentation (the tasks mark theirs with
+    ``hftl_random``)."""
+    return bool(getattr(transform_of(dataset), "hftl_random", False))
+
+
+def num_views(args, train_dataset) -> int:
+    """How many augmented views of the training set to cache: 1 for data without random
+    augmentation, else ``feature_cache_views``, and no more than the epochs that read them."""
+    if train_dataset is None or not is_random(train_dataset):
+        return 1
+    views = args.feature_cache_views
+    if args.max_steps <= 0:
+        views = min(views, max(1, math.ceil(args.num_train_epochs)))
+    return views
+
+
+def _extract_views(model, split, dataset, collator, processing_class, args, channels_last, info,
+                   views) -> FeatureDataset:  # fmt: skip
+    """``views`` passes of the frozen backbone over a randomly augmented training set, each with
+    its own seed (so each view, and its cache entry, is reproducible)."""
+    arrays, labels = [], None
+    for view in range(views):
+        with _seeded(args.seed * 7919 + view):
+            one = _extract_cached(model, split, dataset, collator, processing_class, args,
+                                  channels_last, info, view=f"view {view + 1}/{views}")  # fmt: skip
+        if labels is not None and not np.array_equal(labels, one.labels):
+            raise RuntimeError("feature cache: the views of the training set differ in labels")
+        arrays.append(one.features)
+        labels = one.labels
+    return FeatureDataset(arrays, labels)
+
+
+@contextmanager
+def _seeded(seed: int):
+    """Seed python, numpy and torch for the block; the previous random states come back after."""
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=[]):
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.manual_seed(seed)
+        try:
+            yield
+        finally:
+            random.setstate(python_state)
+            np.random.set_state(numpy_state)
+
+
+def _entries(directory) -> set[str]:
+    if directory is None or not directory.exists():
+        return set()
+    return {p.name.split(".")[0] for p in directory.glob("*.features.npy")}
+
+
+def _extract_cached(model, split, dataset, collator, processing_class, args, channels_last, info,
+                    view: str | None = None) -> FeatureDataset:  # fmt: skip
+    """The FeatureDataset of one dataset (extracted once, or read from the cache); ``view``
+    names one augmented view (keyed by it and the seed)."""
+    import time
+
+    directory = args.feature_cache_dir
+    if directory is None:
+        directory = cache_dir() / "features"
+    directory = None if str(directory) == "memory" else Path(directory)
+    dtype = torch.bfloat16 if args.bf16 else torch.float16 if args.fp16 else None
+    preprocessing = describe_preprocessing(dataset, collator, processing_class)
+    if getattr(dataset, "_fingerprint", None) is None:
+        directory, key = None, "in-memory"  # not a datasets.Dataset: nothing to key a file on
+    else:
+        layout = "|channels_last" if channels_last else ""
+        views = f"|{view}|seed {args.seed}" if view else ""
+        key = cache_key(model, split, dataset, preprocessing, f"{dtype}{layout}{views}")
+    device = args.device
+    model.to(device)
+    started = time.perf_counter()
+    before = _entries(directory)
+
+    def compute():
+        return extract(
+            model, split, dataset, collator,
+            batch_size=max(args.per_device_eval_batch_size, args.per_device_train_batch_size),
+            device=device, autocast_dtype=dtype, num_workers=args.dataloader_num_workers,
+            channels_last=channels_last,
+            progress=None if args.disable_tqdm or not args.should_log else f"features{f' ({view})' if view else ''}",
+        )  # fmt: skip
+
+    with args.main_process_first(desc="feature extraction"):
+        features, labels = cached_features(key, compute, directory, args.should_save)
+    seconds = time.perf_counter() - started
+    reused = directory is not None and key in before
+    info["seconds"] += seconds
+    info["examples"] += len(labels)
+    info["reused"] += int(reused)
+    logger.info(
+        "feature cache: %d examples%s -> %s features in %.1f s (%s)",
+        len(labels), f" ({view})" if view else "", "x".join(map(str, features.shape)), seconds,
+        "reused" if reused else "computed once" if directory is None
+        else f"computed once, kept in {directory}",
+    )  # fmt: skip
+    return FeatureDataset(features, labels)
+
+
+def starting_features(model: nn.Module, args, dataset, *, data_collator=None,
+                      processing_class=None) -> tuple[FeatureDataset, Split, dict]:  # fmt: skip
+    """The starting backbone's features of ``dataset``, cached as ``feature_extraction`` caches
+    them with these arguments (same key, so a following run reuses them; under random
+    augmentation one seeded view): (the features, the model's split, the record: examples,
+    seconds, reused). For LP-FT's probe and ``hftl advise``.
+
+    A model whose backbone end hftl does not know raises ``ValueError``.
+    """
+    split = split_for(model)
+    if split is None:
+        raise ValueError(
+            f"hftl does not know where the backbone of {type(model).__name__} ends, so it "
+            "cannot compute its features"
+        )
+    channels_last = _channels_last(model, args)
+    info = {"used": True, "examples": 0, "seconds": 0.0, "reused": 0, "views": 1}
+    random_view = is_random(dataset)
+    with _seeded(args.seed * 7919) if random_view else nullcontext():
+        features = _extract_cached(
+            model, split, dataset, data_collator, processing_class, args, channels_last, info,
+            view="probe view" if random_view else None,
+        )  # fmt: skip
+    return features, split, info
+
+
+def probe_head(model: nn.Module, args, train_dataset, *, data_collator=None,
+               processing_class=None) -> dict:  # fmt: skip
+    """The first step of ``strategy: lp_ft``: the starting backbone's features of the training
+    set (:func:`starting_features`), a logistic regression fitted on them and written into
+    ``model``'s head, in place. Returns the record for ``run_info.json`` (``linear_probe``: C,
+    CV accuracy, folds, seconds).
+
+    A model whose head is not linear on the features it reads (BERT's pooler, DistilBERT's
+    pre-classifier, RoBERTa's dense layer) is a one-line ``ConfigError``.
+    """
+
+    split = split_for(model)
+    if split is None or not split.takes_linear_probe:
+        raise ConfigError(
+            f"strategy lp_ft: {type(model).__name__}'s head is not one linear layer on the "
+            "features its backbone gives, so no linear probe can be written into it; use a model "
+            "with a linear head (timm, ViT, ResNet, ConvNeXt, speech models, hftl's pooled text "
+            "head: --pooling mean) or strategy full"
+        )
+    train, split, info = starting_features(
+        model, args, train_dataset, data_collator=data_collator, processing_class=processing_class
+    )
+    write_probe(model, split, train.features, train.labels, info, seed=args.seed)
+    return info
