@@ -342,7 +342,7 @@ def config_file(value: str, package: str = RECIPE_CONFIGS, flag: str = "--config
     shipped = shipped_configs(package)
     name = path.name.removesuffix(".yaml").removesuffix(".yml")
     parent = path.parent.as_posix()
-    home = "recipes/" + ("configs" if package == RECIPE_CONFIGS else "accelerate")
+    home = _CHECKOUT_FOLDERS[package]
     if name in shipped and (parent == "." or parent == home or parent.endswith("/" + home)):
         logger.info("%s %s: using hftl's own %s", flag, value, shipped[name])
         return shipped[name]

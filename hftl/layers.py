@@ -199,7 +199,7 @@ def build_layer_map(
                     grouping=family.grouping(core, grouping), kept_frozen=kept)  # fmt: skip
 
 
-def _kept_frozen(core: nn.Module, family) -> list[str]:
+def _kept_frozen(core: nn.Module, family: Family) -> list[str]:
     """Names (in ``core``) of the parameters no strategy trains."""
     fixed = [re.compile(p) for p in family.fixed_tensors]
     names = [name for name, _ in core.named_parameters() if any(p.search(name) for p in fixed)]
@@ -265,8 +265,9 @@ def _is_model(module: nn.Module) -> bool:
 
 def _hf_structure(core: nn.Module, family: Family) -> tuple[set[int], dict[str, int]]:
     base = getattr(core, "base_model", core)
-    stems = dict(base.named_modules())
-    stem_ids = {id(p) for name in family.stem_modules(base) for p in stems[name].parameters()}
+    stem_ids = {
+        id(p) for name in family.stem_modules(base) for p in base.get_submodule(name).parameters()
+    }
     if base is core:  # no base-model attribute: the backbone is the child that holds the blocks
         container = largest_block_list(core, exclude=stem_ids)
         holder = next(

@@ -228,6 +228,7 @@ def collect_run_info(trainer, labels: list[str], run: Run, num_eval: int) -> dic
     trained = trainer.accelerator.unwrap_model(trainer.model)  # the head on features, or the model
     model = unwrap(trained)
     config = model.config
+    family = family_of(model)
 
     base = model_args.model_name_or_path if model_args else getattr(config, "_name_or_path", None)
     base_asset = asset_of(base)
@@ -303,8 +304,8 @@ def collect_run_info(trainer, labels: list[str], run: Run, num_eval: int) -> dic
         "model_type": getattr(config, "model_type", None),
         # a model type transformers does not know: the saved model carries its code
         "custom_code": getattr(config, "model_type", None) not in CONFIG_MAPPING_NAMES,
-        "family": family_of(model).name,
-        **family_of(model).run_facts(config),
+        "family": family.name,
+        **family.run_facts(config),
         "head": run.task.describe_model(model),
         "labels": list(labels),
         "base_model": {

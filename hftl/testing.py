@@ -314,15 +314,6 @@ TINY_TASKS: dict[str, str] = {
 }  # fmt: skip
 
 
-def task_of_tiny(kind: str):
-    """The registered task whose inputs the tiny model ``kind`` reads."""
-    from hftl.tasks import TASKS
-
-    if kind not in TINY_TASKS:
-        raise ValueError(f"no tiny model {kind!r}; known: {', '.join(TINY_MODELS)}")
-    return TASKS.get(TINY_TASKS[kind])
-
-
 def dummy_inputs(kind: str, batch_size: int = 2, seed: int = 0) -> dict[str, torch.Tensor]:
     """A batch of random inputs the tiny model called ``kind`` accepts."""
     generator = torch.Generator().manual_seed(seed)

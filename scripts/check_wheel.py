@@ -31,14 +31,10 @@ import venv
 import zipfile
 from pathlib import Path
 
+import tomllib
+
 ROOT = Path(__file__).resolve().parents[1]
-# package data the wheel must hold (where in the wheel, which files in the tree)
-DATA = {
-    "hftl/model_cards": ROOT / "model_cards",
-    "hftl/recipe_configs": ROOT / "recipes" / "configs",
-    "hftl/accelerate_configs": ROOT / "recipes" / "accelerate",
-}
-DATA_SUFFIXES = (".j2", ".yaml")
+SETUPTOOLS = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
 
 
 def modules_in_tree() -> list[str]:
@@ -53,9 +49,13 @@ def modules_in_tree() -> list[str]:
 
 
 def expected_files() -> set[str]:
+    """Every module of hftl/, and the package data pyproject.toml maps into hftl (the card
+    templates, the recipes' configs) as the wheel places them."""
     files = {path.relative_to(ROOT).as_posix() for path in (ROOT / "hftl").rglob("*.py")}
-    for inside, folder in DATA.items():
-        files |= {f"{inside}/{p.name}" for p in folder.iterdir() if p.suffix in DATA_SUFFIXES}
+    for package, folder in SETUPTOOLS["package-dir"].items():
+        inside = package.replace(".", "/")
+        for pattern in SETUPTOOLS["package-data"][package]:
+            files |= {f"{inside}/{p.name}" for p in (ROOT / folder).glob(pattern)}
     return files
 
 

@@ -48,14 +48,10 @@ def fetch(
     Raises:
         AssetError: unknown name, download failure, sha256 mismatch or conversion failure.
     """
-    registry = catalog.ASSETS if registry is None else registry
-    if name not in registry:
-        raise AssetError(f"unknown asset {name!r}; choose from {', '.join(registry)}")
-    asset = registry[name]
-    root = Path(root) if root is not None else cache_dir()
-    target = root / name
+    asset, target = _locate(name, root, registry)
     if _is_complete(target, asset):
         return target
+    root = target.parent
     root.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
     try:
@@ -103,6 +99,15 @@ def fetch(
         return target
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _locate(name: str, root: Path | None, registry) -> tuple[Asset, Path]:
+    """(the asset ``name`` of ``registry`` (default the catalog), its directory under ``root``
+    (default :func:`~hftl.storage.cache_dir`)); an unknown name is an :class:`AssetError`."""
+    registry = catalog.ASSETS if registry is None else registry
+    if name not in registry:
+        raise AssetError(f"unknown asset {name!r}; choose from {', '.join(registry)}")
+    return registry[name], (Path(root) if root is not None else cache_dir()) / name
 
 
 def fetch_all(names: Sequence[str] | None = None, **kwargs) -> dict[str, Path]:
@@ -186,9 +191,6 @@ def _download_deb(asset: Asset, directory: Path, archives: Path | None) -> Path:
     return files[0]
 
 
-ASSET_SCHEME = "hftl:"
-
-
 def _split_name(value: str) -> tuple[str, str]:
     name, _, rest = value[len(ASSET_SCHEME) :].partition("/")
     return name, rest
@@ -236,12 +238,12 @@ def resolve(value: str | None, *, root: Path | None = None, registry=None) -> st
     one-line :class:`AssetError` saying how to fetch it (:func:`fetch_named` does, before loading)."""
     if not value or not value.startswith(ASSET_SCHEME):
         return value
-    registry = catalog.ASSETS if registry is None else registry
     name, rest = _split_name(value)
-    if name not in registry:
-        raise AssetError(f"{value}: unknown asset {name!r}; choose from {', '.join(registry)}")
-    target = (Path(root) if root is not None else cache_dir()) / name
-    if not _is_complete(target, registry[name]):
+    try:
+        asset, target = _locate(name, root, registry)
+    except AssetError as error:
+        raise AssetError(f"{value}: {error}") from None
+    if not _is_complete(target, asset):
         raise AssetError(
             f"{value}: the asset {name} is not fetched yet (in {target.parent}); fetch it with "
             f"`hftl assets {name}` (hftl train and hftl advise fetch the assets their options name)"

@@ -160,3 +160,13 @@ def text_inputs(batch: dict) -> dict:
 def first_token(model: nn.Module, batch: dict) -> torch.Tensor:
     """The encoder's last hidden state at token 0 ([CLS] / <s>), what BERT-style heads read."""
     return model.base_model(**text_inputs(batch)).last_hidden_state[:, 0]
+
+
+def class_token(model: nn.Module, batch: dict) -> torch.Tensor:
+    """An image transformer's last hidden state at its [CLS] token, what ViT-style heads read."""
+    return model.base_model(pixel_values=batch["pixel_values"]).last_hidden_state[:, 0]
+
+
+def pooled_image(model: nn.Module, batch: dict) -> torch.Tensor:
+    """An image backbone's pooled output (the mean of its last stage), what CNN heads read."""
+    return model.base_model(pixel_values=batch["pixel_values"]).pooler_output

@@ -1,6 +1,6 @@
 """ConvNeXt: the classifier reads the pooled, normalised last stage."""
 
-from hftl.families.base import Family, Split
+from hftl.families.base import Family, Split, pooled_image
 
 
 class ConvNext(Family):
@@ -8,7 +8,7 @@ class ConvNext(Family):
     model_types = ("convnext",)
     split = Split(
         "convnext",
-        lambda m, b: m.convnext(pixel_values=b["pixel_values"]).pooler_output,
+        pooled_image,
         lambda m, f: m.classifier(f),
         linear_head=lambda m: m.classifier,
     )

@@ -1,7 +1,7 @@
 """DeiT (the transformers classifier without distillation token head): the classifier reads the
 [CLS] token."""
 
-from hftl.families.base import Family, Split
+from hftl.families.base import Family, Split, class_token
 
 
 class DeiT(Family):
@@ -9,7 +9,7 @@ class DeiT(Family):
     model_types = ("deit",)
     split = Split(
         "deit",
-        lambda m, b: m.deit(pixel_values=b["pixel_values"]).last_hidden_state[:, 0],
+        class_token,
         lambda m, f: m.classifier(f),
         linear_head=lambda m: m.classifier,
     )

@@ -3,7 +3,7 @@ into the blocks' convolutions (there is no Linear layer in them)."""
 
 from torch import nn
 
-from hftl.families.base import Family, Split
+from hftl.families.base import Family, Split, pooled_image
 
 
 class ResNet(Family):
@@ -11,7 +11,7 @@ class ResNet(Family):
     model_types = ("resnet",)
     split = Split(
         "resnet",
-        lambda m, b: m.resnet(pixel_values=b["pixel_values"]).pooler_output.flatten(1),
+        lambda m, b: pooled_image(m, b).flatten(1),
         lambda m, f: m.classifier[1](f),
         linear_head=lambda m: m.classifier[1],
     )

@@ -1,6 +1,6 @@
 """Swin: the classifier reads the pooled output (the mean of the last stage's tokens)."""
 
-from hftl.families.base import Family, Split
+from hftl.families.base import Family, Split, pooled_image
 
 
 class Swin(Family):
@@ -8,7 +8,7 @@ class Swin(Family):
     model_types = ("swin",)
     split = Split(
         "swin",
-        lambda m, b: m.swin(pixel_values=b["pixel_values"]).pooler_output,
+        pooled_image,
         lambda m, f: m.classifier(f),
         linear_head=lambda m: m.classifier,
     )

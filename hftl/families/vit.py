@@ -1,6 +1,6 @@
 """ViT: the classifier reads the [CLS] token of the last hidden state."""
 
-from hftl.families.base import Family, Split
+from hftl.families.base import Family, Split, class_token
 
 
 class ViT(Family):
@@ -8,7 +8,7 @@ class ViT(Family):
     model_types = ("vit",)
     split = Split(
         "vit",
-        lambda m, b: m.vit(pixel_values=b["pixel_values"]).last_hidden_state[:, 0],
+        class_token,
         lambda m, f: m.classifier(f),
         linear_head=lambda m: m.classifier,
     )

@@ -1,9 +1,9 @@
-"""Whisper's encoder as a classifier (``WhisperForAudioClassification``): the head averages the
-encoder's frames after a projector, as the wav2vec2 family's does. Its sinusoidal position
-embeddings are fixed, not learned: no strategy trains them. The encoder reads a fixed window (30 s
-of log-mel frames, 50 positions a second) however short the clip; the window can be shortened to
-its first positions (the audio task's ``--encoder_window_seconds``), which the saved config
-keeps."""
+"""Whisper's encoder as a classifier (``WhisperForAudioClassification``): a speech family (its
+head averages the encoder's frames after a projector, as the wav2vec2 family's does) whose
+sinusoidal position embeddings are fixed, not learned: no strategy trains them. The encoder reads
+a fixed window (30 s of log-mel frames, 50 positions a second) however short the clip; the window
+can be shortened to its first positions (the audio task's ``--encoder_window_seconds``), which the
+saved config keeps."""
 
 import logging
 
@@ -11,25 +11,20 @@ import torch
 from torch import nn
 from transformers import PretrainedConfig
 
-from hftl.families.base import Family
-from hftl.families.speech import FRAMES
+from hftl.families.speech import Speech
 
 logger = logging.getLogger(__name__)
 
 POSITIONS_PER_SECOND = 50  # 100 log-mel frames per second, halved by the second convolution
 
 
-class Whisper(Family):
+class Whisper(Speech):
+    """The speech family's split, LoRA targets and weighted-layer-sum rule, with Whisper's own
+    fixed positions and input window."""
+
     name = "whisper"
     model_types = ("whisper",)
-    split = FRAMES
     fixed_tensors = (r"(^|\.)encoder\.embed_positions\.",)
-    lora_targets = ("q_proj", "v_proj")
-
-    def split_for(self, model):
-        if getattr(model.config, "use_weighted_layer_sum", False):
-            return None
-        return self.split
 
     def input_window(self, config):
         return config.max_source_positions / POSITIONS_PER_SECOND
