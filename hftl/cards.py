@@ -20,6 +20,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from hftl.families import family_for_type
 from hftl.guards import GUARDS
+from hftl.shapes import SHAPES
 from hftl.strategies import STRATEGIES
 from hftl.tasks import TASKS
 
@@ -27,6 +28,8 @@ logger = logging.getLogger(__name__)
 
 CONFUSION_PNG = "confusion_matrix.png"
 CURVES_PNG = "training_curves.png"
+SCATTER_PNG = "predicted_vs_true.png"
+IMAGES = ("confusion_matrix", "predicted_vs_true", "training_curves")
 REQUIRED = ("run_info.json", "eval_report.json")
 
 
@@ -79,10 +82,9 @@ def card_data(run: dict, model_name: str, license: str | None = None) -> ModelCa
         "dataset_split": data["eval_split"] if len(data["eval_split"]) < 40 else "validation",
     }
     results = [
-        EvalResult(metric_type="accuracy", metric_value=round(report["accuracy"], 4), metric_name="Accuracy", **common),
-        EvalResult(metric_type="f1", metric_value=round(report["f1"], 4), metric_name="Macro F1",
-                   metric_args={"average": "macro"}, **common),
-    ]  # fmt: skip
+        EvalResult(metric_type=kind, metric_value=round(value, 4), metric_name=name, **common)
+        for kind, name, value in shape_of(info).card_metrics(report)
+    ]
     tags = ["hftl", "transfer-learning", f"strategy-{info['training']['strategy']}", task]
     if task in TASKS:
         tags += TASKS.get(task).card_tags
@@ -102,6 +104,11 @@ def card_data(run: dict, model_name: str, license: str | None = None) -> ModelCa
         model_name=model_name,
         eval_results=results,
     )
+
+
+def shape_of(info: dict):
+    """The label shape of a run (runs from before label shapes: single-label)."""
+    return SHAPES.get((info.get("label_shape") or {}).get("shape", "single_label"))
 
 
 def strategy_sentence(info: dict) -> str:
@@ -139,12 +146,18 @@ def strategy_sentence(info: dict) -> str:
             sentences.append(GUARDS.get(name).describe(t))
     reference = info.get("reference")
     if reference:
+        metric = reference.get("metric", "accuracy")  # runs from before label shapes: accuracy
+        shape = SHAPES.get(reference.get("shape", "single_label"))
+        lost = (
+            f"{reference['forgetting']:+.4f} worse"  # an error in the data's units
+            if metric in shape.lower_is_better
+            else f"{reference['forgetting'] * 100:+.1f} points lost"
+        )
         sentences.append(
             f"Forgetting, measured on the reference task ({reference['model']}, "
             f"{reference['validation_rows']} validation rows, its own head on the trained "
-            f"backbone): accuracy {reference['accuracy_before']:.4f} before training, "
-            f"{reference['accuracy_after']:.4f} after ({reference['forgetting'] * 100:+.1f} "
-            "points lost)."
+            f"backbone): {metric} {reference[f'{metric}_before']:.4f} before training, "
+            f"{reference[f'{metric}_after']:.4f} after ({lost})."
         )
     return " ".join(s for s in sentences if s)
 
@@ -194,7 +207,8 @@ def render_card(output_dir: str | Path, repo_id: str | None = None, *, license: 
         description=description,
         strategy_sentence=strategy_sentence(info),
         base_link=f"https://huggingface.co/{base['hub_id']}" if base.get("hub_id") else None,
-        images=images or {"confusion_matrix": None, "training_curves": None},
+        images={**dict.fromkeys(IMAGES), **(images or {})},
+        shape=shape_of(info).name,
         family=family_for_type(info.get("model_type")).card_context(info),
         data_label=_dataset_label(info["data"]),
         adapter=run["adapter"],
@@ -212,12 +226,14 @@ def write_card(
     license: str | None = None,
     run: dict | None = None,
 ) -> Path:
-    """Write ``README.md`` and its images (confusion matrix, training curves) into ``output_dir``;
+    """Write ``README.md`` and its images (confusion matrix or predicted-vs-true plot, training
+    curves) into ``output_dir``;
     ``run`` is :func:`run_record`'s result when the caller has it (else the files are read)."""
     output = Path(output_dir)
     run = run or load_run(output)
     images = {
         "confusion_matrix": _plot_confusion(run, output / CONFUSION_PNG),
+        "predicted_vs_true": _plot_scatter(run, output / SCATTER_PNG),
         "training_curves": _plot_curves(run, output / CURVES_PNG),
     }
     text = render_card(output, repo_id, license=license, images=images, run=run)
@@ -280,11 +296,31 @@ def _plot_confusion(run: dict, path: Path) -> str | None:
     return path.name
 
 
+def _plot_scatter(run: dict, path: Path) -> str | None:
+    points = run["eval_report"].get("predicted_vs_true")
+    if not points:
+        path.unlink(missing_ok=True)
+        return None
+    fig = _figure(4.5, 4.5)
+    ax = fig.subplots()
+    true, predicted = points["true"], points["predicted"]
+    ax.scatter(true, predicted, s=8, alpha=0.5)
+    low, high = min(min(true), min(predicted)), max(max(true), max(predicted))
+    ax.plot([low, high], [low, high], color="grey", linewidth=1)
+    ax.set_xlabel(f"true {points['target']}")
+    ax.set_ylabel("predicted")
+    ax.set_title(f"RMSE {run['eval_report']['rmse']:.3f}, R² {run['eval_report']['r2']:.3f}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    return path.name
+
+
 def _plot_curves(run: dict, path: Path) -> str | None:
     history = run["log_history"]
+    metric = shape_of(run["run_info"]).default_metric
     train = [(e["step"], e["loss"]) for e in history if "loss" in e and "step" in e]
     evals = [
-        (e["step"], e["eval_accuracy"]) for e in history if "eval_accuracy" in e and "step" in e
+        (e["step"], e[f"eval_{metric}"]) for e in history if f"eval_{metric}" in e and "step" in e
     ]
     if not train and not evals:
         path.unlink(missing_ok=True)
@@ -297,9 +333,12 @@ def _plot_curves(run: dict, path: Path) -> str | None:
     ax.set_xlabel("step")
     if evals:
         other = ax.twinx()
-        other.plot(*zip(*evals, strict=True), "o-", label="validation accuracy", color="tab:orange")
-        other.set_ylabel("validation accuracy")
-        other.set_ylim(0, 1)
+        other.plot(
+            *zip(*evals, strict=True), "o-", label=f"validation {metric}", color="tab:orange"
+        )
+        other.set_ylabel(f"validation {metric}")
+        if metric not in shape_of(run["run_info"]).lower_is_better:
+            other.set_ylim(0, 1)
     fig.legend(loc="upper center", ncol=2, fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)

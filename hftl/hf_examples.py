@@ -21,6 +21,7 @@ import logging
 from dataclasses import dataclass, field, fields
 
 from hftl.errors import ConfigError
+from hftl.shapes import AUTO, SHAPES
 
 logger = logging.getLogger(__name__)
 
@@ -30,13 +31,15 @@ GLUE_TASKS = {
     "cola": ("sentence", None), "sst2": ("sentence", None), "mrpc": ("sentence1", "sentence2"),
     "qqp": ("question1", "question2"), "mnli": ("premise", "hypothesis"),
     "qnli": ("question", "sentence"), "rte": ("sentence1", "sentence2"),
-    "wnli": ("sentence1", "sentence2"),
+    "wnli": ("sentence1", "sentence2"), "stsb": ("sentence1", "sentence2"),
 }  # fmt: skip
+GLUE_REGRESSION = {"stsb"}  # a similarity score from 0 to 5: regression
 GLUE_EVAL_SPLITS = {"mnli": "validation_matched"}
 GLUE_DATASET = "nyu-mll/glue"
 
-# Metrics every run reports (eval_report.json); run_classification.py's --metric_name picks one.
-REPORTED_METRICS = ("accuracy", "f1", "precision", "recall")
+# Metrics a run reports (eval_report.json, every label shape's); run_classification.py's
+# --metric_name picks one.
+REPORTED_METRICS = tuple(dict.fromkeys(m for shape in SHAPES for m in shape.metric_names))
 
 
 def _flag(help_text: str, default=None):
@@ -67,7 +70,7 @@ class ExampleScriptArguments:
     task_name: str | None = _flag(
         f"A GLUE task ({', '.join(GLUE_TASKS)}): --dataset_name {GLUE_DATASET} "
         "--dataset_config_name TASK with its text column(s) (pairs encoded together) and, for "
-        "mnli, --eval_split_name validation_matched. stsb is regression: not supported."
+        "mnli, --eval_split_name validation_matched; stsb with --problem_type regression."
     )
     warmup_ratio: float | None = _flag(
         "= --warmup_steps as a fraction of all steps (transformers 5 reads a --warmup_steps "
@@ -76,7 +79,7 @@ class ExampleScriptArguments:
     freeze_feature_extractor: bool | None = _flag(
         "= --freeze_feature_encoder (its older name in run_audio_classification.py)."
     )
-    do_regression: bool = _flag("Not supported: hftl trains classifiers.", False)
+    do_regression: bool = _flag("= --problem_type regression.", False)
     test_file: str | None = _flag("No test-set prediction step here.")
     max_predict_samples: int | None = _flag("No test-set prediction step here.")
     shuffle_train_dataset: bool = _no_effect(
@@ -100,7 +103,7 @@ def apply_example_flags(example, model_args, data_args, task_args, training_args
 
     def set_once(target, name: str, value, flag: str) -> None:
         current = getattr(target, name)
-        if value is not None and current not in (None, "main") and current != value:
+        if value is not None and current not in (None, "main", AUTO) and current != value:
             raise ConfigError(f"--{flag} {value} and --{name} {current}: give one of them")
         if value is not None:
             setattr(target, name, value)
@@ -136,7 +139,12 @@ def apply_example_flags(example, model_args, data_args, task_args, training_args
             )
         task_args.freeze_feature_encoder = example.freeze_feature_extractor
     if example.do_regression:
-        raise ConfigError("--do_regression: hftl trains classifiers; regression is not supported")
+        regression = SHAPES.get("regression").problem_type
+        if data_args.problem_type not in (AUTO, regression):
+            raise ConfigError(
+                f"--do_regression and --problem_type {data_args.problem_type}: give one of them"
+            )
+        data_args.problem_type = regression
     if training_args.do_predict or example.test_file or example.max_predict_samples:
         logger.warning(
             "--do_predict / --test_file / --max_predict_samples: no test-set prediction step in "
@@ -154,8 +162,6 @@ def apply_example_flags(example, model_args, data_args, task_args, training_args
 
 def _glue_task(name: str, data_args, task_args, set_once) -> None:
     """``--task_name`` as run_glue.py reads it: the GLUE configuration, its columns, its split."""
-    if name == "stsb":
-        raise ConfigError("--task_name stsb: a regression task; hftl trains classifiers")
     if name not in GLUE_TASKS:
         raise ConfigError(
             f"--task_name {name}: not a GLUE task; choose one of {', '.join(GLUE_TASKS)}"
@@ -173,5 +179,7 @@ def _glue_task(name: str, data_args, task_args, set_once) -> None:
     set_once(task_args, "text_column_name", first, "task_name")
     set_once(task_args, "text_pair_column_name", second, "task_name")
     set_once(data_args, "label_column_name", "label", "task_name")
+    if name in GLUE_REGRESSION:
+        set_once(data_args, "problem_type", SHAPES.get("regression").problem_type, "task_name")
     if name in GLUE_EVAL_SPLITS and data_args.eval_split_name == "validation":
         data_args.eval_split_name = GLUE_EVAL_SPLITS[name]

@@ -13,29 +13,30 @@ from transformers import AutoConfig
 from hftl.assets import resolve
 from hftl.errors import ConfigError, first_line
 from hftl.families import family_for_type
+from hftl.shapes import LabelSpec, shape_for_problem_type
 
 logger = logging.getLogger(__name__)
 
 
-def load_classifier(model_args, task, labels: list[str], task_args=None) -> nn.Module:
-    """The task's ``AutoModelFor...Classification`` with a new head for ``labels``.
+def load_classifier(model_args, task, labels: LabelSpec | list[str], task_args=None) -> nn.Module:
+    """The task's ``AutoModelFor...Classification`` with a new head for ``labels`` (a run's
+    :class:`~hftl.shapes.LabelSpec`, or class names: single-label).
 
     ``task``: a :class:`~hftl.tasks.base.Task` or its registered name; ``task_args``: its
     options (default: their defaults), which may choose the head (the text task's pooling).
 
     The label names go into the config (``id2label`` / ``label2id``), so the saved model predicts
-    names, not ``LABEL_0``. A pretrained head of another size is replaced (``ignore_mismatched_sizes``).
+    names, not ``LABEL_0``, and so does the shape (``problem_type``: what ``pipeline()`` applies
+    to the outputs). A pretrained head of another size is replaced (``ignore_mismatched_sizes``).
     """
     from hftl.tasks import task_of
 
-    path, config = read_config(
-        model_args,
-        num_labels=len(labels),
-        id2label=dict(enumerate(labels)),
-        label2id={label: i for i, label in enumerate(labels)},
-    )
+    if not isinstance(labels, LabelSpec):
+        labels = LabelSpec(shape=shape_for_problem_type(None), names=list(labels))
+    path, config = read_config(model_args)
+    labels.configure(config)
     common = hub_options(model_args)
-    family_for_type(getattr(config, "model_type", None)).configure(config, labels)
+    family_for_type(getattr(config, "model_type", None)).configure(config, labels.names)
     task = task_of(task)
     if getattr(model_args, "from_scratch", False):
         logger.info("from_scratch: %s architecture with random weights", config.model_type)
@@ -52,7 +53,7 @@ def load_classifier(model_args, task, labels: list[str], task_args=None) -> nn.M
                 raise
             raise ConfigError(
                 f"--model_name_or_path {model_args.model_name_or_path}: its weights do not all "
-                f"fit the model for {len(labels)} labels (the head's size differs; train.log has "
+                f"fit the model for {labels.num_outputs} outputs (the head's size differs; train.log has "
                 "the report) and --ignore_mismatched_sizes is false; set it to true for a new head"
             ) from None
     logger.info(describe_loading(model, loading, model_args.model_name_or_path))

@@ -6,8 +6,12 @@
     run_config.yaml                       the resolved configuration; `--config` accepts it
                                           (written when the run starts, again when it ends)
     eval_results.json, all_results.json   metrics of the final model on the validation split
-    eval_report.json                      accuracy, macro-F1, per-class precision / recall / F1
-    confusion_matrix.json                 rows = true label, columns = predicted label
+    eval_report.json                      the label shape's report: accuracy, macro-F1, per-class
+                                          scores (classes); micro / macro / samples F1, mAP,
+                                          per-label scores, F1 at 0.5 and at the tuned thresholds
+                                          (several labels); RMSE, MAE, R², Pearson, Spearman
+                                          (numbers)
+    confusion_matrix.json                 classes: rows = true label, columns = predicted label
     run_info.json                         what the model card needs: base model, data, strategy,
                                           LR and trainable state per depth, hardware, wall time;
                                           written last, atomically: its presence means "finished"
@@ -34,9 +38,9 @@ import yaml
 from hftl.families import family_of
 from hftl.feature_cache import unwrap
 from hftl.logs import RunLog
-from hftl.metrics import classification_report
 from hftl.output_dir import prepare_output_dir
 from hftl.run_files import FINISHED_RUN, RUN_STARTED
+from hftl.shapes import LabelSpec
 from hftl.storage import atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -137,40 +141,54 @@ def _field_defaults(cls) -> dict:
     return defaults
 
 
-def finish_run(trainer, eval_dataset, labels: list[str], run: Run) -> dict:
+def finish_run(trainer, eval_dataset, labels: LabelSpec, run: Run) -> dict:
     """Evaluate the final model, save it and everything listed in the module docstring, write the
     model card, and push to the Hub when ``--push_to_hub`` was given (main process).
 
-    The run's facts (``run_info.json``) are collected once, here, and the card and the push are
-    made from them in memory.
+    ``labels``: the run's :class:`~hftl.shapes.LabelSpec`. Its shape finishes the model before it
+    is saved (multi-label: thresholds tuned on this evaluation; regression: the targets' scale
+    written into the output layer) and reports the evaluation. The run's facts
+    (``run_info.json``) are collected once, here, and the card and the push are made from them in
+    memory.
 
-    Returns the evaluation report (accuracy, f1, precision, recall, per_class, confusion_matrix).
+    Returns the evaluation report (the shape's: accuracy, f1, ..., per_class,
+    confusion_matrix for classes; micro / macro F1, mAP, per_label for several labels; RMSE, R²,
+    per_target for numbers).
     """
     args = trainer.args
     output = Path(args.output_dir)
     prediction = trainer.predict(eval_dataset, metric_key_prefix="eval")
-    report = classification_report(prediction.predictions.argmax(-1), prediction.label_ids, labels)
+    logits = (
+        prediction.predictions[0]
+        if isinstance(prediction.predictions, tuple)
+        else prediction.predictions
+    )
     info = collect_run_info(trainer, labels, run, len(eval_dataset))  # before a LoRA merge
+    final = unwrap(trainer.accelerator.unwrap_model(trainer.model))
     if trainer.reference is not None:  # the trained backbone under the reference task's head
-        final = unwrap(trainer.accelerator.unwrap_model(trainer.model))
         info["reference"] = trainer.reference.measure(final)
+    labels.shape.settle(labels, logits, prediction.label_ids)  # e.g. tuned thresholds
+    report = labels.report(logits, prediction.label_ids)
+    labels.shape.finish_model(labels, final)  # e.g. the targets' scale into the output layer
+    labels.configure(final.config)  # e.g. the tuned thresholds, saved in config.json
+    info["label_shape"] = labels.record()
     _save_model(trainer)
     if trainer.is_world_process_zero():
         trainer.save_metrics("eval", prediction.metrics)
         trainer.save_state()
-        (output / "confusion_matrix.json").write_text(
-            json.dumps(
-                {"labels": labels, "rows_true_columns_predicted": report["confusion_matrix"]},
-                indent=2,
-            )
-        )
+        if "confusion_matrix" in report:
+            (output / "confusion_matrix.json").write_text(
+                json.dumps(
+                    {"labels": labels.names,
+                     "rows_true_columns_predicted": report["confusion_matrix"]},
+                    indent=2,
+                )
+            )  # fmt: skip
         (output / "eval_report.json").write_text(json.dumps(report, indent=2))
         write_resolved_config(output / RUN_STARTED, *run.arguments)
         # Last: its presence means the run finished (a re-run into this directory is refused).
         atomic_write_text(output / FINISHED_RUN, json.dumps(info, indent=2))
-    logger.info(
-        "validation accuracy %.4f, macro-F1 %.4f -> %s", report["accuracy"], report["f1"], output
-    )
+    logger.info("validation %s -> %s", labels.shape.summary_line(report), output)
     run.close()  # train.log is complete: the card and the push below do not change it
     if trainer.is_world_process_zero():
         from hftl.cards import run_record, write_card
@@ -212,7 +230,7 @@ def _save_model(trainer) -> None:
         family_of(model).after_save(Path(args.output_dir))  # e.g. timm's own tensor names
 
 
-def collect_run_info(trainer, labels: list[str], run: Run, num_eval: int) -> dict:
+def collect_run_info(trainer, labels: LabelSpec, run: Run, num_eval: int) -> dict:
     """Facts about the finished run that the saved files alone do not hold (for the model card)."""
     import platform
 
@@ -307,7 +325,8 @@ def collect_run_info(trainer, labels: list[str], run: Run, num_eval: int) -> dic
         "family": family.name,
         **family.run_facts(config),
         "head": run.task.describe_model(model),
-        "labels": list(labels),
+        "labels": list(labels.names),
+        "label_shape": labels.record(),
         "base_model": {
             "name_or_path": base,
             "hub_id": base_asset.hub_id if base_asset else _hub_id_or_none(base),

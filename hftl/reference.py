@@ -7,9 +7,10 @@ further) and its data, in the same forms as the main data (``--reference_dataset
 ``--reference_train_dir`` / ``--reference_validation_dir``, ``--reference_train_file`` /
 ``--reference_validation_file``). With it:
 
-* the run measures forgetting: the reference model's accuracy on the reference validation data
-  before training, and after it, with the trained backbone under the reference head; the drop is
-  in ``run_info.json`` (``reference``) and the card;
+* the run measures forgetting: the reference model's score on the reference validation data
+  (its label shape's main metric: accuracy for classes, micro-F1 for several labels, RMSE for
+  numbers) before training, and after it, with the trained backbone under the reference head;
+  the change is in ``run_info.json`` (``reference``) and the card;
 * guards that need the old task use it (``ewc``: the Fisher information of the starting weights
   on the reference training data).
 
@@ -24,6 +25,7 @@ import logging
 import typing
 from dataclasses import field
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -32,6 +34,7 @@ from hftl.errors import ConfigError
 from hftl.families import split_for
 from hftl.feature_cache import unwrap
 from hftl.layers import build_layer_map
+from hftl.shapes import LabelSpec, shape_for_problem_type
 
 logger = logging.getLogger(__name__)
 
@@ -95,15 +98,20 @@ def reference_flags(message: str) -> str:
 
 class Reference:
     """The reference task loaded: ``model`` (its own head), ``labels``, ``train`` / ``eval``
-    datasets in model format and their ``collator``; ``before`` (its validation accuracy as
-    loaded) and, once :meth:`measure` ran, ``after``."""
+    datasets in model format and their ``collator``, ``spec`` (its labels' shape: what the
+    guards distil, the Fisher's likelihood, the metric; default: classes named ``labels``);
+    ``before`` (its validation score as loaded: the shape's main metric, accuracy for classes)
+    and, once :meth:`measure` ran, ``after``."""
 
-    def __init__(self, model: nn.Module, labels: list[str], train, eval, collator, name: str):
+    def __init__(self, model: nn.Module, labels: list[str], train, eval, collator, name: str,
+                 spec: LabelSpec | None = None):  # fmt: skip
         self.model, self.labels, self.train, self.eval = model, labels, train, eval
         self.collator, self.name = collator, name
+        self.spec = spec or LabelSpec(shape=shape_for_problem_type(None), names=list(labels))
+        self.metric = self.spec.shape.default_metric
         layer_map = build_layer_map(model)
         self.head = set(layer_map.names_at(layer_map.head_depth))
-        self.before = self.accuracy()
+        self.before = self.score()
         self.after: float | None = None
 
     def check_backbone(self, model: nn.Module) -> None:
@@ -129,44 +137,51 @@ class Reference:
         )
 
     @torch.inference_mode()
-    def accuracy(self) -> float:
-        """The reference model's accuracy on the reference validation data."""
+    def score(self) -> float:
+        """The reference model's score on the reference validation data: its label shape's main
+        metric (accuracy for classes, micro-F1 for several labels, RMSE for numbers)."""
         loader = torch.utils.data.DataLoader(self.eval, batch_size=64, collate_fn=self.collator)
         device = next(self.model.parameters()).device
         was_training = self.model.training
         self.model.eval()
-        right = total = 0
+        logits, labels = [], []
         try:
             for batch in loader:
                 batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
-                labels = batch.pop("labels")
-                logits = self.model(**batch).logits
-                right += int((logits.argmax(-1) == labels).sum())
-                total += len(labels)
+                labels.append(batch.pop("labels").cpu().numpy())
+                logits.append(self.model(**batch).logits.float().cpu().numpy())
         finally:
             self.model.train(was_training)
-        return right / max(total, 1)
+        if not logits:
+            return 0.0
+        return float(self.spec.report(np.concatenate(logits), np.concatenate(labels))[self.metric])
 
     def measure(self, model: nn.Module) -> dict:
-        """The reference accuracy with ``model``'s backbone under the reference head: the record
-        for ``run_info.json`` (``before``, ``after``, ``forgetting`` = before - after)."""
+        """The reference score with ``model``'s backbone under the reference head: the record
+        for ``run_info.json`` (``<metric>_before``, ``<metric>_after``, ``forgetting``: how much
+        worse it got, before - after for accuracy, after - before for RMSE)."""
         state = {n: t for n, t in model.state_dict().items() if n not in self.head}
         missing = set(self.model.state_dict()) - self.head - set(state)
         if missing:
             raise RuntimeError(f"reference: the trained model lacks {sorted(missing)[:3]}")
         self.model.load_state_dict(state, strict=False)
-        self.after = self.accuracy()
+        self.after = self.score()
+        lost = self.before - self.after  # positive: worse after training
+        if self.metric in self.spec.shape.lower_is_better:
+            lost = -lost
         record = {
             "model": self.name,
             "labels": self.labels,
+            "shape": self.spec.shape.name,
+            "metric": self.metric,
             "validation_rows": len(self.eval),
-            "accuracy_before": round(self.before, 4),
-            "accuracy_after": round(self.after, 4),
-            "forgetting": round(self.before - self.after, 4),
+            f"{self.metric}_before": round(self.before, 4),
+            f"{self.metric}_after": round(self.after, 4),
+            "forgetting": round(lost, 4),
         }
         logger.info(
-            "reference task: accuracy %.4f before, %.4f after (forgetting %.4f)",
-            self.before, self.after, self.before - self.after,
+            "reference task: %s %.4f before, %.4f after (forgetting %.4f)",
+            self.metric, self.before, self.after, lost,
         )  # fmt: skip
         return record
 

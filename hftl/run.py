@@ -20,21 +20,13 @@ from transformers import set_seed
 
 from hftl.assets import fetch_named
 from hftl.config import ModelArguments, TransferTrainingArguments, parse_config
-from hftl.data import (
-    Columns,
-    DataArguments,
-    check_label_coverage,
-    encode_labels,
-    ensure_validation_split,
-    load_raw_datasets,
-    resolve_columns,
-)
+from hftl.data import Columns, DataArguments, load_raw_datasets, read_labels, resolve_columns
 from hftl.errors import ConfigError
 from hftl.hf_examples import ExampleScriptArguments, apply_example_flags
-from hftl.metrics import compute_metrics_fn
 from hftl.models import describe_loading, hub_options, load_classifier, load_processor, read_config
 from hftl.outputs import finish_run, start_run
 from hftl.reference import Reference, ReferenceArguments, reference_flags
+from hftl.shapes import LabelSpec
 from hftl.tasks import task_of
 from hftl.trainer import TransferTrainer
 
@@ -80,7 +72,7 @@ def run_task(task, argv=None, *, prog: str, callbacks: list | None = None):
         set_seed(training_args.seed)
         # the pretrained model's preprocessing (a wrong model path stops here, before the data)
         processor = load_processor(model_args, task)
-        # data: splits, columns, label names (checked)
+        # data: splits, columns, labels (their shape, names, weights; checked)
         raw, columns, labels = load_classification_data(
             data_args, task, task_args, seed=training_args.seed, cache_dir=model_args.cache_dir,
             token=model_args.token,
@@ -100,10 +92,11 @@ def run_task(task, argv=None, *, prog: str, callbacks: list | None = None):
             train_dataset=data.train,
             eval_dataset=data.eval,
             data_collator=data.collator,
-            compute_metrics=compute_metrics_fn(labels),
+            compute_metrics=labels.compute_metrics,
             processing_class=processor,
             callbacks=callbacks,
             reference=reference,
+            label_spec=labels,
         )
         trainer.train(resume_from_checkpoint=run.resume)
 
@@ -115,32 +108,30 @@ def run_task(task, argv=None, *, prog: str, callbacks: list | None = None):
 def load_classification_data(
     args: DataArguments, task, task_args, *, seed: int, cache_dir: str | None = None,
     token: str | None = None,
-) -> tuple[DatasetDict, Columns, list[str]]:  # fmt: skip
-    """Everything a classification recipe needs from its data, checked.
+) -> tuple[DatasetDict, Columns, LabelSpec]:  # fmt: skip
+    """Everything a run needs from its data, checked.
 
-    Loads the splits, finds the label column and the task's input column, refuses unusable
-    inputs (the task names them: empty texts, unreadable images), makes the labels a ClassLabel
-    with names from the data, and makes sure there is a validation split.
+    Loads the splits, finds the label column(s) and the task's input column, refuses unusable
+    inputs (the task names them: empty texts, unreadable images), reads the labels with their
+    shape (:mod:`hftl.shapes`: classes, several labels, numbers) and makes sure there is a
+    validation split.
 
     Args:
         task: the :class:`~hftl.tasks.base.Task` (or its registered name).
         task_args: the task's own arguments (``task.arguments``).
 
     Returns:
-        (datasets with ``train`` and ``validation``, the columns, the label names)
+        (datasets with ``train`` and ``validation``, the columns, the run's labels)
     """
     task = task_of(task)
     raw = load_raw_datasets(args, task, cache_dir=cache_dir, token=token)
     columns = resolve_columns(raw, args, task, task_args)
     raw = task.check_inputs(raw, columns.inputs, task_args)
-    raw, labels = encode_labels(raw, columns.label)
-    raw = ensure_validation_split(raw, args, columns.label, seed=seed)
-    raw, labels = check_label_coverage(
-        raw, columns.label, drop_unseen=args.drop_unseen_validation_labels
-    )
+    raw, labels = read_labels(raw, columns, args, seed=seed)
     logger.info(
-        "labels: %s; train %d, validation %d", labels, len(raw["train"]), len(raw["validation"])
-    )
+        "labels (%s): %s; train %d, validation %d", labels.shape.name, labels.names,
+        len(raw["train"]), len(raw["validation"]),
+    )  # fmt: skip
     return raw, columns, labels
 
 
@@ -148,8 +139,9 @@ def load_reference(reference_args: ReferenceArguments, model_args, task, task_ar
                    training_args, processor) -> Reference | None:  # fmt: skip
     """The reference task of a run (None where no reference data is given): the reference
     model with its own head and labels, its data prepared like the main data (the same
-    processor), its labels aligned with the reference model's ids. Label names that the model
-    does not know are a one-line error."""
+    processor) and read as the model's label shape says (``problem_type``), its labels aligned
+    with the reference model's ids. Label names that the model does not know are a one-line
+    error."""
     if not reference_args.given:
         if reference_args.reference_model_name_or_path:
             raise ConfigError(
@@ -161,29 +153,21 @@ def load_reference(reference_args: ReferenceArguments, model_args, task, task_ar
     reference_model_args = copy.copy(model_args)
     reference_model_args.model_name_or_path = name
     path, config = read_config(reference_model_args)
-    known = [config.id2label[i] for i in sorted(config.id2label)]
-    if all(str(label).startswith("LABEL_") for label in known):
-        raise ConfigError(
-            f"--reference_model_name_or_path {name}: its head has no label names (LABEL_0, ...), "
-            "so its classes cannot be matched with the reference data; give a fine-tuned model"
-        )
+    known = [str(config.id2label[i]) for i in sorted(config.id2label)]
+    data_args = reference_args.data_arguments()
+    if getattr(config, "problem_type", None):  # the reference model says what its labels are
+        data_args.problem_type = config.problem_type
     try:
-        raw, columns, labels = load_classification_data(
-            reference_args.data_arguments(), task, task_args, seed=training_args.seed,
-            cache_dir=model_args.cache_dir, token=model_args.token,
+        raw, columns, spec = load_classification_data(
+            data_args, task, task_args, seed=training_args.seed, cache_dir=model_args.cache_dir,
+            token=model_args.token,
         )  # fmt: skip
+        # the data's labels in the reference model's order (names, or targets by position)
+        raw, spec = spec.shape.align(raw, columns.label, spec, known, name)
+        spec.thresholds = LabelSpec.from_config(config).thresholds  # multi-label: its own
     except ConfigError as error:  # the same checks as the main data's, in the reference's flags
         raise ConfigError(f"reference data: {reference_flags(str(error))}") from error
-    unknown = sorted(set(labels) - set(known))
-    if unknown:
-        raise ConfigError(
-            f"reference data: labels {', '.join(unknown[:3])} are not among the reference model's "
-            f"({', '.join(known[:5])}{', ...' if len(known) > 5 else ''}); give the data the "
-            f"model {name} was trained on"
-        )
-    raw = raw.align_labels_with_mapping({label: known.index(label) for label in known},
-                                        columns.label)  # fmt: skip
     model, loading = task.load_model(path, config, task_args, **hub_options(model_args))
     logger.info("reference model: %s", describe_loading(model, loading, name))
     data = task.prepare(raw, processor, columns, task_args, training_args)
-    return Reference(model, known, data.train, data.eval, data.collator, name)
+    return Reference(model, known, data.train, data.eval, data.collator, name, spec=spec)

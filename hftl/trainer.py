@@ -9,9 +9,10 @@ It extends Trainer only through its public hooks and keeps every other Trainer f
 * ``create_optimizer``: the optimizer over :func:`hftl.param_groups` (layer-wise LR decay, head
   LR, no weight decay on norms/biases/tokens, absolute LR per group so the scheduler scales every
   group);
-* ``compute_loss``: the task loss plus the active guards' penalties, the same whether the model
-  is the full model or its head on cached features (:mod:`hftl.feature_cache`, a step before the
-  Trainer is built);
+* ``compute_loss``: the loss of the run's label shape (:mod:`hftl.shapes`: cross-entropy, BCE per
+  label, MSE / Huber) plus the active guards' penalties, the same whether the model is the full
+  model or its head on cached features (:mod:`hftl.feature_cache`, a step before the Trainer is
+  built);
 * ``train``: checkpoints are marked complete once written and read back exactly, the way
   ``from_pretrained`` reads them, on resume and for ``load_best_model_at_end``
   (:mod:`hftl.checkpoints`); after it, each active guard's ``after_training`` (WiSE-FT's mix);
@@ -52,6 +53,7 @@ from hftl.guards import active_guards
 from hftl.layers import LayerMap, build_layer_map, check_head
 from hftl.logs import ProgressLine
 from hftl.optim import param_groups
+from hftl.shapes import LabelSpec
 from hftl.strategies.gradual import GradualUnfreezingCallback
 
 logger = logging.getLogger(__name__)
@@ -120,7 +122,7 @@ class TransferTrainer(Trainer):
     """
 
     def __init__(self, model=None, args=None, *pargs, layer_map: LayerMap | None = None,
-                 reference=None, **kwargs):  # fmt: skip
+                 reference=None, label_spec: LabelSpec | None = None, **kwargs):  # fmt: skip
         if model is None:
             raise ValueError("TransferTrainer needs a model (model_init is not supported)")
         if args is None:
@@ -131,6 +133,11 @@ class TransferTrainer(Trainer):
                 "build the arguments with TransferTrainingArguments(...) instead"
             )
         self.strategy = args.strategy_object
+        # the labels: the loss is theirs (default: what the model's config says)
+        self.label_spec = label_spec or LabelSpec.from_config(
+            getattr(unwrap_cached(model), "config", None)
+        )
+        self.label_spec.check_training(args)
         self.feature_cache = self.cached_features = None  # set by build()
         self.reference = reference  # hftl.reference.Reference: the task forgetting is measured on
         if reference is not None:
@@ -200,7 +207,7 @@ class TransferTrainer(Trainer):
     @classmethod
     def build(cls, model, args, *, train_dataset=None, eval_dataset=None, data_collator=None,
               processing_class=None, callbacks=None, reference=None,
-              **kwargs) -> TransferTrainer:  # fmt: skip
+              label_spec: LabelSpec | None = None, **kwargs) -> TransferTrainer:  # fmt: skip
         """A TransferTrainer after the steps ``args`` ask for before training: with
         ``strategy: feature_extraction`` and ``feature_cache``, the frozen backbone's features
         of the training and evaluation data, computed once (or reused), and the head trained on
@@ -213,17 +220,18 @@ class TransferTrainer(Trainer):
         ``{"used": False}`` where the model has no known split, None for other strategies.
         """
         cached, record = None, None
+        label_spec = label_spec or LabelSpec.from_config(getattr(model, "config", None))
         if args.strategy_object.probes_head:
             record = probe_head(
-                model, args, train_dataset,
-                data_collator=data_collator, processing_class=processing_class,
+                model, args, train_dataset, data_collator=data_collator,
+                processing_class=processing_class, label_spec=label_spec,
             )  # fmt: skip
         elif args.strategy_object.frozen_backbone:
             record = {"used": False}
             if args.feature_cache:
                 cached = cache_features(
-                    model, args, train_dataset, eval_dataset,
-                    data_collator=data_collator, processing_class=processing_class,
+                    model, args, train_dataset, eval_dataset, data_collator=data_collator,
+                    processing_class=processing_class, label_spec=label_spec,
                 )  # fmt: skip
         if cached is not None:
             model, train_dataset, eval_dataset = cached.model, cached.train, cached.eval
@@ -234,7 +242,7 @@ class TransferTrainer(Trainer):
         trainer = cls(
             model, args, train_dataset=train_dataset, eval_dataset=eval_dataset,
             data_collator=data_collator, processing_class=processing_class, callbacks=callbacks,
-            reference=reference, **kwargs,
+            reference=reference, label_spec=label_spec, **kwargs,
         )  # fmt: skip
         trainer.feature_cache = record
         trainer.cached_features = cached
@@ -300,11 +308,20 @@ class TransferTrainer(Trainer):
             self.model = wrapper
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        """The task loss (the model's own, as Trainer computes it) plus, while training, the
-        penalty of every active guard."""
-        loss, outputs = super().compute_loss(
-            model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch
-        )
+        """The task loss, the run's label shape's (cross-entropy with its class weights and
+        label smoothing, BCE per label, MSE / Huber on standardised targets; a ``compute_loss_func``
+        given to the Trainer instead, as Trainer computes it), plus, while training, the penalty
+        of every active guard."""
+        if self.compute_loss_func is not None or "labels" not in inputs:
+            loss, outputs = super().compute_loss(
+                model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch
+            )
+        else:
+            outputs = model(**{k: v for k, v in inputs.items() if k != "labels"})
+            loss = self.label_spec.loss(
+                outputs["logits"], inputs["labels"], self.args.label_smoothing_factor
+            )
+            outputs["loss"] = loss
         if model.training:
             share = self._penalty_share(num_items_in_batch)
             for guard in self.guards:

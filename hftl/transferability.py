@@ -26,7 +26,9 @@ import numpy as np
 
 def logme(features, labels, *, max_iterations: int = 100, tolerance: float = 1e-6) -> float:
     """LogME of ``features`` [N, D] for integer ``labels`` [N]: the maximised log evidence per
-    example, averaged over the classes present (each a one-hot regression target)."""
+    example, averaged over the classes present (each a one-hot regression target). ``labels``
+    [N, K] of real values are the regression targets themselves (several labels as 0 / 1
+    columns, numbers standardised), averaged over the K columns."""
     evidence, _, _ = logme_evidence(features, labels, max_iterations=max_iterations,
                                     tolerance=tolerance)  # fmt: skip
     return float(evidence.mean())
@@ -45,11 +47,14 @@ def logme_evidence(features, labels, *, max_iterations: int = 100, tolerance: fl
     """
     f = np.asarray(features, dtype=np.float64)
     y = np.asarray(labels)
-    if f.ndim != 2 or y.ndim != 1 or len(f) != len(y):
+    if f.ndim != 2 or y.ndim not in (1, 2) or len(f) != len(y):
         raise ValueError(f"logme: features {f.shape} and labels {y.shape} do not match")
     n, d = f.shape
-    classes = np.unique(y)
-    targets = (y[:, None] == classes[None, :]).astype(np.float64)  # [N, K] one-hot columns
+    if y.ndim == 2:  # real-valued targets, one column each
+        targets = y.astype(np.float64)
+    else:
+        classes = np.unique(y)
+        targets = (y[:, None] == classes[None, :]).astype(np.float64)  # [N, K] one-hot columns
     if n >= d:
         s, v = np.linalg.eigh(f.T @ f)  # [D], [D, D]
         x = v.T @ (f.T @ targets)  # [D, K]

@@ -111,26 +111,40 @@ def test_train_and_validation_files_with_other_columns(assets, tmp_path):
 # --------------------------------------------------------------------------------------------
 
 
-def test_real_valued_labels_are_not_classes(assets, tmp_path):
+def test_real_valued_labels_are_not_classes_when_classes_are_asked_for(assets, tmp_path):
     path = write(
         tmp_path / "scores.csv",
         "text,score\n" + "".join(f"film {i},{i / 7:.3f}\n" for i in range(30)),
     )
     refused(
         lambda: sentiment(
-            assets, tmp_path / "out", "--train_file", str(path), "--label_column_name", "score"
-        ),
-        r"label column 'score' holds real numbers \(0\.143, 0\.286, 0\.429, \.\.\.\); hftl trains classifiers",
+            assets,
+            tmp_path / "out",
+            "--train_file",
+            str(path),
+            "--label_column_name",
+            "score",
+            "--problem_type",
+            "single_label_classification",
+        ),  # fmt: skip
+        r"label column 'score' holds real numbers \(0\.143, 0\.286, 0\.429, \.\.\.\) but "
+        r"--problem_type single_label_classification says classes: use --problem_type regression",
     )
 
 
-def test_integer_valued_float_labels_are_classes(assets, tmp_path):
+def test_integer_valued_float_labels_are_classes_when_asked_and_else_regression(assets, tmp_path):
     path = write(tmp_path / "stars.csv", "text,stars\n" + "".join(
         f"{'great' if i % 2 else 'awful'} film {i},{float(1 + 4 * (i % 2))}\n" for i in range(40)))  # fmt: skip
     report, _ = sentiment(
-        assets, tmp_path / "out", "--train_file", str(path), "--label_column_name", "stars"
-    )
+        assets, tmp_path / "out", "--train_file", str(path), "--label_column_name", "stars",
+        "--problem_type", "single_label_classification",
+    )  # fmt: skip
     assert report["labels"] == ["1", "5"]
+    # a float column is regression unless told otherwise, as run_classification.py decides
+    report, trainer = sentiment(
+        assets, tmp_path / "reg", "--train_file", str(path), "--label_column_name", "stars"
+    )
+    assert report["targets"] == ["stars"] and trainer.model.config.problem_type == "regression"
 
 
 def test_a_single_class_is_not_a_classification_task(assets, tmp_path):
@@ -138,7 +152,20 @@ def test_a_single_class_is_not_a_classification_task(assets, tmp_path):
         tmp_path / "one.csv", "text,label\n" + "".join(f"film {i},pos\n" for i in range(20))
     )
     refused(lambda: sentiment(assets, tmp_path / "out", "--train_file", str(path)),
-            r"the training data has one class \('pos'\); a classifier needs examples of two classes")  # fmt: skip
+            r"the training data has one class \('pos'\); a classifier needs training examples of two classes")  # fmt: skip
+
+
+def test_one_training_class_folder_is_one_line_naming_the_others(assets, tmp_path):
+    from hftl.testing import write_toy_image_folder
+
+    write_toy_image_folder(tmp_path / "train", per_class=6, classes=("red",), seed=0)
+    write_toy_image_folder(tmp_path / "val", per_class=2, seed=1)
+    refused(
+        lambda: images(assets, tmp_path / "out", "--train_dir", str(tmp_path / "train"),
+                       "--validation_dir", str(tmp_path / "val")),
+        r"the training data has one class \('red'\) \(the other splits also have blue, green\); "
+        r"a classifier needs training examples of two classes",
+    )  # fmt: skip
 
 
 def test_a_column_of_numbers_is_not_text(assets, tmp_path):
@@ -316,7 +343,7 @@ def test_output_dir_holding_a_finished_run_is_kept(assets, tmp_path):
     assert (out / "model.safetensors").read_bytes() != saved
     log = (out / "train.log").read_text()  # the replaced run's log went with it
     assert (
-        log.count("labels: [") == 1
+        log.count("labels (single_label): [") == 1
         and "learning_rate: 0.1" in (out / "run_config.yaml").read_text()
     )
 

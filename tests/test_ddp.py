@@ -107,7 +107,7 @@ def _assert_written_once(out):
     assert len(list(out.glob("*.safetensors"))) == 1
     assert (out / "eval_report.json").is_file() and (out / "run_config.yaml").is_file()
     log = (out / "train.log").read_text()
-    assert log.count("labels: [") == 1, "only rank 0 writes train.log"
+    assert log.count("labels (single_label): [") == 1, "only rank 0 writes train.log"
 
 
 @pytest.mark.ddp

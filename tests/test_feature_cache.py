@@ -117,7 +117,7 @@ def test_recipe_reuses_the_cache_and_saves_a_full_model_pipeline_loads(tmp_path,
 def test_linear_probe_is_one_linear_layer_on_raw_features(num_labels):
     import numpy as np
 
-    from hftl.feature_cache import fit_linear_probe
+    from hftl.shapes import fit_linear_probe
 
     rng = np.random.default_rng(0)
     labels = rng.integers(0, num_labels, 120)

@@ -118,34 +118,146 @@ def test_run_glue_readme_command_with_its_own_files(local, tmp_path):
     assert (out / "model.safetensors").exists()
 
 
+def write_hub_stand_in(root, name, config, splits: dict, features=None):
+    """A local Hub dataset repository ``name`` (parquet files, its configuration in the README),
+    found from the working directory as the Hub id is."""
+    from datasets import Dataset
+
+    repo = root / name
+    for split, rows in splits.items():
+        (repo / config).mkdir(parents=True, exist_ok=True)
+        data = Dataset.from_list(rows, features=features)
+        data.to_parquet(repo / config / f"{split}-00000-of-00001.parquet")
+    files = "".join(f"  - split: {s}\n    path: {config}/{s}-*\n" for s in splits)
+    (repo / "README.md").write_text(
+        f"---\nconfigs:\n- config_name: {config}\n  data_files:\n{files}---\n"
+    )
+    return repo
+
+
+def reuters_rows(n, seed):
+    from hftl.testing import toy_reviews
+
+    return [{"text": r["text"], "title": "t", "topics": ([r["label"][:3]] if i % 4 else [])
+             + (["long"] if len(r["text"].split()) > 8 else [])}
+            for i, r in enumerate(toy_reviews(n, seed=seed))]  # fmt: skip
+
+
+def test_run_classification_multi_label_readme_command(local, tmp_path, monkeypatch):
+    # README: reuters21578 / ModApte, a list-valued label column (topics, some rows without a
+    # topic); the repository is a local stand-in with the Hub layout (train, test, unused)
+    write_hub_stand_in(tmp_path, "reuters21578", "ModApte",
+                       {"train": reuters_rows(64, 0), "test": reuters_rows(24, 1),
+                        "unused": reuters_rows(8, 2)})  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "reuters21578"
+    report, trainer = run_recipe("sentiment", [
+        "--model_name_or_path", str(local / "bert"), "--dataset_name", "reuters21578",
+        "--dataset_config_name", "ModApte", "--shuffle_train_dataset", "--remove_splits", "unused",
+        "--metric_name", "f1", "--text_column_name", "text", "--label_column_name", "topics",
+        "--do_train", "--do_eval", "--max_seq_length", "512", "--per_device_train_batch_size",
+        "32", "--learning_rate", "2e-5", "--num_train_epochs", "2", "--output_dir", str(out),
+    ])  # fmt: skip
+    assert trainer.model.config.problem_type == "multi_label_classification"
+    assert report["labels"] == ["long", "neg", "pos"] and "f1_samples" in report
+    assert sum(s["support"] for s in report["per_label"].values()) == sum(
+        len(r["topics"]) for r in reuters_rows(24, 1)
+    )  # evaluated on the test split (no validation split), every topic counted
+    scores = pipeline("text-classification", model=str(out), top_k=None)(["a fine film"])[0]
+    assert {r["label"] for r in scores} == {"long", "neg", "pos"}
+    assert sum(r["score"] for r in scores) != pytest.approx(1.0)  # a sigmoid each, not a softmax
+
+
+def test_run_glue_stsb_and_do_regression_commands_are_regression(local, tmp_path, monkeypatch):
+    from datasets import Features, Value
+
+    from hftl.testing import toy_reviews
+
+    def pairs(n, seed):
+        return [{"sentence1": r["text"], "sentence2": r["text"][::-1],
+                 "label": (4.0 if r["label"] == "positive" else 1.0) + (i % 3) * 0.25, "idx": i}
+                for i, r in enumerate(toy_reviews(n, seed=seed))]  # fmt: skip
+
+    features = Features({"sentence1": Value("string"), "sentence2": Value("string"),
+                         "label": Value("float32"), "idx": Value("int32")})  # fmt: skip
+    write_hub_stand_in(tmp_path / "nyu-mll", "glue", "stsb",
+                       {"train": pairs(48, 0), "validation": pairs(24, 1),
+                        "test": [{**p, "label": -1.0} for p in pairs(8, 2)]}, features)  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "stsb"
+    report, trainer = run_recipe("sentiment", [
+        "--model_name_or_path", str(local / "bert"), "--task_name", "stsb", "--do_train",
+        "--do_eval", "--max_seq_length", "128", "--per_device_train_batch_size", "32",
+        "--learning_rate", "2e-5", "--num_train_epochs", "3", "--output_dir", str(out),
+    ])  # fmt: skip
+    assert trainer.model.config.problem_type == "regression"
+    assert {"pearson", "spearman", "rmse"} <= set(report) and report["targets"] == ["label"]
+    first = trainer.train_dataset[0]
+    assert first["input_ids"].count(trainer.processing_class.sep_token_id) == 2  # a pair
+    # run_classification.py's own-data form with --do_regression: integer scores, numbers
+    path = tmp_path / "scores.csv"
+    path.write_text("sentence,label\n" + "".join(
+        f"{r['text']},{5 if r['label'] == 'positive' else 1}\n" for r in toy_reviews(40, seed=3)))  # fmt: skip
+    report, trainer = run_recipe("sentiment", [
+        "--model_name_or_path", str(local / "bert"), "--train_file", str(path), "--do_regression",
+        "--max_steps", "2", "--output_dir", str(tmp_path / "reg"),
+    ])  # fmt: skip
+    assert trainer.model.config.problem_type == "regression" and "r2" in report
+
+
+def test_run_classification_amazon_command_joins_the_comma_listed_columns(
+    local, tmp_path, monkeypatch
+):
+    # README: amazon_reviews_multi with --text_column_name "review_title,review_body,product_category"
+    # (argparse's abbreviation of --text_column_names in run_classification.py)
+    from hftl.testing import toy_reviews
+
+    def reviews(n, seed):
+        return [{"review_title": r["text"].split()[0], "review_body": r["text"],
+                 "product_category": "film", "stars": 5 if r["label"] == "positive" else 1}
+                for r in toy_reviews(n, seed=seed)]  # fmt: skip
+
+    write_hub_stand_in(tmp_path, "amazon_reviews_multi", "all_languages",
+                       {"train": reviews(48, 0), "validation": reviews(16, 1)})  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    report, trainer = run_recipe("sentiment", [
+        "--model_name_or_path", str(local / "bert"), "--dataset_name", "amazon_reviews_multi",
+        "--dataset_config_name", "all_languages", "--shuffle_train_dataset", "--metric_name",
+        "accuracy", "--text_column_name", "review_title,review_body,product_category",
+        "--text_column_delimiter", "\n", "--label_column_name", "stars", "--do_train",
+        "--do_eval", "--max_seq_length", "512", "--per_device_train_batch_size", "32",
+        "--learning_rate", "2e-5", "--num_train_epochs", "1", "--output_dir", str(tmp_path / "a"),
+    ])  # fmt: skip
+    assert report["labels"] == [
+        "1",
+        "5",
+    ]  # integer stars: classes, as run_classification reads them
+    tokens = trainer.processing_class.decode(trainer.train_dataset[0]["input_ids"])
+    assert "film" in tokens.split()[-2:]  # the category column joined after title and body
+
+
 def write_glue_stand_in(root, task, first, second, size=48):
     """A local ``nyu-mll/glue`` with the Hub repository's layout (one parquet folder per task,
     configurations in the README) and its conventions: ClassLabel labels, test labels hidden
     (-1). Toy reviews stand in for the sentences: the label is the first text's sentiment."""
-    from datasets import ClassLabel, Dataset, Features, Value
+    from datasets import ClassLabel, Features, Value
 
     from hftl.testing import toy_reviews
 
     features = Features({first: Value("string"), second: Value("string"),
                          "label": ClassLabel(names=["negative", "positive"]), "idx": Value("int32")})  # fmt: skip
-    repo = root / "nyu-mll" / "glue"
-    splits = {"train": 0, "validation_matched" if task == "mnli" else "validation": 1, "test": 2}
-    for split, seed in splits.items():
+    splits = {}
+    for split, seed in (("train", 0), ("validation_matched" if task == "mnli" else "validation", 1),
+                        ("test", 2)):  # fmt: skip
         rows = toy_reviews(
             size if split == "train" else size // 2, labels=("negative", "positive"), seed=seed
         )
-        data = Dataset.from_dict({
-            first: [r["text"] for r in rows], second: [r["text"][::-1] for r in rows],
-            "label": [-1 if split == "test" else ["negative", "positive"].index(r["label"]) for r in rows],
-            "idx": list(range(len(rows))),
-        }, features=features)  # fmt: skip
-        (repo / task).mkdir(parents=True, exist_ok=True)
-        data.to_parquet(repo / task / f"{split}-00000-of-00001.parquet")
-    files = "".join(f"  - split: {s}\n    path: {task}/{s}-*\n" for s in splits)
-    (repo / "README.md").write_text(
-        f"---\nconfigs:\n- config_name: {task}\n  data_files:\n{files}---\n"
-    )
-    return repo
+        splits[split] = [
+            {first: r["text"], second: r["text"][::-1], "idx": i,
+             "label": -1 if split == "test" else ["negative", "positive"].index(r["label"])}
+            for i, r in enumerate(rows)
+        ]  # fmt: skip
+    return write_hub_stand_in(root / "nyu-mll", "glue", task, splits, features)
 
 
 def test_run_glue_readme_command_with_task_name(local, tmp_path, monkeypatch):
@@ -179,8 +291,8 @@ def test_glue_task_names_map_to_the_dataset_its_columns_and_split(local, tmp_pat
     assert (text.text_column_name, text.text_pair_column_name) == ("premise", "hypothesis")
     _, data, text, _, _ = parse_run_config("text-classification", [*argv, "--task_name", "sst2"])
     assert (text.text_column_name, text.text_pair_column_name) == ("sentence", None)
-    with pytest.raises(ConfigError, match="stsb: a regression task"):
-        parse_run_config("text-classification", [*argv, "--task_name", "stsb"])
+    _, data, text, _, _ = parse_run_config("text-classification", [*argv, "--task_name", "stsb"])
+    assert (data.dataset_config_name, data.problem_type) == ("stsb", "regression")
 
 
 def test_a_split_without_labels_or_missing_is_refused(local, tmp_path, monkeypatch):
@@ -212,7 +324,7 @@ def test_example_flags_map_onto_hftl_or_say_why_not(local, tmp_path, hftl_logs):
         ("--task_name", "sst2"): "--task_name sst2 reads nyu-mll/glue; drop it",
         ("--text_column_names", "title,body", "--text_column_name", "x"): "give one of them",
         ("--metric_name", "matthews_correlation"): "hftl reports accuracy",
-        ("--do_regression",): "regression is not supported",
+        ("--do_regression", "--problem_type", "multi_label_classification"): "give one of them",
         ("--model_revision", "v2", "--revision", "v3"): "give one of them",
     }
     for flags, message in refused.items():

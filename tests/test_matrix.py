@@ -7,6 +7,7 @@ Like PEFT's custom-model tests: a new strategy (hftl/strategies/) or a new tiny 
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from hftl import STRATEGIES, TransferTrainer
 from hftl.errors import ConfigError
@@ -93,3 +94,77 @@ def test_an_unknown_strategy_is_refused_with_the_closest_name(tmp_path):
         ValueError, match=r"unknown strategy 'parital' \(did you mean 'partial'\?\)"
     ):
         quiet_training_args(tmp_path, strategy="parital")
+
+
+# ---------------------------------------------------------------------------------------------
+# Every label shape (hftl/shapes/) x every strategy, on one tiny model per task
+# ---------------------------------------------------------------------------------------------
+
+SHAPE_KINDS = ("bert-mean", "vit", "wav2vec2")  # text, image, audio; each takes a linear probe
+
+
+def shaped(shape_name, kind, num_examples):
+    """A tiny model with a head for the shape, its toy data with labels of that shape, and the
+    run's LabelSpec (labels derived from the toy class: a multi-hot pair, or a number)."""
+    from hftl.shapes import SHAPES, LabelArguments
+
+    data = toy_dataset(kind, num_examples, seed=0)
+    if shape_name == "multi_label":
+        data = data.map(
+            lambda row: {"labels": [float(row["labels"] == 0), float(row["labels"] != 1)]}
+        )
+        names = ["first", "not-second"]
+    else:
+        data = data.map(lambda row: {"labels": [10.0 + 5.0 * row["labels"]]})
+        names = ["score"]
+    shape = SHAPES.get(shape_name)
+    spec = shape.spec(
+        data,
+        "labels",
+        names,
+        LabelArguments(class_weights="auto" if shape.takes_class_weights else None),
+    )
+    model = TINY_MODELS[kind](num_labels=len(names))
+    spec.configure(model.config)
+    return model, data, spec
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES.names())
+@pytest.mark.parametrize("shape_name", ["multi_label", "regression"])
+@pytest.mark.parametrize("kind", SHAPE_KINDS)
+def test_every_shape_trains_under_every_strategy_with_its_own_loss(
+    kind, shape_name, strategy, tmp_path
+):
+    torch.manual_seed(0)
+    model, data, spec = shaped(shape_name, kind, 8)
+    args = quiet_training_args(
+        tmp_path, strategy=strategy, max_steps=2, per_device_train_batch_size=4,
+        learning_rate=LR, lr_scheduler_type="constant", feature_cache_dir="memory",
+        linear_probe=strategy == "feature_extraction", **FLAGS.get(strategy, {}),
+    )  # fmt: skip
+    trainer = TransferTrainer.build(model, args, train_dataset=data, label_spec=spec)
+    head = trainer.layer_map.head_depth
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    trainer.train()
+    moved = {n for n, p in trainer.model.named_parameters() if not torch.equal(p, before[n])}
+    assert any(trainer.layer_map.depths[n] == head for n in moved), "the head did not train"
+    probe = (trainer.feature_cache or {}).get("linear_probe")
+    if strategy in ("lp_ft", "feature_extraction"):  # the shape's own probe wrote the head
+        assert (
+            probe["cv_metric"]
+            == {"multi_label": "micro-F1", "regression": "MSE (standardised targets)"}[shape_name]
+        )
+    # the loss that trained is the shape's: BCE per label with pos_weight, or MSE on standardised
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
+    trainer.model.eval()
+    with torch.no_grad():
+        loss = trainer.compute_loss(trainer.model, dict(batch))
+        logits = trainer.model(**{k: v for k, v in batch.items() if k != "labels"}).logits
+    targets = batch["labels"].float()
+    if shape_name == "multi_label":
+        expected = F.binary_cross_entropy_with_logits(
+            logits, targets, pos_weight=torch.tensor(spec.class_weights)
+        )
+    else:
+        expected = F.mse_loss(logits, (targets - spec.mean[0]) / spec.std[0])
+    assert float(loss) == pytest.approx(float(expected), rel=1e-5)

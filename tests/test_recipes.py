@@ -362,13 +362,14 @@ def test_recipe_command_line_error_exits_with_one_line(text_setup, tmp_path):
 def test_carved_validation_split_is_stratified_and_seeded(tmp_path):
     from datasets import Dataset, DatasetDict
 
-    from hftl.data import DataArguments, encode_labels, ensure_validation_split
+    from hftl.data import DataArguments, ensure_validation_split
+    from hftl.shapes.single_label import encode_classes
 
     labels = ["a"] * 80 + ["b"] * 20
     raw = DatasetDict(
         {"train": Dataset.from_dict({"text": [f"t{i}" for i in range(100)], "label": labels})}
     )
-    raw, names = encode_labels(raw, "label")
+    raw, names = encode_classes(raw, "label")
     args = DataArguments(train_file=None, validation_split_percentage=20)
     first = ensure_validation_split(DatasetDict(raw), args, "label", seed=3)
     again = ensure_validation_split(DatasetDict(raw), args, "label", seed=3)

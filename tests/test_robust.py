@@ -10,8 +10,9 @@ import torch
 from hftl import TransferTrainer
 from hftl.errors import ConfigError
 from hftl.families import split_for
-from hftl.feature_cache import extract, fit_linear_probe
+from hftl.feature_cache import extract
 from hftl.layers import build_layer_map
+from hftl.shapes import fit_linear_probe
 from hftl.testing import TINY_MODELS, colour_dataset, keyword_dataset, quiet_training_args
 
 

@@ -89,12 +89,11 @@ def advise(task, data_args, task_args, advise_args, *, controls: tuple[str, ...]
     models = list(advise_args.models or task.advise_models)
     fetch_named(data_args, models, list(controls))  # hftl: assets, before anything loads
     flags = data_flags(data_args, task_args)  # as given (the task may fill in its defaults)
-    raw, columns, labels = load_classification_data(
-        data_args, task, task_args, seed=advise_args.seed
-    )
+    raw, columns, spec = load_classification_data(data_args, task, task_args, seed=advise_args.seed)
     full_train = raw["train"]
-    sample = stratified_sample(full_train, columns.label, advise_args.max_samples, advise_args.seed)
-    profile = profile_data(full_train, columns.label, labels, scored=len(sample))
+    sample = stratified_sample(full_train, columns.label, advise_args.max_samples, advise_args.seed,
+                               stratify=spec.shape.stratified)  # fmt: skip
+    profile = profile_data(full_train, spec, scored=len(sample))
     raw["train"] = sample
     raw["validation"] = raw["validation"].select(range(min(1, len(raw["validation"]))))
     args = TransferTrainingArguments(
@@ -112,7 +111,7 @@ def advise(task, data_args, task_args, advise_args, *, controls: tuple[str, ...]
         logger.info("advise: model %d/%d: %s%s", i, len(runs), name, " (random init)" * scratch)
         try:
             scores.append(
-                score_model(name, task, raw, columns, labels, task_args, args, from_scratch=scratch)
+                score_model(name, task, raw, columns, spec, task_args, args, from_scratch=scratch)
             )
         except ConfigError as error:
             if advise_args.models:

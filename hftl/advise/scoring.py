@@ -19,17 +19,21 @@ from hftl.families import split_for
 from hftl.feature_cache import starting_features
 from hftl.layers import build_layer_map
 from hftl.models import load_classifier, load_processor, load_source_classifier
+from hftl.shapes import LabelSpec
 from hftl.strategies.lora import default_lora_targets
 from hftl.transferability import label_entropy, leep, logme, nce, probe_accuracy
 
 logger = logging.getLogger(__name__)
 
 
-def profile_data(train, label_column: str, labels: list[str], scored: int) -> DataProfile:
-    counts = np.bincount(np.asarray(train[label_column]), minlength=len(labels))
+def profile_data(train, spec: LabelSpec, scored: int) -> DataProfile:
+    """The data's profile: examples, and per class (per label: its positive examples; per
+    regression target: every example) the smallest and largest count."""
+    labels = spec.names
+    counts = np.asarray(spec.counts if spec.counts is not None else [len(train)] * len(labels))
     present = counts[counts > 0]
     return DataProfile(
-        examples=int(counts.sum()),
+        examples=len(train),
         classes=len(labels),
         per_class_min=int(counts.min()),
         per_class_max=int(present.max()),
@@ -38,11 +42,14 @@ def profile_data(train, label_column: str, labels: list[str], scored: int) -> Da
     )
 
 
-def stratified_sample(train, label_column: str, max_samples: int, seed: int):
-    """At most ``max_samples`` rows of ``train``, every class in proportion (the whole split where
-    it is no larger)."""
+def stratified_sample(train, label_column: str, max_samples: int, seed: int,
+                      stratify: bool = True):  # fmt: skip
+    """At most ``max_samples`` rows of ``train``, every class in proportion where ``stratify``
+    (classes), else a seeded random sample; the whole split where it is no larger."""
     if len(train) <= max_samples:
         return train
+    if not stratify:
+        return train.shuffle(seed=seed).select(range(max_samples))
     try:
         return train.train_test_split(
             train_size=max_samples, seed=seed, stratify_by_column=label_column
@@ -52,10 +59,12 @@ def stratified_sample(train, label_column: str, max_samples: int, seed: int):
         return train.shuffle(seed=seed).select(range(max_samples))
 
 
-def score_model(name: str, task, raw, columns, labels, task_args, args, *,
+def score_model(name: str, task, raw, columns, labels: LabelSpec, task_args, args, *,
                 from_scratch: bool = False) -> ModelScore:  # fmt: skip
     """Load ``name`` with a new head for ``labels`` (as a run with ``args.seed`` does), extract
-    its features of ``raw["train"]`` through the cache, and score them."""
+    its features of ``raw["train"]`` through the cache, and score them: LogME on the label
+    shape's targets (one-hot classes, the 0 / 1 label columns, standardised numbers); for
+    classes also the ridge probe and, from the checkpoint's own head, LEEP and NCE."""
     started = time.perf_counter()
     model_args = ModelArguments(name, from_scratch=from_scratch)
     processor = load_processor(model_args, task)
@@ -75,7 +84,8 @@ def score_model(name: str, task, raw, columns, labels, task_args, args, *,
         )
     except ValueError as error:
         raise ConfigError(f"--models {name}: {error}; leave it out of --models") from None
-    features, targets = np.asarray(train.features, dtype=np.float32), np.asarray(train.labels)
+    features = np.asarray(train.features, dtype=np.float32)
+    targets = np.asarray(labels.shape.probe_targets(labels, np.asarray(train.labels)))
     score_started = time.perf_counter()
     score = ModelScore(
         model=name,
@@ -90,11 +100,12 @@ def score_model(name: str, task, raw, columns, labels, task_args, args, *,
         extract_seconds=round(info["seconds"], 2),
         reused=bool(info["reused"]),
     )
-    probe = probe_accuracy(features, targets, seed=args.seed)
+    classes = targets.ndim == 1  # the probe, LEEP and NCE score classes
+    probe = probe_accuracy(features, targets, seed=args.seed) if classes else None
     if probe is not None:
         score.probe_accuracy, score.probe_folds = probe
     del model
-    source = load_source_classifier(model_args, task, task_args)
+    source = load_source_classifier(model_args, task, task_args) if classes else None
     if source is not None and getattr(split_for(source), "name", None) == split.name:
         probabilities = source_probabilities(source, split, features)
         score.source_classes = int(probabilities.shape[1])

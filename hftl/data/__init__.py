@@ -11,16 +11,16 @@ Everything read is checked where it is read, and a problem is a one-line
 :class:`~hftl.errors.ConfigError` naming the file, folder, row, column or class: empty, binary or
 non-UTF-8 files, files whose columns differ, image folders that are not one folder per class (an
 empty class folder, images outside class folders or below them, broken links) (:mod:`.files`),
-unreadable images, empty texts (the task's ``check_inputs``), missing labels, real-valued labels,
-a single class, a validation split too small to hold every class, and classes without a training
-example (or, with ``--drop_unseen_validation_labels``, their validation rows dropped with a
-warning) (:mod:`.labels`). The modules:
+unreadable images, empty texts (the task's ``check_inputs``); the labels are read by the run's
+label shape (:mod:`hftl.shapes`: missing labels, a single class, NaN targets, labels without a
+training example, or, with ``--drop_unseen_validation_labels``, those dropped with a warning),
+and a validation split too small to hold every class is refused (:mod:`.labels`). The modules:
 
 * :mod:`.arguments`: :class:`DataArguments`;
 * :mod:`.sources`: reading the splits (:func:`load_raw_datasets`);
 * :mod:`.files`: checks of data files and class folders;
 * :mod:`.columns`: the label and input columns;
-* :mod:`.labels`: label names, the validation split, label coverage.
+* :mod:`.labels`: the labels (through the label shape) and the validation split.
 
 :func:`hftl.run.load_classification_data` is the pipeline a run (and ``hftl advise``, and the
 reference task) reads its data with.
@@ -29,7 +29,7 @@ reference task) reads its data with.
 from hftl.data.arguments import FILE_BUILDERS, DataArguments
 from hftl.data.columns import Columns, is_text, pick_column, resolve_columns
 from hftl.data.files import check_data_file, check_file_exists, scan_class_folder
-from hftl.data.labels import check_label_coverage, encode_labels, ensure_validation_split
+from hftl.data.labels import ensure_validation_split, read_labels
 from hftl.data.sources import load_raw_datasets
 
 __all__ = [
@@ -38,11 +38,10 @@ __all__ = [
     "DataArguments",
     "check_data_file",
     "check_file_exists",
-    "check_label_coverage",
-    "encode_labels",
     "ensure_validation_split",
     "is_text",
     "load_raw_datasets",
+    "read_labels",
     "pick_column",
     "resolve_columns",
     "scan_class_folder",

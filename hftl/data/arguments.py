@@ -5,12 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hftl.shapes import LabelArguments
+
 FILE_BUILDERS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 
 
 @dataclass
-class DataArguments:
-    """Where the data comes from and how it is read."""
+class DataArguments(LabelArguments):
+    """Where the data comes from and how it is read (with the label options of
+    :class:`~hftl.shapes.LabelArguments`)."""
 
     dataset_name: str | None = field(
         default=None, metadata={"help": "Hub dataset name or local dataset dir."}
@@ -43,7 +46,11 @@ class DataArguments:
         },
     )
     label_column_name: str | None = field(
-        default=None, metadata={"help": "Label column (auto-detected)."}
+        default=None,
+        metadata={
+            "help": "Label column (auto-detected); several, comma-separated, for one 0/1 column "
+            "per label (multi-label) or one column per target (regression)."
+        },
     )
     validation_split_percentage: float = field(
         default=10,
@@ -64,6 +71,7 @@ class DataArguments:
     )
 
     def __post_init__(self):
+        super().__post_init__()
         sources = [
             name
             for name, value in (

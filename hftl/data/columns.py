@@ -10,13 +10,29 @@ from datasets import ClassLabel, DatasetDict, Value
 from hftl.data.arguments import DataArguments
 from hftl.errors import ConfigError
 
-LABEL_NAMES = ("label", "labels", "class", "category", "target", "sentiment")
+LABEL_NAMES = (
+    "label",
+    "labels",
+    "class",
+    "category",
+    "target",
+    "sentiment",
+    "tags",
+    "topics",
+    "score",
+    "rating",
+)
 
 
 @dataclass(frozen=True)
 class Columns:
-    label: str
+    label: str  # the label column (several label columns are encoded into the first)
     inputs: str  # the task's input column (text, image, ...)
+    labels: tuple[str, ...] = ()  # every label column given (--label_column_name a,b,c)
+
+    def __post_init__(self):
+        if not self.labels:
+            object.__setattr__(self, "labels", (self.label,))
 
 
 def resolve_columns(dataset: DatasetDict, args: DataArguments, task, task_args) -> Columns:
@@ -28,6 +44,18 @@ def resolve_columns(dataset: DatasetDict, args: DataArguments, task, task_args) 
     """
     features = dataset["train"].features
     columns = list(features)
+    given = args.label_column_name
+    if given and given not in columns and "," in given:  # one column per label or target
+        labels = [c.strip() for c in given.split(",") if c.strip()]
+        missing = [c for c in labels if c not in columns]
+        if missing:
+            raise ConfigError(
+                f"--label_column_name {given}: no column {', '.join(missing)}; the columns are: "
+                f"{', '.join(columns)}"
+            )
+        others = [c for c in columns if c not in labels]
+        inputs = task.find_input_column(features, others, task_args)
+        return Columns(label=labels[0], inputs=inputs, labels=tuple(labels))
     label = pick_column(
         "label",
         args.label_column_name,

@@ -76,8 +76,7 @@ def load_raw_datasets(
             where,
             lambda: load_dataset(task.folder_builder, data_files=data_files, cache_dir=cache_dir),
         )
-        check_folder_read(dataset, counts, folders)
-        return dataset
+        return check_folder_read(dataset, counts, folders)
     if args.train_file:
         files = {"train": ("train_file", existing_file(args.train_file, "train_file"))}
         if args.validation_file:

@@ -34,7 +34,7 @@ from hftl.feature_cache.cache import (
     starting_features,
 )
 from hftl.feature_cache.model import CachedFeatureModel, FeatureDataset, unwrap
-from hftl.feature_cache.probe import LinearProbeCallback, fit_linear_probe, write_probe
+from hftl.feature_cache.probe import LinearProbeCallback, write_probe
 from hftl.feature_cache.store import (
     cache_key,
     cached_features,
@@ -53,7 +53,6 @@ __all__ = [
     "cached_features",
     "describe_preprocessing",
     "extract",
-    "fit_linear_probe",
     "is_random",
     "num_views",
     "probe_head",

@@ -28,6 +28,7 @@ from hftl.feature_cache.store import (
     extract,
     transform_of,
 )
+from hftl.shapes import LabelSpec
 from hftl.storage import cache_dir
 
 logger = logging.getLogger(__name__)
@@ -54,13 +55,16 @@ class CachedFeatures:
 
 
 def cache_features(model: nn.Module, args, train_dataset, eval_dataset=None, *,
-                   data_collator=None, processing_class=None) -> CachedFeatures | None:  # fmt: skip
+                   data_collator=None, processing_class=None,
+                   label_spec: LabelSpec | None = None) -> CachedFeatures | None:  # fmt: skip
     """Run the frozen backbone of ``model`` once over the data (or reuse the features stored for
     these weights, data and preprocessing); None where hftl does not know where the model's
     backbone ends (the Trainer then runs the frozen backbone every step).
 
-    ``eval_dataset`` may be one dataset or a dict of them, as for ``Trainer``.
+    ``eval_dataset`` may be one dataset or a dict of them, as for ``Trainer``. ``label_spec``:
+    the run's labels (their loss and linear probe; default: what the model's config says).
     """
+    label_spec = label_spec or LabelSpec.from_config(getattr(model, "config", None))
     split = split_for(model)
     if args.linear_probe and (split is None or not split.takes_linear_probe):
         raise ValueError(
@@ -101,9 +105,9 @@ def cache_features(model: nn.Module, args, train_dataset, eval_dataset=None, *,
     info["train_seconds"] = info["seconds"]  # the training set's share (the rest: evaluation)
     callbacks = []
     if args.linear_probe:
-        callbacks.append(LinearProbeCallback(train, split, info, seed=args.seed))
+        callbacks.append(LinearProbeCallback(train, split, info, label_spec, seed=args.seed))
     return CachedFeatures(
-        model=CachedFeatureModel(model, split),
+        model=CachedFeatureModel(model, split, loss=label_spec.loss),
         train=train,
         eval=features_of(eval_dataset),
         callbacks=callbacks,
@@ -249,11 +253,11 @@ def starting_features(model: nn.Module, args, dataset, *, data_collator=None,
 
 
 def probe_head(model: nn.Module, args, train_dataset, *, data_collator=None,
-               processing_class=None) -> dict:  # fmt: skip
+               processing_class=None, label_spec: LabelSpec | None = None) -> dict:  # fmt: skip
     """The first step of ``strategy: lp_ft``: the starting backbone's features of the training
-    set (:func:`starting_features`), a logistic regression fitted on them and written into
-    ``model``'s head, in place. Returns the record for ``run_info.json`` (``linear_probe``: C,
-    CV accuracy, folds, seconds).
+    set (:func:`starting_features`), the label shape's linear probe (logistic regression, one
+    per label, or ridge) fitted on them and written into ``model``'s head, in place. Returns the
+    record for ``run_info.json`` (``linear_probe``: C, CV score, folds, seconds).
 
     A model whose head is not linear on the features it reads (BERT's pooler, DistilBERT's
     pre-classifier, RoBERTa's dense layer) is a one-line ``ConfigError``.
@@ -270,5 +274,6 @@ def probe_head(model: nn.Module, args, train_dataset, *, data_collator=None,
     train, split, info = starting_features(
         model, args, train_dataset, data_collator=data_collator, processing_class=processing_class
     )
-    write_probe(model, split, train.features, train.labels, info, seed=args.seed)
+    label_spec = label_spec or LabelSpec.from_config(getattr(model, "config", None))
+    write_probe(model, split, train.features, train.labels, info, label_spec, seed=args.seed)
     return info

@@ -26,10 +26,13 @@ class CachedFeatureModel(nn.Module):
     # in eval mode has nothing to do here (and would walk the backbone every step).
     _hftl_frozen_guard = "not needed"
 
-    def __init__(self, model: nn.Module, split: Split):
+    def __init__(self, model: nn.Module, split: Split, loss=None):
         super().__init__()
         self.model = model
         self.split = split
+        # the run's loss (its label shape's: LabelSpec.loss); cross-entropy by default
+        self.loss = loss or (lambda logits, labels: F.cross_entropy(
+            logits.float().view(-1, logits.shape[-1]), labels.view(-1)))  # fmt: skip
         self.config = model.config
         self._params: list[nn.Parameter] | None = None
         self._mode: bool | None = None  # the mode train() last set on every submodule
@@ -67,12 +70,13 @@ class CachedFeatureModel(nn.Module):
         logits = self.split.head(self.model, features)
         loss = None
         if labels is not None:
-            loss = F.cross_entropy(logits.float().view(-1, logits.shape[-1]), labels.view(-1))
+            loss = self.loss(logits, labels)
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
 
 class FeatureDataset(torch.utils.data.Dataset):
-    """Rows ``{"features": tensor, "labels": int}`` over a (possibly memory-mapped) array, or
+    """Rows ``{"features": tensor, "labels": tensor}`` (a class id, a multi-hot vector or target
+    values) over a (possibly memory-mapped) array, or
     over several *views* (arrays of the same examples under random augmentation): epoch ``e``
     reads view ``e mod views`` (:meth:`set_epoch`, which the trainer calls as each epoch begins).
     """
@@ -96,7 +100,7 @@ class FeatureDataset(torch.utils.data.Dataset):
     def __getitem__(self, index):
         return {
             "features": torch.from_numpy(np.array(self.features[index], dtype=np.float32)),
-            "labels": int(self.labels[index]),
+            "labels": torch.as_tensor(np.asarray(self.labels[index])),
         }
 
 

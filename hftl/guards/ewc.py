@@ -6,6 +6,9 @@ depends on it, the diagonal of the Fisher information of the starting weights on
 data:
 
     F_i = mean over reference examples of (d log p(y | x) / d w_i)^2
+
+(``p`` is the reference task's label shape's likelihood: a softmax over classes, a Bernoulli per
+label, a Gaussian with the targets' spread for numbers)
     penalty = ewc_lambda / 2 * sum_i F_i (w_i - w0_i)^2
 
 ``ewc_fisher: empirical`` takes ``y`` from the data's labels, ``true`` samples it from the
@@ -32,6 +35,7 @@ from hftl.errors import ConfigError
 from hftl.feature_cache import unwrap
 from hftl.guards.base import Guard
 from hftl.layers import build_layer_map
+from hftl.shapes import LabelSpec
 from hftl.storage import atomic_save_tensors
 
 logger = logging.getLogger(__name__)
@@ -70,9 +74,12 @@ class EWCArguments:
 
 
 def fisher_diagonal(model, params: dict, dataset, collator, *, samples: int, kind: str,
-                    seed: int) -> dict[str, torch.Tensor]:  # fmt: skip
+                    seed: int, spec: LabelSpec | None = None) -> dict[str, torch.Tensor]:  # fmt: skip
     """The diagonal Fisher of ``params`` ({name: parameter of ``model``}) over ``samples`` rows
-    of ``dataset`` (drawn with ``seed``), one example at a time, ``model`` in eval mode."""
+    of ``dataset`` (drawn with ``seed``), one example at a time, ``model`` in eval mode. The
+    likelihood is the label shape's (``spec``; default: the model config's): a softmax over
+    classes, a Bernoulli per label, a Gaussian with the targets' spread for numbers."""
+    spec = spec or LabelSpec.from_config(getattr(model, "config", None))
     fisher = {name: torch.zeros_like(p, dtype=torch.float32) for name, p in params.items()}
     generator = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(dataset), generator=generator)[:samples].tolist()
@@ -87,13 +94,9 @@ def fisher_diagonal(model, params: dict, dataset, collator, *, samples: int, kin
                 batch = collator([dataset[index]])
                 batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
                 labels = batch.pop("labels")
-                log_probs = torch.log_softmax(model(**batch).logits.float(), dim=-1)
-                if kind == "true":
-                    target = torch.multinomial(log_probs.detach().exp(), 1, generator=generator)
-                    target = target.view(-1).to(device)
-                else:
-                    target = labels.view(-1)
-                loss = -log_probs.gather(-1, target[:, None]).sum()
+                logits = model(**batch).logits.float()
+                target = spec.shape.sample(spec, logits, generator) if kind == "true" else labels
+                loss = spec.shape.nll(spec, logits, target)
                 grads = torch.autograd.grad(loss, tensors, allow_unused=True)
                 for name, grad in zip(names, grads, strict=True):
                     if grad is not None:
@@ -190,7 +193,7 @@ class EWC(Guard):
         raw = fisher_diagonal(
             ref.model, {n: ref_params[n] for n in self.params}, ref.train, ref.collator,
             samples=min(self.args.ewc_fisher_samples, len(ref.train)),
-            kind=self.args.ewc_fisher, seed=self.args.seed,
+            kind=self.args.ewc_fisher, seed=self.args.seed, spec=ref.spec,
         )  # fmt: skip
         fisher = normalised(raw)
         if self.earlier and self.args.ewc_gamma > 0:

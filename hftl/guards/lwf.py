@@ -8,6 +8,11 @@ task's classes, and the student is pulled toward the teacher:
 
     penalty = lwf_alpha * T^2 * KL(softmax(teacher / T) || softmax(student / T)),  T = lwf_temperature
 
+for a reference task of classes; of several labels, a sigmoid per label in place of the softmax
+(binary cross-entropy against the teacher's sigmoid); of numbers, the squared difference of the
+standardised outputs (no temperature). The reference task's label shape says which
+(:meth:`hftl.shapes.base.LabelShape.distill`).
+
 No reference data is needed, only the reference model. The reference head is kept frozen (the
 authors also train it; keeping it fixed keeps its classes' meaning), and the teacher runs on each
 batch as the model sees it (augmented), so each step costs a teacher forward and a second pass of
@@ -19,7 +24,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 
 from hftl.guards.base import Guard
 
@@ -67,12 +71,8 @@ class LwF(Guard):
                 teacher = teacher_model(**batch).logits.float()
         finally:
             teacher_model.train(was_training)
-        t = self.temperature
-        divergence = F.kl_div(
-            F.log_softmax(student / t, dim=-1), F.log_softmax(teacher / t, dim=-1),
-            reduction="batchmean", log_target=True,
-        )  # fmt: skip
-        return self.alpha * t * t * divergence
+        spec = self.head.reference.spec  # the reference task's shape distils its own way
+        return self.alpha * spec.shape.distill(spec, student, teacher, self.temperature)
 
     def run_info(self, args):
         return {"lwf": {"alpha": args.lwf_alpha, "temperature": args.lwf_temperature}}

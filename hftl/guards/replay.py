@@ -16,7 +16,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from transformers import TrainerCallback
 
 from hftl.guards.base import Guard
@@ -76,7 +75,7 @@ class Replay(Guard):
         device = inputs["labels"].device
         batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
         logits = self.head.logits(model, batch).float()
-        loss = F.cross_entropy(logits, batch["labels"].view(-1))
+        loss = reference.spec.loss(logits, batch["labels"])  # the reference shape's loss
         return len(self.drawn) / batch_size * loss
 
     def run_info(self, args):

@@ -7,13 +7,48 @@ from pathlib import Path
 import numpy as np
 
 CLASSIFICATION_MODULE = str(Path(__file__).with_name("classification.py"))
+MULTI_LABEL_MODULE = str(Path(__file__).with_name("multi_label.py"))
+REGRESSION_MODULE = str(Path(__file__).with_name("regression.py"))
+_LOADED: dict = {}
+
+
+def _load(path: str):
+    """The ``evaluate`` module in ``path`` (no network), loaded once per process."""
+    import evaluate
+
+    if path not in _LOADED:
+        _LOADED[path] = evaluate.load(path)
+    return _LOADED[path]
 
 
 def load_classification_metric():
     """The ``evaluate`` module in ``classification.py`` (no network)."""
-    import evaluate
+    return _load(CLASSIFICATION_MODULE)
 
-    return evaluate.load(CLASSIFICATION_MODULE)
+
+def _by_name(result: dict, key: str, names: list[str], names_key: str) -> dict:
+    """``result[key]`` (a dict of per-output lists) as {name: {metric: value}}, and the names."""
+    columns = result.pop(key)
+    result[key] = {
+        name: {metric: values[i] for metric, values in columns.items()}
+        for i, name in enumerate(names)
+    }
+    result[names_key] = list(names)
+    return result
+
+
+def multi_label_report(predictions, references, scores, labels: list[str]) -> dict:
+    """Multi-label metrics (``multi_label.py``), with per-label scores keyed by label name."""
+    result = _load(MULTI_LABEL_MODULE).compute(
+        predictions=predictions, references=references, scores=scores
+    )
+    return _by_name(result, "per_label", labels, "labels")
+
+
+def regression_report(predictions, references, targets: list[str]) -> dict:
+    """Regression metrics (``regression.py``), with per-target scores keyed by target name."""
+    result = _load(REGRESSION_MODULE).compute(predictions=predictions, references=references)
+    return _by_name(result, "per_target", targets, "targets")
 
 
 def classification_report(predictions, references, labels: list[str]) -> dict:
@@ -21,13 +56,7 @@ def classification_report(predictions, references, labels: list[str]) -> dict:
     result = load_classification_metric().compute(
         predictions=predictions, references=references, num_labels=len(labels)
     )
-    per_class = result.pop("per_class")
-    result["per_class"] = {
-        label: {key: values[i] for key, values in per_class.items()}
-        for i, label in enumerate(labels)
-    }
-    result["labels"] = list(labels)
-    return result
+    return _by_name(result, "per_class", labels, "labels")
 
 
 def compute_metrics_fn(labels: list[str]):

@@ -52,13 +52,17 @@ class FeatureExtractionArguments:
 
 def fitted_probe(training: dict) -> str:
     """``(C = ..., chosen by k-fold cross-validation, CV accuracy ...)`` for the card, from the
-    run's linear probe record; empty where the run fitted none."""
+    run's linear probe record (the label shape's probe: its strength and CV metric); empty where
+    the run fitted none."""
     probe = (training.get("feature_cache") or {}).get("linear_probe")
     if not probe:
         return ""
+    strength = probe.get("parameter", "C")  # ridge (regression): alpha
+    metric = probe.get("cv_metric", "accuracy")
+    score = probe.get("cv_score", probe.get("cv_accuracy"))  # runs from before label shapes
     return (
-        f"(C = {probe['C']:g}, chosen by {probe['folds']}-fold cross-validation, CV accuracy "
-        f"{probe['cv_accuracy']:.3f})"
+        f"({strength} = {probe['C']:g}, chosen by {probe['folds']}-fold cross-validation, CV "
+        f"{metric} {score:.3f})"
     )
 
 

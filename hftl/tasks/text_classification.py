@@ -210,6 +210,14 @@ class TextClassification(Task):
                 f"{', '.join(columns)}); name one of them"
             )
         columns = [c for c in columns if c != pair]
+        named = task_args.text_column_name
+        if named and named not in columns and "," in named and task_args.text_column_names is None:
+            # run_classification.py has only --text_column_names, so its README's
+            # --text_column_name "a,b,c" is argparse's abbreviation of it: read it so
+            task_args.text_column_names, task_args.text_column_name = named, None
+            logger.info(
+                "--text_column_name %s: read as --text_column_names (several columns)", named
+            )
         joined = task_args.joined_columns
         missing = [c for c in joined if c not in columns]
         if missing:
