@@ -168,6 +168,17 @@ def test_one_training_class_folder_is_one_line_naming_the_others(assets, tmp_pat
     )  # fmt: skip
 
 
+def test_train_and_validation_folders_at_different_depths_keep_their_labels(assets, tmp_path):
+    from hftl.testing import write_toy_image_folder
+
+    write_toy_image_folder(tmp_path / "train", per_class=4, seed=0, odd_modes=False)
+    write_toy_image_folder(tmp_path / "a" / "b" / "val", per_class=2, seed=1, odd_modes=False)
+    report, _ = images(assets, tmp_path / "out", "--train_dir", str(tmp_path / "train"),
+                       "--validation_dir", str(tmp_path / "a" / "b" / "val"))  # fmt: skip
+    assert report["labels"] == ["blue", "green", "red"]
+    assert [s["support"] for s in report["per_class"].values()] == [2, 2, 2]
+
+
 def test_a_column_of_numbers_is_not_text(assets, tmp_path):
     path = write(
         tmp_path / "ids.csv",

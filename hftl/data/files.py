@@ -138,8 +138,7 @@ def scan_class_folder(
 
 def check_folder_read(dataset: DatasetDict, counts: dict, folders: dict) -> DatasetDict:
     """What ``datasets`` read must be what the folders hold: every file, under its folder's class.
-    A split whose files are all in one class folder comes back from ``datasets`` without labels
-    (None) when another split has several: they get that folder's class here."""
+    Returns ``dataset``."""
     for split, expected in counts.items():
         data = dataset[split]
         if "label" not in data.features or not isinstance(data.features["label"], ClassLabel):
@@ -147,12 +146,6 @@ def check_folder_read(dataset: DatasetDict, counts: dict, folders: dict) -> Data
                 f"--{folders[split][0]} {folders[split][1]}: no class labels were read"
             )
         names = data.features["label"].names
-        if len(expected) == 1 and None in data["label"]:
-            only = names.index(next(iter(expected)))
-            features = data.features.copy()
-            data = data.map(lambda batch, only=only: {"label": [only] * len(batch["label"])}, batched=True,
-                            features=features)  # fmt: skip
-            dataset[split] = data
         found = Counter(names[i] for i in data["label"])
         if dict(found) != expected:
             raise ConfigError(

@@ -74,7 +74,13 @@ def load_raw_datasets(
         where = " and ".join(f"--{flag} {path}" for flag, path in folders.values())
         dataset = _read(
             where,
-            lambda: load_dataset(task.folder_builder, data_files=data_files, cache_dir=cache_dir),
+            # drop_labels=False: every file's label is its folder's name (the folders are checked
+            # above). datasets' default infers labels only where every file of every split lies
+            # at the same depth and there are two classes at least: a --validation_dir elsewhere
+            # than --train_dir, or one training class, would be read without labels.
+            lambda: load_dataset(
+                task.folder_builder, data_files=data_files, cache_dir=cache_dir, drop_labels=False
+            ),
         )
         return check_folder_read(dataset, counts, folders)
     if args.train_file:
