@@ -66,7 +66,10 @@ class ExampleScriptArguments:
         "Fraction of train held out when there is no validation split "
         "(= --validation_split_percentage x 100)."
     )
-    metric_name: str | None = _flag(f"One of {', '.join(REPORTED_METRICS)}: all are reported.")
+    metric_name: str | None = _flag(
+        f"One of {', '.join(REPORTED_METRICS)} (all of the label shape's are reported): the "
+        "metric_for_best_model where that is not given."
+    )
     task_name: str | None = _flag(
         f"A GLUE task ({', '.join(GLUE_TASKS)}): --dataset_name {GLUE_DATASET} "
         "--dataset_config_name TASK with its text column(s) (pairs encoded together) and, for "
@@ -157,6 +160,8 @@ def apply_example_flags(example, model_args, data_args, task_args, training_args
                 "--%s has no effect in hftl: %s", flag.name, help_text.removeprefix(NO_EFFECT)
             )
     if example.metric_name is not None:
+        if training_args.metric_for_best_model is None:
+            training_args.metric_for_best_model = example.metric_name
         logger.info("--metric_name %s: reported with the others", example.metric_name)
 
 

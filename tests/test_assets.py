@@ -382,6 +382,31 @@ def test_rotten_tomatoes_conversion_drops_plots_and_splits_stratified(tmp_path):
     assert (again / "test.csv").read_text() == (tmp_path / "test.csv").read_text()  # seeded
 
 
+def test_general_inquirer_conversion_merges_senses_into_a_multi_label_row(tmp_path):
+    categories = data_assets.GENERAL_INQUIRER_CATEGORIES
+    header = ["Entry", "Source", *categories, "Othtags", "Defined"]
+
+    def line(entry, *tags):
+        return "\t".join([entry, "H4Lvd", *(c if c in tags else "" for c in categories), "", ""])
+
+    table = "\n".join([
+        "\t".join(header), line("ABLE", "Positiv", "Strong"), line("ABOUT#1"), line("ABOUT#2"),
+        line("BEAT#1", "Hostile", "Active"), line("BEAT#2", "Negativ", "Active"),
+        *(line(f"WORD{i}", categories[i % len(categories)]) for i in range(40)),
+    ])  # fmt: skip
+    archive = zipped({data_assets.GENERAL_INQUIRER_MEMBER: table.encode("latin-1")})
+    details = data_assets.convert_general_inquirer(archive, tmp_path)
+    rows = {
+        json.loads(row)["text"]: json.loads(row)["categories"]
+        for split in ("train", "validation", "test")
+        for row in (tmp_path / f"{split}.jsonl").read_text().splitlines()
+    }
+    assert sum(details["splits"].values()) == len(rows) == 42  # 'about' is in no category
+    assert rows["able"] == ["Positiv", "Strong"]
+    assert rows["beat"] == ["Negativ", "Active", "Hostile"]  # both senses, in category order
+    assert details["labels"] == list(categories)
+
+
 def test_mnist_conversion_writes_image_folders(tmp_path):
     from PIL import Image
 

@@ -160,6 +160,7 @@ def test_run_classification_multi_label_readme_command(local, tmp_path, monkeypa
     ])  # fmt: skip
     assert trainer.model.config.problem_type == "multi_label_classification"
     assert report["labels"] == ["long", "neg", "pos"] and "f1_samples" in report
+    assert (trainer.args.metric_for_best_model, trainer.args.greater_is_better) == ("f1", True)
     assert sum(s["support"] for s in report["per_label"].values()) == sum(
         len(r["topics"]) for r in reuters_rows(24, 1)
     )  # evaluated on the test split (no validation split), every topic counted

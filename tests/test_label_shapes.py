@@ -98,6 +98,7 @@ def test_multi_label_from_a_list_column_trains_saves_and_loads_with_its_threshol
     assert np.allclose(pipeline_outputs(out, texts, names), ours, atol=1e-5)  # sigmoid per label
     card = (out / "README.md").read_text()
     assert "at the tuned thresholds" in card and "| `long` |" in card
+    assert "| class weights (pos_weight = negatives / positives per label) |" in card
     assert not (out / "confusion_matrix.json").exists()
 
 
@@ -121,7 +122,9 @@ def test_regression_predicts_in_the_datas_units_after_training_on_standardised_t
     assert np.allclose(pipeline_outputs(out, texts, ["rating"]), ours, atol=1e-4)
     assert 35 < ours.mean() < 65  # the data's units, not standardised ones
     assert report["pearson"] > 0.5  # it learned the sentiment in the number
-    assert (out / "predicted_vs_true.png").exists() and "R²" in (out / "README.md").read_text()
+    card = (out / "README.md").read_text()
+    assert (out / "predicted_vs_true.png").exists() and "R²" in card
+    assert f"`rating`: mean {record['mean']:.4g}" in card
 
 
 def test_one_zero_one_columns_are_multi_label_and_two_numeric_columns_two_targets(bert, tmp_path):
@@ -350,3 +353,98 @@ def test_advise_scores_several_labels_and_numbers_with_logme_on_their_targets(be
         (logme(features, targets[:, :1]) + logme(features, targets[:, 1:])) / 2
     )
     assert logme(features, targets[:, :1]) > logme(features, targets[:, 1:])  # the predictable one
+
+
+@pytest.mark.parametrize("shape_name", ["multi_label", "regression"])
+@pytest.mark.parametrize("task", ["image-classification", "audio-classification"])
+def test_images_and_audio_of_every_shape_load_in_pipeline_as_hftl_predicts(
+    task, shape_name, tmp_path
+):
+    """A JSON Lines file of image / audio paths with a list of tags or a number per file: the
+    saved model's plain pipeline() gives what hftl's own reading of the logits gives."""
+    from PIL import Image
+
+    from hftl.testing import (
+        save_tiny_audio_checkpoint,
+        save_tiny_image_checkpoint,
+        write_toy_audio_folder,
+        write_toy_image_folder,
+    )
+
+    image = task == "image-classification"
+    if image:
+        model = save_tiny_image_checkpoint(tmp_path / "model", "vit")
+        write_toy_image_folder(tmp_path / "files", per_class=6, odd_modes=False)
+        classes, column = ("red", "green", "blue"), "image"
+    else:
+        model = save_tiny_audio_checkpoint(tmp_path / "model", "wav2vec2")
+        write_toy_audio_folder(tmp_path / "files", per_class=6)
+        classes, column = ("low", "mid", "high"), "audio"
+    tags = {classes[0]: ["warm"], classes[1]: ["warm", "bright"], classes[2]: ["bright"]}
+    rows = [
+        {column: str(path), **({"tags": tags[name]} if shape_name == "multi_label"
+                               else {"score": 10.0 * (classes.index(name) + 1)})}
+        for name in classes for path in sorted((tmp_path / "files" / name).iterdir())
+    ]  # fmt: skip
+    data = write_jsonl(tmp_path / "data.jsonl", rows)
+    out = tmp_path / "out"
+    recipe = "image_classification" if image else "audio_classification"
+    extra = [] if image else ["--max_length_seconds", "1"]
+    _, trainer = run_recipe(recipe, [
+        "--model_name_or_path", str(model), "--train_file", str(data), "--output_dir", str(out),
+        "--validation_split_percentage", "25", "--max_steps", "3", *extra, *QUIET,
+    ])  # fmt: skip
+    spec = trainer.label_spec
+    assert spec.shape is SHAPES.get(shape_name)
+    names = spec.names
+    files = [rows[0][column], rows[-1][column]]
+    if image:
+        processor = trainer.processing_class
+        inputs = processor(
+            images=[Image.open(f).convert("RGB") for f in files], return_tensors="pt"
+        )
+        results = pipeline(task, model=str(out), top_k=None)([Image.open(f) for f in files])
+    else:
+        import soundfile
+
+        waves = [soundfile.read(f, dtype="float32", always_2d=True) for f in files]
+        import soxr
+
+        rate = trainer.processing_class.sampling_rate
+        waves = [soxr.resample(w.mean(axis=1), r, rate) for w, r in waves]
+        inputs = trainer.processing_class(waves, sampling_rate=rate, return_tensors="pt",
+                                          padding=True)  # fmt: skip
+        results = [pipeline(task, model=str(out), top_k=None)({"raw": w, "sampling_rate": rate})
+                   for w in waves]  # fmt: skip
+    model = trainer.model.eval()
+    with torch.no_grad():
+        ours = spec.outputs(model(**inputs).logits.numpy())
+    theirs = np.array(
+        [[{r["label"]: r["score"] for r in row}[n] for n in names] for row in results]
+    )
+    tolerance = 1e-3 if image else 2e-2  # the audio pipeline pads each clip alone
+    assert np.allclose(theirs, ours, atol=tolerance), (theirs, ours)
+
+
+def test_regression_with_l2sp_wise_ft_and_early_stopping_keeps_the_datas_units(bert, tmp_path):
+    train = write_csv(tmp_path / "train.csv", rated_reviews(64, 0))
+    out = tmp_path / "out"
+    report, trainer = run_recipe("sentiment", [
+        "--model_name_or_path", str(bert), "--train_file", str(train), "--output_dir", str(out),
+        "--num_train_epochs", "3", "--guards", "l2sp", "wise_ft", "--weight_decay", "0",
+        "--wise_ft_alpha", "0.5", "--early_stopping_patience", "2", "--load_best_model_at_end",
+        "true", "--eval_strategy", "epoch", "--save_strategy", "epoch", "--metric_for_best_model",
+        "mae", "--report_to", "none", "--disable_tqdm", "true", "--learning_rate", "5e-3",
+        "--per_device_train_batch_size", "16",
+    ])  # fmt: skip
+    assert trainer.args.greater_is_better is False  # mae: lower is better
+    assert trainer.state.best_metric == min(e["eval_mae"] for e in trainer.state.log_history
+                                            if "eval_mae" in e)  # fmt: skip
+    texts = [r["text"] for r in toy_reviews(4, seed=9)]
+    assert np.allclose(
+        pipeline_outputs(out, texts, ["rating"]), hftl_outputs(trainer, texts), atol=1e-4
+    )
+    assert (
+        "WiSE-FT" in (out / "README.md").read_text()
+        and 35 < report["predicted_vs_true"]["predicted"][0] < 65
+    )

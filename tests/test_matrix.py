@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from hftl import STRATEGIES, TransferTrainer
 from hftl.errors import ConfigError
 from hftl.families import split_for
+from hftl.feature_cache import unwrap
 from hftl.testing import TINY_MODELS, quiet_training_args, toy_dataset
 
 LR, DECAY, HEAD = 1e-2, 0.5, 4.0
@@ -167,4 +168,12 @@ def test_every_shape_trains_under_every_strategy_with_its_own_loss(
         )
     else:
         expected = F.mse_loss(logits, (targets - spec.mean[0]) / spec.std[0])
+        # before saving, the targets' scale goes into the output layer: the model then predicts
+        # what the standardised model did, in the data's units
+        model = unwrap(trainer.model)
+        inputs = {k: v for k, v in batch.items() if k != "labels"}
+        spec.shape.finish_model(spec, model)
+        with torch.no_grad():
+            after = trainer.model(**inputs).logits
+        assert torch.allclose(after, logits * spec.std[0] + spec.mean[0], atol=1e-4)
     assert float(loss) == pytest.approx(float(expected), rel=1e-5)

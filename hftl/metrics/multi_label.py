@@ -19,7 +19,7 @@ Args:
     scores (list of list of float, optional): per-label scores (probabilities) for mean average
         precision; without them it is computed from the decisions.
 Returns:
-    accuracy (subset accuracy: every label right), f1 (micro), f1_macro, f1_samples,
+    rows (examples), accuracy (subset accuracy: every label right), f1 (micro), f1_macro, f1_samples,
     precision / recall (micro), precision_macro / recall_macro, mean_average_precision (over the
     labels with a positive example), per_label (dict of lists: precision, recall, f1, support,
     average_precision).
@@ -84,6 +84,7 @@ class MultiLabel(evaluate.Metric):
             [average_precision(ranking[:, j], truth[:, j]) for j in range(truth.shape[1])]
         )
         return {
+            "rows": int(len(truth)),
             "accuracy": float((predicted == truth).all(axis=1).mean()),
             "f1": micro_f1,
             "f1_macro": float(f1.mean()),

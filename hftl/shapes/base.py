@@ -236,6 +236,7 @@ class LabelShape:
         default_metric: ``metric_for_best_model`` where the run's choice is not one of them.
         lower_is_better: the metrics where smaller is better (``greater_is_better`` false).
         stratified: whether the held-out validation split is stratified by the label.
+        labels_title: what the card calls the names in ``id2label``.
         takes_class_weights / takes_label_smoothing: what the loss takes.
     """
 
@@ -246,6 +247,7 @@ class LabelShape:
     default_metric: str = ""
     lower_is_better: frozenset[str] = frozenset()
     stratified: bool = False
+    labels_title: str = "Labels"
     takes_class_weights: bool = True
     takes_label_smoothing: bool = True
 

@@ -44,6 +44,7 @@ class MultiLabel(LabelShape):
     problem_type = "multi_label_classification"
     summary = "any number of labels per example: a sigmoid per label, binary cross-entropy"
     metric_names = ("f1", "f1_macro", "f1_samples", "accuracy", "mean_average_precision")
+    labels_title = "Labels (any number per example)"
     default_metric = "f1"
 
     def claims(self, features, label_columns, args) -> bool:
@@ -310,7 +311,8 @@ def _from_indicators(dataset: DatasetDict, columns: list[str]) -> tuple[DatasetD
             if not values <= {0, 1}:
                 raise ConfigError(
                     f"split '{split}': label column '{column}' holds {shown(sorted(values - {0, 1}))}; "
-                    "a multi-label indicator column holds 0 or 1"
+                    "a multi-label indicator column holds 0 or 1 (numeric targets: --problem_type "
+                    "regression)"
                 )
 
     def combine(batch):

@@ -39,6 +39,7 @@ class Regression(LabelShape):
         "a number per example (or one per target column): MSE or Huber on standardised targets"
     )
     metric_names = ("rmse", "mae", "r2", "pearson", "spearman", "mse")
+    labels_title = "Targets"
     default_metric = "rmse"
     lower_is_better = frozenset({"rmse", "mae", "mse"})
     takes_class_weights = False
