@@ -5,7 +5,8 @@
     adapter/                              strategy=lora with merge_lora: the adapter alone
     run_config.yaml                       the resolved configuration; `--config` accepts it
                                           (written when the run starts, again when it ends)
-    eval_results.json, all_results.json   metrics of the final model on the validation split
+    eval_results.json, all_results.json   metrics of the final model on the validation split, as
+                                          the Trainer computed them (multi-label: at 0.5)
     eval_report.json                      the label shape's report: accuracy, macro-F1, per-class
                                           scores (classes); micro / macro / samples F1, mAP,
                                           per-label scores, F1 at 0.5 and at the tuned thresholds

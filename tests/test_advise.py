@@ -14,6 +14,7 @@ import yaml
 
 from hftl import advise as adv
 from hftl.advise import DataProfile, ModelScore, layer_decay_for, recommend, rules, scoring
+from hftl.shapes import SHAPES, LabelArguments
 from hftl.tasks import task_of
 from hftl.testing import save_tiny_image_checkpoint, write_toy_image_folder
 from hftl.transferability import probe_accuracy, stratified_folds
@@ -316,6 +317,17 @@ def test_large_data_is_scored_on_a_stratified_sample():
     sample = scoring.stratified_sample(data, "label", 200, seed=0)
     assert len(sample) == 200 and sum(sample["label"]) == 20  # 10% of class b, as in the data
     assert scoring.stratified_sample(data, "label", 1000, seed=0) is data
-    prof = scoring.profile_data(data, "label", ["a", "b"], scored=len(sample))
+    spec = SHAPES.get("single_label").spec(data, "label", ["a", "b"], LabelArguments())
+    prof = scoring.profile_data(data, spec, scored=len(sample))
     assert (prof.examples, prof.per_class_min, prof.smallest_class) == (1000, 100, "b")
     assert prof.balance == pytest.approx(100 / 900)
+    # numbers have no classes: a seeded random sample; each target counts every example
+    numbers = data.map(lambda row: {"y": [float(row["x"])]})
+    sample = scoring.stratified_sample(numbers, "y", 200, seed=0, stratify=False)
+    assert (
+        len(sample) == 200
+        and sample["x"] == scoring.stratified_sample(numbers, "y", 200, seed=0, stratify=False)["x"]
+    )
+    spec = SHAPES.get("regression").spec(numbers, "y", ["y"], LabelArguments())
+    prof = scoring.profile_data(numbers, spec, scored=200)
+    assert (prof.examples, prof.classes, prof.per_class_min, prof.balance) == (1000, 1, 1000, 1.0)

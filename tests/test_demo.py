@@ -113,9 +113,10 @@ def test_demo_trains_every_task_with_baselines_and_classifies_held_out_examples(
         assert set(results[task]) == {"pretrained", "random init"}
         for run in results[task].values():
             assert (run["output_dir"] / "model.safetensors").is_file()
-        metric = (
-            r"Pearson r\s+-?\d\.\d{3}" if task.startswith("ratings") else r"accuracy\s+\d+\.\d%"
-        )
+        metric = {
+            "ratings: tiny": r"Pearson r\s+-?\d\.\d{3}",
+            "tags: tiny": r"micro-F1\s+\d\.\d{3}",
+        }.get(task, r"accuracy\s+\d+\.\d%")
         assert re.search(rf"{re.escape(task)}\s+pretrained\s+{metric}", out)
     assert "vs predicting the mean: RMSE" in out  # the regression row's floor
     assert "same model and training from random weights" in out

@@ -177,3 +177,56 @@ def test_every_shape_trains_under_every_strategy_with_its_own_loss(
             after = trainer.model(**inputs).logits
         assert torch.allclose(after, logits * spec.std[0] + spec.mean[0], atol=1e-4)
     assert float(loss) == pytest.approx(float(expected), rel=1e-5)
+    if shape_name == "regression":  # the scale is in the output layer now (checked above)
+        spec.scale_in_model = True
+    saved_model_in_pipeline_predicts_as_hftl(kind, unwrap(trainer.model), spec, tmp_path / "saved")
+
+
+def raw_inputs(kind):
+    """Two raw inputs for ``kind``'s pipeline and its processor (saved with the model)."""
+    import numpy as np
+    from PIL import Image
+    from transformers import BertTokenizer, ViTImageProcessor
+
+    from hftl.testing import TOY_VOCAB, tiny_feature_extractor
+
+    rng = np.random.default_rng(0)
+    if kind == "bert-mean":
+        return ["a great film", "the plot was awful"], BertTokenizer(
+            vocab={word: i for i, word in enumerate(TOY_VOCAB)}
+        )
+    if kind == "vit":
+        images = [Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)) for _ in "ab"]
+        return images, ViTImageProcessor(size={"height": 32, "width": 32})
+    waves = [rng.normal(0, 0.3, 8000).astype(np.float32) for _ in "ab"]  # equal length: no padding
+    return waves, tiny_feature_extractor(kind)
+
+
+def saved_model_in_pipeline_predicts_as_hftl(kind, model, spec, directory):
+    """Save the trained model as a run does (LoRA merged, the shape in its config) and load it
+    with plain pipeline(): its scores are hftl's reading of the model's logits."""
+    from transformers import pipeline
+
+    from hftl.testing import TINY_TASKS
+
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    spec.configure(model.config)
+    raw, processor = raw_inputs(kind)
+    model.save_pretrained(directory)
+    processor.save_pretrained(directory)
+    model.eval()
+    with torch.no_grad():
+        if kind == "bert-mean":
+            inputs = processor(raw, return_tensors="pt", padding=True)
+        elif kind == "vit":
+            inputs = processor(images=raw, return_tensors="pt")
+        else:
+            inputs = processor(raw, sampling_rate=processor.sampling_rate, return_tensors="pt")
+        ours = spec.outputs(model(**inputs).logits.numpy())
+    task = TINY_TASKS[kind]
+    run = pipeline(task, model=str(directory), top_k=None, trust_remote_code=True)
+    results = [run(x if kind != "wav2vec2" else {"raw": x, "sampling_rate": 16000}) for x in raw]
+    results = [row[0] if isinstance(row[0], list) else row for row in results]  # text: [[...]]
+    theirs = [[{r["label"]: r["score"] for r in row}[n] for n in spec.names] for row in results]
+    assert torch.allclose(torch.tensor(theirs), torch.tensor(ours, dtype=torch.float32), atol=1e-4)

@@ -525,21 +525,57 @@ def test_unreadable_image_is_named_before_training(image_setup, tmp_path):
     assert not (tmp_path / "out" / "model.safetensors").exists()
 
 
-@pytest.mark.parametrize(
-    "argv, task",
-    [(["recipes/sentiment.py"], "text-classification"),
-     (["recipes/image_classification.py"], "image-classification"),
-     (["recipes/audio_classification.py"], "audio-classification"),
-     (["-m", "hftl", "train", "audio-classification"], "audio-classification"),
-     (["-m", "hftl.cli", "advise"], None),
-     (["-m", "hftl.cli", "advise", "--task", "text-classification"], "text-classification")],
-)  # fmt: skip
-def test_help_prints_every_option(argv, task):
+HELP_COMMANDS = [
+    (["recipes/sentiment.py"], "text-classification"),
+    (["recipes/image_classification.py"], "image-classification"),
+    (["recipes/audio_classification.py"], "audio-classification"),
+    (["-m", "hftl", "train", "audio-classification"], "audio-classification"),
+    (["-m", "hftl.cli", "advise"], None),
+    (["-m", "hftl.cli", "advise", "--task", "text-classification"], "text-classification"),
+]
+
+# Runs each command's --help as `python ARGV --help` would (the script or module as __main__),
+# all in one fresh interpreter: one import of torch and transformers instead of six.
+_HELP_DRIVER = """
+import contextlib, io, json, runpy, sys
+results = []
+for argv in json.loads(sys.argv[1]):
+    out, err, code = io.StringIO(), io.StringIO(), 0
+    module = argv[1] if argv[0] == "-m" else None
+    rest = argv[2:] if module else argv[1:]
+    sys.argv = [module or argv[0], *rest, "--help"]
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            if module:
+                runpy.run_module(module, run_name="__main__", alter_sys=True)
+            else:
+                runpy.run_path(argv[0], run_name="__main__")
+        except SystemExit as exit:
+            code = exit.code or 0
+    results.append({"code": code, "stdout": out.getvalue(), "stderr": err.getvalue()})
+print(json.dumps(results))
+"""
+
+
+@pytest.fixture(scope="module")
+def helps():
+    import json
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    commands = [argv for argv, _ in HELP_COMMANDS]
+    done = subprocess.run([sys.executable, "-c", _HELP_DRIVER, json.dumps(commands)], cwd=root,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-500:]
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+@pytest.mark.parametrize("index", range(len(HELP_COMMANDS)))
+def test_help_prints_every_option(helps, index):
     """--help lists every option the command parses, each formatted (argparse %-formats the help
     strings: a bare % broke it once)."""
     import dataclasses
-    import subprocess
-    import sys
 
     from hftl.advise import AdviseArguments
     from hftl.config import ModelArguments, TransferTrainingArguments
@@ -548,18 +584,17 @@ def test_help_prints_every_option(argv, task):
     from hftl.reference import ReferenceArguments
     from hftl.tasks import TASKS
 
+    argv, task = HELP_COMMANDS[index]
     task_arguments = (TASKS.get(task).arguments,) if task else ()
     if "advise" in argv:
         classes = (AdviseArguments, DataArguments, *task_arguments)
     else:
         classes = (ModelArguments, DataArguments, *task_arguments, TransferTrainingArguments,
                    ReferenceArguments, ExampleScriptArguments)  # fmt: skip
-    root = Path(__file__).resolve().parents[1]
-    done = subprocess.run([sys.executable, *argv, "--help"], cwd=root, capture_output=True,
-                          text=True, timeout=120)  # fmt: skip
-    assert done.returncode == 0, done.stderr[-500:]
-    assert "Traceback" not in done.stderr
-    listed = set(done.stdout.split())
+    done = helps[index]
+    assert done["code"] == 0, done["stderr"][-500:]
+    assert "Traceback" not in done["stderr"]
+    listed = set(done["stdout"].split())
     options = [f.name for cls in classes for f in dataclasses.fields(cls) if f.init]
     assert len(options) > 20
     missing = [name for name in options if f"--{name}" not in listed]

@@ -113,7 +113,7 @@ class LabelSpec:
     regression_loss: str = "mse"
     huber_delta: float = 1.0
     # regression: whether the model's output layer holds the targets' scale (after
-    # LabelShape.finish, and in a saved model) rather than predicting standardised targets
+    # LabelShape.finish_model, and in a saved model) rather than predicting standardised targets
     scale_in_model: bool = False
 
     @classmethod
