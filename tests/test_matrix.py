@@ -106,11 +106,14 @@ SHAPE_KINDS = ("bert-mean", "vit", "wav2vec2")  # text, image, audio; each takes
 
 def shaped(shape_name, kind, num_examples):
     """A tiny model with a head for the shape, its toy data with labels of that shape, and the
-    run's LabelSpec (labels derived from the toy class: a multi-hot pair, or a number)."""
+    run's LabelSpec (labels derived from the toy class: the class, a multi-hot pair, or a
+    number)."""
     from hftl.shapes import SHAPES, LabelArguments
 
     data = toy_dataset(kind, num_examples, seed=0)
-    if shape_name == "multi_label":
+    if shape_name == "single_label":
+        names = ["first", "second", "third"][: TINY_MODELS[kind]().config.num_labels]
+    elif shape_name == "multi_label":
         data = data.map(
             lambda row: {"labels": [float(row["labels"] == 0), float(row["labels"] != 1)]}
         )
@@ -131,7 +134,7 @@ def shaped(shape_name, kind, num_examples):
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES.names())
-@pytest.mark.parametrize("shape_name", ["multi_label", "regression"])
+@pytest.mark.parametrize("shape_name", ["single_label", "multi_label", "regression"])
 @pytest.mark.parametrize("kind", SHAPE_KINDS)
 def test_every_shape_trains_under_every_strategy_with_its_own_loss(
     kind, shape_name, strategy, tmp_path
@@ -151,18 +154,21 @@ def test_every_shape_trains_under_every_strategy_with_its_own_loss(
     assert any(trainer.layer_map.depths[n] == head for n in moved), "the head did not train"
     probe = (trainer.feature_cache or {}).get("linear_probe")
     if strategy in ("lp_ft", "feature_extraction"):  # the shape's own probe wrote the head
-        assert (
-            probe["cv_metric"]
-            == {"multi_label": "micro-F1", "regression": "MSE (standardised targets)"}[shape_name]
-        )
-    # the loss that trained is the shape's: BCE per label with pos_weight, or MSE on standardised
+        assert probe["cv_metric"] == {"single_label": "accuracy", "multi_label": "micro-F1",
+                                      "regression": "MSE (standardised targets)"}[shape_name]  # fmt: skip
+    # the loss that trained is the shape's: weighted cross-entropy, BCE per label with
+    # pos_weight, or MSE on standardised targets
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
     trainer.model.eval()
     with torch.no_grad():
         loss = trainer.compute_loss(trainer.model, dict(batch))
         logits = trainer.model(**{k: v for k, v in batch.items() if k != "labels"}).logits
     targets = batch["labels"].float()
-    if shape_name == "multi_label":
+    if shape_name == "single_label":  # cross-entropy with the inverse-frequency weights
+        expected = F.cross_entropy(
+            logits, batch["labels"].long(), weight=torch.tensor(spec.class_weights)
+        )
+    elif shape_name == "multi_label":
         expected = F.binary_cross_entropy_with_logits(
             logits, targets, pos_weight=torch.tensor(spec.class_weights)
         )
