@@ -448,3 +448,7 @@ def test_regression_with_l2sp_wise_ft_and_early_stopping_keeps_the_datas_units(b
         "WiSE-FT" in (out / "README.md").read_text()
         and 35 < report["predicted_vs_true"]["predicted"][0] < 65
     )
+    from hftl.guards.wise_ft import mix_run
+
+    with pytest.raises(ConfigError, match="end points predict standardised targets"):
+        mix_run(out, 0.3, tmp_path / "mixed")  # a new mixture would lose the data's units

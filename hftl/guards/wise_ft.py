@@ -229,6 +229,13 @@ def mix_run(run_dir, alpha: float, output_dir) -> Path:
         raise ConfigError(
             f"{run}: no model.safetensors (sharded or adapter-only runs: not supported)"
         )
+    if (info.get("label_shape") or {}).get("targets"):
+        # the end points predict standardised targets; the saved model has the scale written
+        # into its output layer, which a mixture of the end points would lack
+        raise ConfigError(
+            f"{run}: a regression run's end points predict standardised targets, so a new "
+            "mixture would not be in the data's units; train again with --wise_ft_alpha A"
+        )
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"--output_dir {out}: not empty; give a new directory")
     start, fine_tuned = load_file(str(ends[0])), load_file(str(ends[1]))
