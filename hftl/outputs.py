@@ -187,8 +187,6 @@ def finish_run(trainer, eval_dataset, labels: LabelSpec, run: Run) -> dict:
             )  # fmt: skip
         (output / "eval_report.json").write_text(json.dumps(report, indent=2))
         write_resolved_config(output / RUN_STARTED, *run.arguments)
-        # Last: its presence means the run finished (a re-run into this directory is refused).
-        atomic_write_text(output / FINISHED_RUN, json.dumps(info, indent=2))
     logger.info("validation %s -> %s", labels.shape.summary_line(report), output)
     run.close()  # train.log is complete: the card and the push below do not change it
     if trainer.is_world_process_zero():
@@ -198,6 +196,9 @@ def finish_run(trainer, eval_dataset, labels: LabelSpec, run: Run) -> dict:
         record = run_record(output, info, report, trainer.state.log_history)
         repo_id = push_repo_id(trainer)
         write_card(output, repo_id, run=record)
+        # Last on disk, after the card and its plots: its presence means the run finished (a
+        # re-run into this directory is refused); a run stopped before it resumes and finishes.
+        atomic_write_text(output / FINISHED_RUN, json.dumps(info, indent=2))
         if repo_id is not None:
             push_at_end(trainer, repo_id, info)
     return report

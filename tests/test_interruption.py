@@ -1,7 +1,7 @@
 """A real recipe run killed with SIGKILL, then the same command run again: the final model and its
 metrics equal the uninterrupted run's, exactly, wherever the kill landed (before the first
 checkpoint, while a checkpoint was being written, just after one, at random moments, during the
-final save)."""
+final save, after the card but before run_info.json)."""
 
 import json
 import os
@@ -120,6 +120,11 @@ MOMENTS = {
     "during the final save": lambda out: (
         (out / "model.safetensors").exists() and not (out / FINISHED_RUN).exists()
     ),
+    # the card and its plots are written before the marker: a run stopped between them is not
+    # finished, so the same command completes it (issue 28)
+    "after the card, before run_info.json": lambda out: (
+        (out / "README.md").exists() and not (out / FINISHED_RUN).exists()
+    ),
 }
 
 
@@ -147,6 +152,8 @@ def test_killed_run_resumed_by_the_same_command_equals_the_uninterrupted_run(
     assert metrics == expected_metrics
     assert tensors.keys() == expected_tensors.keys()
     assert all(torch.equal(tensors[k], expected_tensors[k]) for k in tensors)
+    # the finished run has everything a finished run has: its card and plots, then the marker
+    assert {"README.md", "training_curves.png", FINISHED_RUN} <= {p.name for p in out.iterdir()}
 
 
 def test_the_same_command_after_a_finished_run_is_refused_and_the_model_kept(
