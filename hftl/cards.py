@@ -192,6 +192,7 @@ def render_card(output_dir: str | Path, repo_id: str | None = None, *, license: 
             f"{output}: run_info.json names task {info['task']!r}; {TASKS.unknown(info['task'])}"
         )
     task = TASKS.get(info["task"])
+    shape = shape_of(info)
     try:
         template = templates.get_template(task.card_template)
     except jinja2.TemplateNotFound as error:
@@ -208,9 +209,9 @@ def render_card(output_dir: str | Path, repo_id: str | None = None, *, license: 
         strategy_sentence=strategy_sentence(info),
         base_link=f"https://huggingface.co/{base['hub_id']}" if base.get("hub_id") else None,
         images={**dict.fromkeys(IMAGES), **(images or {})},
-        shape=shape_of(info).name,
-        main_metric=shape_of(info).default_metric,
-        labels_title=shape_of(info).labels_title,
+        shape=shape.name,
+        main_metric=shape.default_metric,
+        labels_title=shape.labels_title,
         family=family_for_type(info.get("model_type")).card_context(info),
         data_label=_dataset_label(info["data"]),
         adapter=run["adapter"],

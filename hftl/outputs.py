@@ -41,7 +41,7 @@ from hftl.feature_cache import unwrap
 from hftl.logs import RunLog
 from hftl.output_dir import prepare_output_dir
 from hftl.run_files import FINISHED_RUN, RUN_STARTED
-from hftl.shapes import LabelSpec
+from hftl.shapes import LabelSpec, first_output
 from hftl.storage import atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -159,11 +159,7 @@ def finish_run(trainer, eval_dataset, labels: LabelSpec, run: Run) -> dict:
     args = trainer.args
     output = Path(args.output_dir)
     prediction = trainer.predict(eval_dataset, metric_key_prefix="eval")
-    logits = (
-        prediction.predictions[0]
-        if isinstance(prediction.predictions, tuple)
-        else prediction.predictions
-    )
+    logits = first_output(prediction.predictions)
     info = collect_run_info(trainer, labels, run, len(eval_dataset))  # before a LoRA merge
     final = unwrap(trainer.accelerator.unwrap_model(trainer.model))
     if trainer.reference is not None:  # the trained backbone under the reference task's head

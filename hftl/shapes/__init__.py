@@ -12,7 +12,7 @@ was learned from the training data).
 
 from hftl.errors import ConfigError
 from hftl.registry import Registry
-from hftl.shapes.base import LabelArguments, LabelShape, LabelSpec
+from hftl.shapes.base import LabelArguments, LabelShape, LabelSpec, first_output
 from hftl.shapes.multi_label import MultiLabel, tune_thresholds
 from hftl.shapes.regression import Regression, fold_scale
 from hftl.shapes.single_label import SingleLabel, fit_linear_probe
@@ -53,6 +53,7 @@ __all__ = [
     "LabelShape",
     "LabelSpec",
     "choose_shape",
+    "first_output",
     "fit_linear_probe",
     "fold_scale",
     "shape_for_problem_type",

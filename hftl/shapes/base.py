@@ -188,9 +188,7 @@ class LabelSpec:
 
     def compute_metrics(self, eval_prediction) -> dict[str, float]:
         """A ``Trainer(compute_metrics=...)`` function: the shape's scalar metrics."""
-        logits = eval_prediction.predictions
-        logits = logits[0] if isinstance(logits, tuple) else logits
-        report = self.report(logits, eval_prediction.label_ids)
+        report = self.report(first_output(eval_prediction.predictions), eval_prediction.label_ids)
         return {key: report[key] for key in self.shape.metric_names}
 
     def report(self, logits, labels) -> dict:
@@ -399,8 +397,27 @@ def effective_number(counts: np.ndarray, beta: float) -> np.ndarray:
     return (1 - np.power(beta, counts)) / (1 - beta)
 
 
-def is_rule(value: str) -> bool:
-    return value in ("auto", "inverse") or value.startswith("effective")
+def set_class_weights(spec: LabelSpec, rule: str | None, inverse, effective,
+                      given: str = "given") -> None:  # fmt: skip
+    """``--class_weights rule`` into ``spec`` (``class_weights``, ``class_weight_rule``): ``auto``
+    / ``inverse`` -> ``inverse()``, ``effective[:beta]`` -> ``effective(beta)`` (each the shape's
+    (weights, description)), anything else a JSON file or ``label=weight`` mapping."""
+    if not rule:
+        return
+    if rule in ("auto", "inverse"):
+        weights, spec.class_weight_rule = inverse()
+    elif rule.startswith("effective"):
+        weights, spec.class_weight_rule = effective(effective_beta(rule))
+    else:
+        spec.class_weights = read_weight_mapping(rule, spec.names)
+        spec.class_weight_rule = f"{given} ({rule})"
+        return
+    spec.class_weights = [float(w) for w in weights]
+
+
+def first_output(predictions):
+    """The logits among a prediction's outputs (a model may return more than one array)."""
+    return predictions[0] if isinstance(predictions, tuple) else predictions
 
 
 def named_outputs(known: list[str], model: str) -> None:

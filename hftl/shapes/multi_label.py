@@ -15,12 +15,10 @@ from hftl.metrics import multi_label_report
 from hftl.shapes.base import (
     LabelShape,
     LabelSpec,
-    effective_beta,
     effective_number,
-    is_rule,
     named_outputs,
-    read_weight_mapping,
     remap,
+    set_class_weights,
     unknown_labels,
 )
 from hftl.shapes.single_label import inner_feature, is_list, sklearn_or_error
@@ -106,24 +104,17 @@ class MultiLabel(LabelShape):
         positives = targets.sum(axis=0)
         negatives = len(targets) - positives
         spec = LabelSpec(shape=self, names=list(names), counts=positives.astype(int).tolist())
-        rule = label_args.class_weights
-        if rule:
-            if is_rule(rule):
-                if rule.startswith("effective"):
-                    beta = effective_beta(rule)
-                    weights = effective_number(negatives, beta) / effective_number(
-                        np.maximum(positives, 1), beta
-                    )
-                    spec.class_weight_rule = (
-                        f"pos_weight = effective number of negatives / of positives (beta {beta})"
-                    )
-                else:
-                    weights = negatives / np.maximum(positives, 1)
-                    spec.class_weight_rule = "pos_weight = negatives / positives per label"
-                spec.class_weights = [float(max(w, 1e-6)) for w in weights]
-            else:
-                spec.class_weights = read_weight_mapping(rule, spec.names)
-                spec.class_weight_rule = f"pos_weight given ({rule})"
+        positive = np.maximum(positives, 1)
+        set_class_weights(
+            spec, label_args.class_weights,
+            inverse=lambda: (np.maximum(negatives / positive, 1e-6),
+                             "pos_weight = negatives / positives per label"),
+            effective=lambda beta: (
+                np.maximum(effective_number(negatives, beta) / effective_number(positive, beta), 1e-6),
+                f"pos_weight = effective number of negatives / of positives (beta {beta})",
+            ),
+            given="pos_weight given",
+        )  # fmt: skip
         if label_args.label_thresholds != "tuned":
             spec.thresholds = [float(label_args.label_thresholds)] * len(names)
             spec.threshold_rule = f"fixed at {float(label_args.label_thresholds)}"

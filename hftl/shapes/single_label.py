@@ -15,12 +15,10 @@ from hftl.metrics import classification_report
 from hftl.shapes.base import (
     LabelShape,
     LabelSpec,
-    effective_beta,
     effective_number,
-    is_rule,
     named_outputs,
-    read_weight_mapping,
     remap,
+    set_class_weights,
     unknown_labels,
 )
 
@@ -72,22 +70,16 @@ class SingleLabel(LabelShape):
     def spec(self, train, column, names, label_args) -> LabelSpec:
         counts = np.bincount(np.asarray(train[column], dtype=np.int64), minlength=len(names))
         spec = LabelSpec(shape=self, names=list(names), counts=counts.tolist())
-        rule = label_args.class_weights
-        if rule:
-            if is_rule(rule):
-                if rule.startswith("effective"):
-                    beta = effective_beta(rule)
-                    weights = 1.0 / effective_number(counts, beta)
-                    spec.class_weight_rule = f"effective number of samples (beta {beta})"
-                else:
-                    weights = 1.0 / counts
-                    spec.class_weight_rule = "inverse frequency"
-                # scaled so that the weights average 1 over the training examples
-                weights = weights * counts.sum() / (weights * counts).sum()
-                spec.class_weights = [float(w) for w in weights]
-            else:
-                spec.class_weights = read_weight_mapping(rule, spec.names)
-                spec.class_weight_rule = f"given ({rule})"
+
+        def scaled(weights):  # so that the weights average 1 over the training examples
+            return weights * counts.sum() / (weights * counts).sum()
+
+        set_class_weights(
+            spec, label_args.class_weights,
+            inverse=lambda: (scaled(1.0 / counts), "inverse frequency"),
+            effective=lambda beta: (scaled(1.0 / effective_number(counts, beta)),
+                                    f"effective number of samples (beta {beta})"),
+        )  # fmt: skip
         return spec
 
     def loss(self, spec, logits, labels, smoothing):
