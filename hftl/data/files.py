@@ -136,9 +136,8 @@ def scan_class_folder(
     return counts
 
 
-def check_folder_read(dataset: DatasetDict, counts: dict, folders: dict) -> DatasetDict:
-    """What ``datasets`` read must be what the folders hold: every file, under its folder's class.
-    Returns ``dataset``."""
+def check_folder_read(dataset: DatasetDict, counts: dict, folders: dict) -> None:
+    """What ``datasets`` read must be what the folders hold: every file, under its folder's class."""
     for split, expected in counts.items():
         data = dataset[split]
         if "label" not in data.features or not isinstance(data.features["label"], ClassLabel):
@@ -152,7 +151,6 @@ def check_folder_read(dataset: DatasetDict, counts: dict, folders: dict) -> Data
                 f"--{folders[split][0]} {folders[split][1]}: datasets read {dict(found)} files per "
                 f"class, the folders hold {expected}; please report this"
             )
-    return dataset
 
 
 def check_file_exists(value: dict, split: str, index: int, kind: str) -> None:

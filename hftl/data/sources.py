@@ -82,7 +82,8 @@ def load_raw_datasets(
                 task.folder_builder, data_files=data_files, cache_dir=cache_dir, drop_labels=False
             ),
         )
-        return check_folder_read(dataset, counts, folders)
+        check_folder_read(dataset, counts, folders)
+        return dataset
     if args.train_file:
         files = {"train": ("train_file", existing_file(args.train_file, "train_file"))}
         if args.validation_file:
