@@ -8,6 +8,7 @@ hftl card OUTPUT_DIR [--repo_id ORG/NAME]
 hftl push OUTPUT_DIR --repo_id ORG/NAME [--private] [--revision BRANCH] [--commit_message MSG]
 hftl wise-ft OUTPUT_DIR --alpha A --output_dir NEW
 hftl advise --train_dir DIR [--models A B C] [--write_config advised.yaml] [--json advice.json]
+hftl predict MODEL INPUT... [--output predictions.jsonl|.csv] [--input_column C] [--device D]
 """
 
 from __future__ import annotations
@@ -209,6 +210,38 @@ def advise_command(argv: list[str]) -> int:
     return 0
 
 
+def predict_command(argv: list[str]) -> int:
+    """Predict new data with a trained classifier (a run's output directory, a checkpoint or a
+    Hub id): one row per input, in input order, with the run's own preprocessing."""
+    import dataclasses
+
+    from hftl.inference import PredictArguments, predict
+
+    parser = argparse.ArgumentParser(prog="hftl predict", description=predict_command.__doc__)
+    for spec in dataclasses.fields(PredictArguments):
+        help_text = spec.metadata.get("help")
+        if spec.name == "model":
+            parser.add_argument("model", help=help_text)
+        elif spec.name == "inputs":
+            parser.add_argument("inputs", nargs="+", metavar="INPUT", help=help_text)
+        elif spec.type in ("bool", bool):
+            parser.add_argument(f"--{spec.name}", action="store_true", help=help_text)
+        else:
+            kind = int if spec.type in ("int", int) else str
+            parser.add_argument(f"--{spec.name}", type=kind, default=spec.default, help=help_text)
+    args = PredictArguments(**vars(parser.parse_args(argv)))
+    summary = predict(args)
+    failed = summary["failed"]
+    print(
+        f"{summary['output']}: {summary['rows']} rows in {summary['seconds']:.1f} s "
+        f"({summary['rows_per_second']:.1f} rows/s on {summary['device']})"
+        + (f"; {len(failed)} inputs could not be read:" if failed else "")
+    )
+    for index, _reference, reason in failed:
+        print(f"  row {index}: {reason}")
+    return 1 if failed else 0
+
+
 def train_command(argv: list[str]) -> int:
     """Train a task's model: ``hftl train TASK [--config run.yaml] [flags]``, every flag of the
     task's recipe (``hftl train TASK --help`` lists them); ``accelerate launch -m hftl train TASK
@@ -281,6 +314,7 @@ COMMANDS = {
     "card": card_command,
     "push": push_command,
     "wise-ft": wise_ft_command,
+    "predict": predict_command,
 }
 
 

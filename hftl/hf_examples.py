@@ -83,8 +83,6 @@ class ExampleScriptArguments:
         "= --freeze_feature_encoder (its older name in run_audio_classification.py)."
     )
     do_regression: bool = _flag("= --problem_type regression.", False)
-    test_file: str | None = _flag("No test-set prediction step here.")
-    max_predict_samples: int | None = _flag("No test-set prediction step here.")
     shuffle_train_dataset: bool = _no_effect(
         "the Trainer shuffles the training data every epoch, seeded", False
     )
@@ -148,11 +146,9 @@ def apply_example_flags(example, model_args, data_args, task_args, training_args
                 f"--do_regression and --problem_type {data_args.problem_type}: give one of them"
             )
         data_args.problem_type = regression
-    if training_args.do_predict or example.test_file or example.max_predict_samples:
-        logger.warning(
-            "--do_predict / --test_file / --max_predict_samples: no test-set prediction step in "
-            "hftl; predict with pipeline() on the saved model"
-        )
+    if data_args.test_source and not training_args.do_predict:
+        training_args.do_predict = True  # a test file or folder is given to be predicted
+        logger.info("%s: predicted after training (--do_predict)", data_args.test_source)
     for flag in fields(example):
         help_text = flag.metadata.get("help", "")
         if help_text.startswith(NO_EFFECT) and getattr(example, flag.name) not in (None, False):

@@ -13,6 +13,11 @@
                                           (several labels); RMSE, MAE, R², Pearson, Spearman
                                           (numbers)
     confusion_matrix.json                 classes: rows = true label, columns = predicted label
+    predict_results.txt, predictions.jsonl
+                                          --do_predict: the test split's predictions, one row per
+                                          example in its order (hftl.predictions); with labels,
+                                          predict_results.json (the Trainer's metrics) and
+                                          predict_report.json (the label shape's report)
     run_info.json                         what the model card needs: base model, data, strategy,
                                           LR and trainable state per depth, hardware, wall time;
                                           written last, atomically: its presence means "finished"
@@ -40,11 +45,28 @@ from hftl.families import family_of
 from hftl.feature_cache import unwrap
 from hftl.logs import RunLog
 from hftl.output_dir import prepare_output_dir
+from hftl.predictions import PredictionWriter, input_reference, write_predict_results
 from hftl.run_files import FINISHED_RUN, RUN_STARTED
 from hftl.shapes import LabelSpec, first_output
 from hftl.storage import atomic_write_text
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TestSplit:
+    """``--do_predict``'s test split: ``dataset`` (prepared as the validation split is),
+    ``inputs`` (what each row was: :func:`input_references`) and whether it has labels (an
+    unlabelled split carries placeholder labels, never scored)."""
+
+    inputs: list
+    labelled: bool
+    dataset: object = None
+
+
+def input_references(values) -> list:
+    """What each input of a split was (its file's path, or its text), for the predictions."""
+    return [input_reference(value) for value in values]
 
 
 @dataclass
@@ -142,9 +164,13 @@ def _field_defaults(cls) -> dict:
     return defaults
 
 
-def finish_run(trainer, eval_dataset, labels: LabelSpec, run: Run) -> dict:
+def finish_run(trainer, eval_dataset, labels: LabelSpec, run: Run,
+               test: TestSplit | None = None) -> dict:  # fmt: skip
     """Evaluate the final model, save it and everything listed in the module docstring, write the
     model card, and push to the Hub when ``--push_to_hub`` was given (main process).
+
+    ``test``: ``--do_predict``'s test split, predicted by the final model (see
+    :func:`predict_test`).
 
     ``labels``: the run's :class:`~hftl.shapes.LabelSpec`. Its shape finishes the model before it
     is saved (multi-label: thresholds tuned on this evaluation; regression: the targets' scale
@@ -169,6 +195,8 @@ def finish_run(trainer, eval_dataset, labels: LabelSpec, run: Run) -> dict:
     labels.shape.finish_model(labels, final)  # e.g. the targets' scale into the output layer
     labels.configure(final.config)  # e.g. the tuned thresholds, saved in config.json
     info["label_shape"] = labels.record()
+    if test is not None:  # the final model, as saved (thresholds, scale), before a LoRA merge
+        info["test"] = predict_test(trainer, test, labels)
     _save_model(trainer)
     if trainer.is_world_process_zero():
         trainer.save_metrics("eval", prediction.metrics)
@@ -198,6 +226,50 @@ def finish_run(trainer, eval_dataset, labels: LabelSpec, run: Run) -> dict:
         if repo_id is not None:
             push_at_end(trainer, repo_id, info)
     return report
+
+
+def predict_test(trainer, test: TestSplit, labels: LabelSpec) -> dict:
+    """Predict the test split with the final model (every process takes its share of the rows;
+    the Trainer gathers them in order) and write ``predict_results.txt`` and
+    ``predictions.jsonl`` (main process); with labels, its metrics and report too. Returns what
+    ``run_info.json`` records (rows, labelled, the summary line and main metrics)."""
+    args = trainer.args
+    output = Path(args.output_dir)
+    dataset = test.dataset
+    if trainer.cached_features is not None:  # the frozen backbone's features, cached
+        dataset = trainer.cached_features.features(dataset)
+    scoring = trainer.compute_metrics
+    if not test.labelled:
+        trainer.compute_metrics = None  # placeholder labels: nothing to score
+    try:
+        prediction = trainer.predict(dataset, metric_key_prefix="predict")
+    finally:
+        trainer.compute_metrics = scoring
+    logits = first_output(prediction.predictions)
+    if len(logits) != len(test.inputs):
+        raise RuntimeError(
+            f"--do_predict: {len(logits)} predictions for {len(test.inputs)} test rows"
+        )
+    rows = labels.shape.predictions(labels, logits)
+    record = {"rows": len(rows), "labelled": test.labelled}
+    report = labels.report(logits, prediction.label_ids) if test.labelled else None
+    if report is not None:
+        record["summary"] = labels.shape.summary_line(report)
+        record["metrics"] = {m: report[m] for m in labels.shape.metric_names}
+        logger.info("test %s", record["summary"])
+    if trainer.is_world_process_zero():
+        write_predict_results(output / "predict_results.txt", rows)
+        writer = PredictionWriter(output / "predictions.jsonl", labels.names)
+        for index, (reference, row) in enumerate(zip(test.inputs, rows, strict=True)):
+            writer.write(index, reference, row)
+        writer.close()
+        if report is not None:
+            metrics = {k: v for k, v in prediction.metrics.items()}
+            metrics["predict_samples"] = len(rows)
+            trainer.save_metrics("predict", metrics)
+            (output / "predict_report.json").write_text(json.dumps(report, indent=2))
+    logger.info("test: %d rows predicted -> %s", len(rows), output / "predictions.jsonl")
+    return record
 
 
 def push_repo_id(trainer) -> str | None:

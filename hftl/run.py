@@ -20,11 +20,19 @@ from transformers import set_seed
 
 from hftl.assets import fetch_named
 from hftl.config import ModelArguments, TransferTrainingArguments, parse_config
-from hftl.data import Columns, DataArguments, load_raw_datasets, read_labels, resolve_columns
+from hftl.data import (
+    Columns,
+    DataArguments,
+    check_test_columns,
+    load_raw_datasets,
+    read_labels,
+    resolve_columns,
+    split_test_labels,
+)
 from hftl.errors import ConfigError
 from hftl.hf_examples import ExampleScriptArguments, apply_example_flags
 from hftl.models import describe_loading, hub_options, load_classifier, load_processor, read_config
-from hftl.outputs import finish_run, start_run
+from hftl.outputs import TestSplit, finish_run, input_references, start_run
 from hftl.reference import Reference, ReferenceArguments, reference_flags
 from hftl.shapes import LabelSpec
 from hftl.tasks import task_of
@@ -75,8 +83,12 @@ def run_task(task, argv=None, *, prog: str, callbacks: list | None = None):
         # data: splits, columns, labels (their shape, names, weights; checked)
         raw, columns, labels = load_classification_data(
             data_args, task, task_args, seed=training_args.seed, cache_dir=model_args.cache_dir,
-            token=model_args.token,
+            token=model_args.token, predict=training_args.do_predict,
         )  # fmt: skip
+        test = None
+        if "test" in raw:  # --do_predict: what each test row was (its file, or its text)
+            test = TestSplit(inputs=input_references(raw["test"][columns.inputs]),
+                             labelled=columns.test_labelled)  # fmt: skip
         # the pretrained checkpoint with a new head for these labels, and the task's datasets
         model = load_classifier(model_args, task, labels, task_args)
         data = task.prepare(raw, processor, columns, task_args, training_args)
@@ -101,13 +113,15 @@ def run_task(task, argv=None, *, prog: str, callbacks: list | None = None):
         trainer.train(resume_from_checkpoint=run.resume)
 
         # evaluate; save model, processor, config, metrics, log, card; push if asked
-        report = finish_run(trainer, trainer.eval_dataset, labels, run)
+        if test is not None:
+            test.dataset = data.test
+        report = finish_run(trainer, trainer.eval_dataset, labels, run, test=test)
     return report, trainer
 
 
 def load_classification_data(
     args: DataArguments, task, task_args, *, seed: int, cache_dir: str | None = None,
-    token: str | None = None,
+    token: str | None = None, predict: bool = False,
 ) -> tuple[DatasetDict, Columns, LabelSpec]:  # fmt: skip
     """Everything a run needs from its data, checked.
 
@@ -120,12 +134,19 @@ def load_classification_data(
         task: the :class:`~hftl.tasks.base.Task` (or its registered name).
         task_args: the task's own arguments (``task.arguments``).
 
+    ``predict`` (``--do_predict``): the test split too, read and checked with the others before
+    anything trains: its input columns, its inputs, its labels (where it has them: a label the
+    training data lacks is refused; ``columns.test_labelled`` says whether it has them).
+
     Returns:
-        (datasets with ``train`` and ``validation``, the columns, the run's labels)
+        (datasets with ``train`` and ``validation`` (and ``test``), the columns, the run's labels)
     """
     task = task_of(task)
-    raw = load_raw_datasets(args, task, cache_dir=cache_dir, token=token)
+    raw = load_raw_datasets(args, task, cache_dir=cache_dir, token=token, predict=predict)
     columns = resolve_columns(raw, args, task, task_args)
+    check_test_columns(raw, task.input_columns(columns, task_args),
+                       args.test_source or f"--test_split_name {args.test_split_name}")  # fmt: skip
+    raw, columns = split_test_labels(raw, columns)
     raw = task.check_inputs(raw, columns.inputs, task_args)
     raw, labels = read_labels(raw, columns, args, seed=seed)
     logger.info(

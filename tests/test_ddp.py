@@ -113,17 +113,19 @@ def _assert_written_once(out):
 @pytest.mark.ddp
 def test_sentiment_recipe_under_ddp_with_the_repo_cpu_config(tmp_path, hub, monkeypatch):
     """Also pushes with --push_to_hub to the loopback Hub: rank 0 alone creates and commits."""
-    from hftl.testing import save_tiny_text_checkpoint, write_toy_reviews_csv
+    from hftl.testing import save_tiny_text_checkpoint, toy_reviews, write_toy_reviews_csv
 
     monkeypatch.setenv("HF_ENDPOINT", hub.url)  # the ranks import huggingface_hub afresh
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
 
     save_tiny_text_checkpoint(tmp_path / "bert", "bert")
     write_toy_reviews_csv(tmp_path / "train.csv", 120, labels=("negative", "neutral", "positive"))
+    write_toy_reviews_csv(tmp_path / "test.csv", 21, labels=("negative", "positive"), seed=4)
     out = tmp_path / "out"
     accelerate_launch(
         "ddp_recipe.py", "sentiment", str(tmp_path / "ranks"),
         "--model_name_or_path", str(tmp_path / "bert"), "--train_file", str(tmp_path / "train.csv"),
+        "--test_file", str(tmp_path / "test.csv"), "--per_device_eval_batch_size", "4",
         "--output_dir", str(out), "--strategy", "gradual", "--unfreeze_every", "2", "--unfreeze_unit", "step",
         "--max_steps", "8", "--per_device_train_batch_size", "8", "--weight_decay", "0.1",
         "--report_to", "none", "--use_cpu", "true", "--save_strategy", "no", "--disable_tqdm", "true",
@@ -134,6 +136,12 @@ def test_sentiment_recipe_under_ddp_with_the_repo_cpu_config(tmp_path, hub, monk
     assert meta[0]["accuracy"] == meta[1]["accuracy"]
     assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)  # no BatchNorm: every tensor matches
     _assert_written_once(out)
+    # --do_predict: 21 rows split over two ranks in batches of 4, written once, in order
+    rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    texts = [r["text"] for r in toy_reviews(21, labels=("negative", "positive"), seed=4)]
+    assert [r["input"] for r in rows] == texts and [r["index"] for r in rows] == list(range(21))
+    report = json.loads((out / "predict_report.json").read_text())
+    assert sum(c["support"] for c in report["per_class"].values()) == 21
     posts = [path for method, path, _, _ in hub.requests if method == "POST"]
     # One push: a second one (from rank 1) would at least ask /preupload, even if it then found
     # nothing new to commit. (Rank 0 creates the repo twice: Trainer at start, push_run again.)

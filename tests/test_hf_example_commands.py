@@ -269,14 +269,56 @@ def test_run_glue_readme_command_with_task_name(local, tmp_path, monkeypatch):
     out = tmp_path / "mrpc"
     report, trainer = run_recipe("sentiment", [
         "--model_name_or_path", str(local / "bert"), "--task_name", "mrpc", "--do_train",
-        "--do_eval", "--max_seq_length", "128", "--per_device_train_batch_size", "32",
-        "--learning_rate", "2e-5", "--num_train_epochs", "3", "--output_dir", str(out),
+        "--do_eval", "--do_predict", "--max_seq_length", "128", "--per_device_train_batch_size",
+        "32", "--learning_rate", "2e-5", "--num_train_epochs", "3", "--output_dir", str(out),
     ])  # fmt: skip
     assert trainer.state.global_step == 6  # 48 training pairs, batch 32, 3 epochs
+    # --do_predict: GLUE's test labels are hidden (-1): the pairs are predicted, not scored
+    assert len((out / "predict_results.txt").read_text().splitlines()) == 1 + 24
+    assert not (out / "predict_report.json").exists()
     assert sum(s["support"] for s in report["per_class"].values()) == 24  # validation, not test
     first = trainer.train_dataset[0]
     assert 1 in first["token_type_ids"]  # the pair was encoded together: [CLS] a [SEP] b [SEP]
     assert first["input_ids"].count(trainer.processing_class.sep_token_id) == 2
+
+
+def test_run_glue_imdb_command_with_do_predict_writes_its_predictions(local, tmp_path, monkeypatch):
+    # README: --dataset_name imdb --do_train --do_predict (imdb has train, test and unsupervised
+    # splits, no validation); a local stand-in with the Hub layout
+    from datasets import ClassLabel, Features, Value
+
+    from hftl.testing import toy_reviews
+
+    def reviews(n, seed):
+        return [{"text": r["text"], "label": ["negative", "positive"].index(r["label"])}
+                for r in toy_reviews(n, seed=seed)]  # fmt: skip
+
+    features = Features({"text": Value("string"),
+                         "label": ClassLabel(names=["neg", "pos"])})  # fmt: skip
+    write_hub_stand_in(tmp_path, "imdb", "plain_text",
+                       {"train": reviews(60, 0), "test": reviews(21, 1),
+                        "unsupervised": [{**r, "label": -1} for r in reviews(8, 2)]}, features)  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "imdb"
+    report, trainer = run_recipe("sentiment", [
+        "--model_name_or_path", str(local / "bert"), "--dataset_name", "imdb", "--do_train",
+        "--do_predict", "--max_seq_length", "128", "--per_device_train_batch_size", "32",
+        "--learning_rate", "2e-5", "--num_train_epochs", "3", "--output_dir", str(out),
+    ])  # fmt: skip
+    # the test split is predicted, so validation is held out of train (10%), never the test split
+    assert sum(s["support"] for s in report["per_class"].values()) == 6
+    lines = (out / "predict_results.txt").read_text().splitlines()
+    assert lines[0] == "index\tprediction" and len(lines) == 22
+    assert {line.split("\t")[1] for line in lines[1:]} <= {"neg", "pos"}
+    rows = [
+        __import__("json").loads(r) for r in (out / "predictions.jsonl").read_text().splitlines()
+    ]
+    assert [r["input"] for r in rows] == [r["text"] for r in reviews(21, 1)]
+    scored = __import__("json").loads((out / "predict_report.json").read_text())
+    truth = [["neg", "pos"][r["label"]] for r in reviews(21, 1)]
+    assert scored["accuracy"] == pytest.approx(
+        sum(r["label"] == t for r, t in zip(rows, truth, strict=True)) / 21
+    )  # fmt: skip
 
 
 def test_glue_task_names_map_to_the_dataset_its_columns_and_split(local, tmp_path):
@@ -316,11 +358,12 @@ def test_example_flags_map_onto_hftl_or_say_why_not(local, tmp_path, hftl_logs):
             "--output_dir", str(tmp_path / "o")]  # fmt: skip
     model, data, text, training, _ = parse_run_config("text-classification", [
         *base, "--model_revision", "v2", "--tokenizer_name", str(local / "bert"),
-        "--train_val_split", "0.25", "--text_column_names", "review", "--do_predict",
+        "--train_val_split", "0.25", "--text_column_names", "review", "--test_file",
+        str(local / "validation.csv"), "--max_predict_samples", "5",
     ], prog="run_classification.py")  # fmt: skip
     assert (model.revision, model.processor_name) == ("v2", str(local / "bert"))
     assert data.validation_split_percentage == 25.0 and text.joined_columns == ["review"]
-    assert any("no test-set prediction" in r.getMessage() for r in hftl_logs.records)
+    assert training.do_predict and data.max_predict_samples == 5  # a test file is predicted
     refused = {
         ("--task_name", "sst2"): "--task_name sst2 reads nyu-mll/glue; drop it",
         ("--text_column_names", "title,body", "--text_column_name", "x"): "give one of them",

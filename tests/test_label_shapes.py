@@ -74,11 +74,12 @@ def pipeline_outputs(out, texts, names):
 def test_multi_label_from_a_list_column_trains_saves_and_loads_with_its_thresholds(bert, tmp_path):
     train = write_jsonl(tmp_path / "train.jsonl", tagged_reviews(80, 0))
     valid = write_jsonl(tmp_path / "valid.jsonl", tagged_reviews(40, 1))
+    test = write_jsonl(tmp_path / "test.jsonl", tagged_reviews(12, 4))
     out = tmp_path / "out"
     report, trainer = run_recipe("sentiment", [
         "--model_name_or_path", str(bert), "--train_file", str(train), "--validation_file",
         str(valid), "--output_dir", str(out), "--num_train_epochs", "4", "--eval_strategy",
-        "epoch", "--class_weights", "auto", *QUIET,
+        "epoch", "--class_weights", "auto", "--test_file", str(test), *QUIET,
     ])  # fmt: skip
     names = ["long", "negative", "positive"]
     config = json.loads((out / "config.json").read_text())
@@ -96,6 +97,22 @@ def test_multi_label_from_a_list_column_trains_saves_and_loads_with_its_threshol
     texts = [r["text"] for r in tagged_reviews(6, 3)]
     ours = hftl_outputs(trainer, texts)
     assert np.allclose(pipeline_outputs(out, texts, names), ours, atol=1e-5)  # sigmoid per label
+    # --do_predict (a --test_file turns it on): the saved model's scores, its tuned thresholds
+    rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    texts = [r["text"] for r in tagged_reviews(12, 4)]
+    scores = pipeline_outputs(out, texts, names)
+    assert [r["input"] for r in rows] == texts
+    assert np.allclose([[r["scores"][n] for n in names] for r in rows], scores, atol=1e-5)
+    cut = [config["label_thresholds"][n] for n in names]
+    assert [r["labels"] for r in rows] == [
+        [n for n, p, t in zip(names, row, cut, strict=True) if p >= t] for row in scores
+    ]
+    lines = (out / "predict_results.txt").read_text().splitlines()
+    assert lines[0] == "index\tprediction" and lines[1] == f"0\t{rows[0]['labels']}"
+    tested = json.loads((out / "predict_report.json").read_text())
+    assert sum(s["support"] for s in tested["per_label"].values()) == sum(
+        len(r["topics"]) for r in tagged_reviews(12, 4)
+    )
     card = (out / "README.md").read_text()
     assert "at the tuned thresholds" in card and "| `long` |" in card
     assert "| class weights (pos_weight = negatives / positives per label) |" in card
@@ -106,10 +123,12 @@ def test_regression_predicts_in_the_datas_units_after_training_on_standardised_t
     bert, tmp_path
 ):
     train = write_csv(tmp_path / "train.csv", rated_reviews(96, 0))
+    test = write_csv(tmp_path / "test.csv", [{"text": r["text"]} for r in toy_reviews(8, seed=5)])
     out = tmp_path / "out"
     report, trainer = run_recipe("sentiment", [
         "--model_name_or_path", str(bert), "--train_file", str(train), "--output_dir", str(out),
         "--num_train_epochs", "6", "--metric_for_best_model", "accuracy", *QUIET,
+        "--do_predict", "--test_file", str(test),
     ])  # fmt: skip
     config = json.loads((out / "config.json").read_text())
     assert config["problem_type"] == "regression" and config["id2label"] == {"0": "rating"}
@@ -121,6 +140,12 @@ def test_regression_predicts_in_the_datas_units_after_training_on_standardised_t
     ours = hftl_outputs(trainer, texts)
     assert np.allclose(pipeline_outputs(out, texts, ["rating"]), ours, atol=1e-4)
     assert 35 < ours.mean() < 65  # the data's units, not standardised ones
+    # --do_predict on a test file without targets: the values in the data's units, unscored
+    rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert np.allclose([r["value"] for r in rows], ours[:, 0], atol=1e-4)
+    lines = (out / "predict_results.txt").read_text().splitlines()
+    assert lines[1] == f"0\t{ours[0, 0]:3.3f}" and len(lines) == 9
+    assert not (out / "predict_results.json").exists()  # no targets, no scores
     assert report["pearson"] > 0.5  # it learned the sentiment in the number
     card = (out / "README.md").read_text()
     assert (out / "predicted_vs_true.png").exists() and "R²" in card

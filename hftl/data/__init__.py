@@ -5,7 +5,9 @@ Sources, with the Hugging Face example scripts' argument names (:mod:`hftl.data.
 * ``--dataset_name`` (+ ``--dataset_config_name``): a Hub dataset, or a local dataset directory;
 * ``--train_dir`` / ``--validation_dir``: folders with one sub-folder per class, read with the
   task's folder builder (``imagefolder`` for images);
-* ``--train_file`` / ``--validation_file``: CSV, JSON, JSON Lines or Parquet.
+* ``--train_file`` / ``--validation_file``: CSV, JSON, JSON Lines or Parquet;
+* with ``--do_predict``, the test split: ``--test_file``, ``--test_dir`` (class folders, or the
+  inputs alone) or the dataset's ``--test_split_name``, with or without labels.
 
 Everything read is checked where it is read, and a problem is a one-line
 :class:`~hftl.errors.ConfigError` naming the file, folder, row, column or class: empty, binary or
@@ -27,9 +29,15 @@ reference task) reads its data with.
 """
 
 from hftl.data.arguments import FILE_BUILDERS, DataArguments
-from hftl.data.columns import Columns, is_text, pick_column, resolve_columns
+from hftl.data.columns import (
+    Columns,
+    check_test_columns,
+    is_text,
+    pick_column,
+    resolve_columns,
+)
 from hftl.data.files import check_data_file, check_file_exists, scan_class_folder
-from hftl.data.labels import ensure_validation_split, read_labels
+from hftl.data.labels import ensure_validation_split, read_labels, split_test_labels
 from hftl.data.sources import load_raw_datasets
 
 __all__ = [
@@ -37,6 +45,7 @@ __all__ = [
     "Columns",
     "DataArguments",
     "check_data_file",
+    "check_test_columns",
     "check_file_exists",
     "ensure_validation_split",
     "is_text",
@@ -45,4 +54,5 @@ __all__ = [
     "pick_column",
     "resolve_columns",
     "scan_class_folder",
+    "split_test_labels",
 ]

@@ -33,6 +33,20 @@ class DataArguments(LabelArguments):
     validation_file: str | None = field(
         default=None, metadata={"help": "Validation file, same format."}
     )
+    test_file: str | None = field(
+        default=None,
+        metadata={
+            "help": "--do_predict: a file of examples to predict after training (same format as "
+            "--train_file; the label column may be left out)."
+        },
+    )
+    test_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "--do_predict: a folder to predict after training: one sub-folder per class "
+            "(scored), or the files directly in it (no labels)."
+        },
+    )
     train_split_name: str = field(
         default="train",
         metadata={"help": "--dataset_name: the split to train on (as in the HF audio examples)."},
@@ -43,6 +57,13 @@ class DataArguments(LabelArguments):
             "help": "--dataset_name: the split to evaluate on (e.g. validation_matched for MNLI); "
             "without a 'validation' split, the dataset's 'test' split, else a held-out share of "
             "train."
+        },
+    )
+    test_split_name: str = field(
+        default="test",
+        metadata={
+            "help": "--dataset_name with --do_predict: the split predicted after training (never "
+            "used for validation then)."
         },
     )
     label_column_name: str | None = field(
@@ -62,6 +83,9 @@ class DataArguments(LabelArguments):
         default=None, metadata={"help": "Truncate train (debugging)."}
     )
     max_eval_samples: int | None = field(default=None, metadata={"help": "Truncate validation."})
+    max_predict_samples: int | None = field(
+        default=None, metadata={"help": "--do_predict: predict the first N test examples."}
+    )
     drop_unseen_validation_labels: bool = field(
         default=False,
         metadata={
@@ -69,6 +93,15 @@ class DataArguments(LabelArguments):
             "with an error naming the class; true drops those rows, with a warning."
         },
     )
+
+    @property
+    def test_source(self) -> str | None:
+        """The flag and value of a test source given as a file or folder (None otherwise)."""
+        if self.test_file:
+            return f"--test_file {self.test_file}"
+        if self.test_dir:
+            return f"--test_dir {self.test_dir}"
+        return None
 
     def __post_init__(self):
         super().__post_init__()
@@ -90,11 +123,15 @@ class DataArguments(LabelArguments):
             raise ValueError(
                 f"validation_split_percentage must be in (0, 100), got {self.validation_split_percentage}"
             )
-        for name in ("max_train_samples", "max_eval_samples"):
+        for name in ("max_train_samples", "max_eval_samples", "max_predict_samples"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"--{name} {value}: must be >= 1")
-        for name in ("train_file", "validation_file"):
+        if self.test_file and self.test_dir:
+            raise ValueError(
+                f"give --test_file or --test_dir, not both ({self.test_file}, {self.test_dir})"
+            )
+        for name in ("train_file", "validation_file", "test_file"):
             path = getattr(self, name)
             if path and Path(path).suffix.lower() not in FILE_BUILDERS:
                 raise ValueError(

@@ -29,6 +29,7 @@ class Columns:
     label: str  # the label column (several label columns are encoded into the first)
     inputs: str  # the task's input column (text, image, ...)
     labels: tuple[str, ...] = ()  # every label column given (--label_column_name a,b,c)
+    test_labelled: bool = True  # --do_predict: whether the test split has labels (is scored)
 
     def __post_init__(self):
         if not self.labels:
@@ -65,6 +66,19 @@ def resolve_columns(dataset: DatasetDict, args: DataArguments, task, task_args) 
     )
     others = [c for c in columns if c != label]
     return Columns(label=label, inputs=task.find_input_column(features, others, task_args))
+
+
+def check_test_columns(dataset: DatasetDict, needed: list[str], where: str) -> None:
+    """The test split must have the columns the model reads (``needed``: the task's inputs)."""
+    if "test" not in dataset:
+        return
+    missing = [c for c in needed if c not in dataset["test"].column_names]
+    if missing:
+        raise ConfigError(
+            f"{where}: no column {', '.join(missing)} (what the model reads; it has "
+            f"{', '.join(dataset['test'].column_names)}); give a test set with the training "
+            "data's input column"
+        )
 
 
 def is_text(feature) -> bool:

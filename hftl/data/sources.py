@@ -20,7 +20,7 @@ from hftl.data.files import (
     existing_file,
     scan_class_folder,
 )
-from hftl.errors import ConfigError, first_line
+from hftl.errors import ConfigError, first_line, shown
 
 logger = logging.getLogger(__name__)
 
@@ -30,20 +30,90 @@ def _with_assets_resolved(args: DataArguments) -> DataArguments:
 
     from hftl.assets import resolve
 
-    names = ("dataset_name", "train_dir", "validation_dir", "train_file", "validation_file")
+    names = ("dataset_name", "train_dir", "validation_dir", "train_file", "validation_file",
+             "test_file", "test_dir")  # fmt: skip
     return replace(args, **{name: resolve(getattr(args, name)) for name in names})
 
 
 def load_raw_datasets(
-    args: DataArguments, task, cache_dir: str | None = None, token: str | None = None
-) -> DatasetDict:
-    """Load the splits the arguments point at (at least ``train``).
+    args: DataArguments, task, cache_dir: str | None = None, token: str | None = None,
+    predict: bool = False,
+) -> DatasetDict:  # fmt: skip
+    """Load the splits the arguments point at (at least ``train``; with ``predict``, ``test``).
 
     Paths may name hftl's offline assets, e.g. ``--train_dir hftl:mnist/train`` (fetched on first
     use, see :mod:`hftl.assets`). ``--train_dir`` is read with the task's folder builder
     (``imagefolder`` for images).
+
+    ``predict`` (``--do_predict``): the test split is ``--test_file``, ``--test_dir`` or the
+    dataset's ``--test_split_name``, read now with the others, so that a problem with it stops the
+    run before training. It may lack the label column (a flat ``--test_dir``: no labels).
     """
     args = _with_assets_resolved(args)
+    dataset = _train_and_validation(args, task, cache_dir, token, predict)
+    if predict and "test" not in dataset:
+        if not args.test_source:
+            raise ConfigError(
+                "--do_predict: nothing to predict; give --test_file, --test_dir, or a "
+                "--dataset_name with a test split"
+            )
+        dataset["test"] = _test_split(args, task, cache_dir)
+    if predict and args.max_predict_samples is not None:
+        test = dataset["test"]
+        dataset["test"] = test.select(range(min(args.max_predict_samples, len(test))))
+    return dataset
+
+
+def _test_split(args: DataArguments, task, cache_dir):
+    """``--test_file`` (any of the data formats) or ``--test_dir`` (class folders, or the inputs
+    directly in it), checked like the training data."""
+    if args.test_file:
+        path = existing_file(args.test_file, "test_file")
+        builder = FILE_BUILDERS[Path(path).suffix.lower()]
+        check_data_file(path, "test_file", builder)
+        test = _read(
+            f"--test_file {path}",
+            lambda: load_dataset(builder, data_files=path, cache_dir=cache_dir)["train"],
+            kind=builder.upper(),
+        )
+        if len(test) == 0:
+            raise ConfigError(f"--test_file {path}: no rows; give a file with data")
+        return test
+    path = existing_dir(args.test_dir, "test_dir")
+    if task.folder_builder is None:
+        raise ConfigError(
+            f"--test_dir {path}: the {task.name} task reads no folders; give --test_file"
+        )
+    extensions = task.folder_extensions
+    flat = [p for p in Path(path).iterdir() if p.is_file() and p.suffix.lower() in extensions]
+    if flat:  # the inputs themselves: predicted without labels
+        subfolders = [p.name for p in Path(path).iterdir() if p.is_dir()]
+        if subfolders:
+            raise ConfigError(
+                f"--test_dir {path}: holds {task.input_name}s and folders ({shown(subfolders)}); "
+                f"give class folders (scored) or only {task.input_name}s (predicted)"
+            )
+        return _read(
+            f"--test_dir {path}",
+            lambda: load_dataset(
+                task.folder_builder, data_dir=path, cache_dir=cache_dir, drop_labels=True
+            )["train"],
+        )
+    counts = {"test": scan_class_folder(path, "test_dir", extensions, task.input_name)}
+    dataset = _read(
+        f"--test_dir {path}",
+        lambda: load_dataset(
+            task.folder_builder,
+            data_files={"test": os.path.join(path, "**")},
+            cache_dir=cache_dir,
+            drop_labels=False,
+        ),  # fmt: skip
+    )
+    check_folder_read(dataset, counts, {"test": ("test_dir", path)})
+    return dataset["test"]
+
+
+def _train_and_validation(args: DataArguments, task, cache_dir, token, predict) -> DatasetDict:
     if args.dataset_name:
         dataset = _read(
             f"--dataset_name {args.dataset_name}",
@@ -52,7 +122,7 @@ def load_raw_datasets(
             ),
             local=Path(args.dataset_name).expanduser().exists(),
         )
-        return _named_splits(dataset, args)
+        return _named_splits(dataset, args, predict and not args.test_source)
     if args.train_dir:
         if task.folder_builder is None:
             raise ConfigError(
@@ -112,10 +182,11 @@ def load_raw_datasets(
     raise ConfigError("no data: give --dataset_name, --train_dir or --train_file")
 
 
-def _named_splits(dataset: DatasetDict, args: DataArguments) -> DatasetDict:
-    """``train`` and ``validation`` (or ``test``, the fallback, where there is no validation
-    split) from the splits the arguments name, and no others; a named split the dataset lacks is
-    an error listing the ones it has."""
+def _named_splits(dataset: DatasetDict, args: DataArguments, predict: bool) -> DatasetDict:
+    """``train`` and ``validation`` from the splits the arguments name (where the dataset has no
+    validation split, its ``test`` split, the usual fallback, unless it is predicted), with
+    ``predict`` the ``test`` split too, and no others; a named split the dataset lacks is an error
+    listing the ones it has."""
     where = f"--dataset_name {args.dataset_name}"
     if args.dataset_config_name:
         where += f" --dataset_config_name {args.dataset_config_name}"
@@ -126,11 +197,26 @@ def _named_splits(dataset: DatasetDict, args: DataArguments) -> DatasetDict:
                 f"--{flag} {name}: {where} has no such split (it has {', '.join(dataset)}); "
                 f"name one of them with --{flag}"
             )
+    if predict and args.test_split_name not in dataset:
+        raise ConfigError(
+            f"--do_predict: {where} has no split '{args.test_split_name}' (it has "
+            f"{', '.join(dataset)}); name one with --test_split_name, or give --test_file"
+        )
+    test = args.test_split_name if predict else None
+    if test is not None and test in (args.train_split_name, args.eval_split_name):
+        raise ConfigError(
+            f"--do_predict: --test_split_name {test} is also the split the run "
+            f"{'trains' if test == args.train_split_name else 'evaluates'} on; predict another "
+            "split"
+        )
     splits = {"train": dataset[args.train_split_name]}
     if args.eval_split_name in dataset:
         splits["validation"] = dataset[args.eval_split_name]
-    elif "test" in dataset:  # the usual fallback (ensure_validation_split)
-        splits["test"] = dataset["test"]
+    elif "test" in dataset and test != "test":  # the usual fallback
+        logger.info("no 'validation' split: evaluating on the dataset's 'test' split")
+        splits["validation"] = dataset["test"]
+    if test is not None:
+        splits["test"] = dataset[test]
     if (args.train_split_name, args.eval_split_name) != ("train", "validation"):
         logger.info(
             "training on split '%s', evaluating on '%s'", args.train_split_name,

@@ -266,6 +266,10 @@ class LabelShape:
         """The run's :class:`LabelSpec` from the encoded training split."""
         return LabelSpec(shape=self, names=list(names))
 
+    def label_counts(self, data, column: str, names: list[str]) -> list[int] | None:
+        """How many rows of an encoded split have each label (None: not a count of labels)."""
+        return None
+
     # ---- training and evaluation ------------------------------------------------------------
     def loss(self, spec: LabelSpec, logits, labels, smoothing: float):
         raise NotImplementedError
@@ -302,6 +306,13 @@ class LabelShape:
     def fit_probe(self, spec: LabelSpec, features, labels, seed: int) -> dict:
         """A linear head fitted on cached features: ``weight`` [outputs, D], ``bias``, ``C``
         (or alpha), ``cv_score`` and ``folds``."""
+        raise NotImplementedError
+
+    def predictions(self, spec: LabelSpec, logits: np.ndarray) -> list[dict]:
+        """One JSON-able record per row of ``logits``: what the model predicts (the label(s) or
+        value(s)) and the scores behind it, as ``predictions.jsonl`` and ``hftl predict`` write
+        them. Its ``prediction`` is the text ``predict_results.txt`` writes (as the HF example
+        scripts do)."""
         raise NotImplementedError
 
     def settle(self, spec: LabelSpec, logits: np.ndarray, labels: np.ndarray) -> None:

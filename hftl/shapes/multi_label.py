@@ -100,9 +100,8 @@ class MultiLabel(LabelShape):
         return remap(dataset, column, Sequence(Value("float32"), length=len(keep)), select), kept
 
     def spec(self, train, column, names, label_args) -> LabelSpec:
-        targets = np.asarray(train[column], dtype=np.float64)
-        positives = targets.sum(axis=0)
-        negatives = len(targets) - positives
+        positives = np.asarray(self.label_counts(train, column, names), dtype=np.float64)
+        negatives = len(train) - positives
         spec = LabelSpec(shape=self, names=list(names), counts=positives.astype(int).tolist())
         positive = np.maximum(positives, 1)
         set_class_weights(
@@ -119,6 +118,10 @@ class MultiLabel(LabelShape):
             spec.thresholds = [float(label_args.label_thresholds)] * len(names)
             spec.threshold_rule = f"fixed at {float(label_args.label_thresholds)}"
         return spec
+
+    def label_counts(self, data, column, names):
+        targets = np.asarray(data[column], dtype=np.float64).reshape(len(data), len(names))
+        return (targets > 0.5).sum(axis=0).astype(int).tolist()
 
     def loss(self, spec, logits, labels, smoothing):
         targets = labels.float().view(logits.shape)
@@ -168,6 +171,18 @@ class MultiLabel(LabelShape):
     def decisions(self, spec, probabilities, thresholds=None):
         cut = np.asarray(thresholds if thresholds is not None else spec.thresholds or 0.5)
         return (probabilities >= cut).astype(np.int64)
+
+    def predictions(self, spec, logits):
+        probabilities = self.outputs(spec, logits)
+        chosen = self.decisions(spec, probabilities)
+        rows = []
+        for row, picked in zip(probabilities, chosen, strict=True):
+            labels = [n for n, on in zip(spec.names, picked, strict=True) if on]
+            rows.append({
+                "prediction": str(labels), "labels": labels,
+                "scores": {n: round(float(p), 6) for n, p in zip(spec.names, row, strict=True)},
+            })  # fmt: skip
+        return rows
 
     def report(self, spec, logits, labels):
         probabilities = self.outputs(spec, logits)

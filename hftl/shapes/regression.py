@@ -190,6 +190,15 @@ class Regression(LabelShape):
             return values
         return values * np.asarray(spec.std or 1.0) + np.asarray(spec.mean or 0.0)
 
+    def predictions(self, spec, logits):
+        rows = []
+        for row in self.outputs(spec, logits):
+            values = {n: round(float(v), 6) for n, v in zip(spec.names, row, strict=True)}
+            text = ",".join(f"{v:3.3f}" for v in row)  # as run_glue.py writes a score
+            rows.append({"prediction": text, "value": values[spec.names[0]]} if len(row) == 1
+                        else {"prediction": text, "values": values})  # fmt: skip
+        return rows
+
     def report(self, spec, logits, labels):
         predicted = self.outputs(spec, logits)
         truth = labels.reshape(len(labels), -1)

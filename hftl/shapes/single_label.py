@@ -68,7 +68,7 @@ class SingleLabel(LabelShape):
         return check_class_coverage(dataset, column, names, drop_unseen)
 
     def spec(self, train, column, names, label_args) -> LabelSpec:
-        counts = np.bincount(np.asarray(train[column], dtype=np.int64), minlength=len(names))
+        counts = np.asarray(self.label_counts(train, column, names))
         spec = LabelSpec(shape=self, names=list(names), counts=counts.tolist())
 
         def scaled(weights):  # so that the weights average 1 over the training examples
@@ -81,6 +81,10 @@ class SingleLabel(LabelShape):
                                     f"effective number of samples (beta {beta})"),
         )  # fmt: skip
         return spec
+
+    def label_counts(self, data, column, names):
+        ids = np.asarray(data[column], dtype=np.int64)
+        return np.bincount(ids, minlength=len(names)).tolist()
 
     def loss(self, spec, logits, labels, smoothing):
         weight = None
@@ -116,6 +120,18 @@ class SingleLabel(LabelShape):
     def outputs(self, spec, logits):
         shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
         return shifted / shifted.sum(axis=-1, keepdims=True)
+
+    def predictions(self, spec, logits):
+        probabilities = self.outputs(spec, logits)
+        rows = []
+        for row in probabilities:
+            best = int(row.argmax())
+            rows.append({
+                "prediction": spec.names[best], "label": spec.names[best],
+                "score": round(float(row[best]), 6),
+                "scores": {n: round(float(p), 6) for n, p in zip(spec.names, row, strict=True)},
+            })  # fmt: skip
+        return rows
 
     def report(self, spec, logits, labels):
         return classification_report(logits.argmax(-1), labels.reshape(-1), spec.names)

@@ -29,4 +29,15 @@ def task_for_model_type(model_type: str | None) -> Task | None:
     return next((task for task in TASKS if task.builds(model_type)), None)
 
 
-__all__ = ["TASKS", "Prepared", "Task", "task_for_model_type", "task_of"]
+def task_for_config(config) -> Task | None:
+    """The task of a saved classifier's config: the one whose ``AutoModelFor...`` class names
+    its architecture (``config.architectures``), else the only one that builds its type."""
+    architectures = set(getattr(config, "architectures", None) or ())
+    builders = [task for task in TASKS if task.builds(config.model_type)]
+    named = [t for t in builders if architectures & set(t.model_types.values())]
+    if len(named) == 1:
+        return named[0]
+    return builders[0] if len(builders) == 1 else None
+
+
+__all__ = ["TASKS", "Prepared", "Task", "task_for_config", "task_for_model_type", "task_of"]

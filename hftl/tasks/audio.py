@@ -36,7 +36,7 @@ from hftl.data import check_file_exists, is_text
 from hftl.errors import ConfigError, first_line
 from hftl.families import family_for_type, family_of
 from hftl.layers import KEEP_FROZEN_ATTRIBUTE
-from hftl.tasks.base import Prepared, Task
+from hftl.tasks.base import Prepared, Task, rows_of
 
 logger = logging.getLogger(__name__)
 
@@ -183,13 +183,31 @@ class AudioClassification(Task):
     def check_inputs(self, dataset, column, task_args=None):
         return check_audio(dataset, column)
 
-    def prepare(self, raw, processor, columns, task_args, training_args):
-        training_args.remove_unused_columns = False  # the transform needs the raw audio column
-        rate = processor.sampling_rate
+    def batch_inputs(self, processor, task_args):
+        self._set_window(processor, task_args)
+        mask = self._mask(processor, task_args)
+        transform = audio_batch_transform(processor, "input", "labels", None, mask)
+        collator = AudioCollator(processor, mask)
+        return lambda values: collator(rows_of(transform({"input": values})))
+
+    @staticmethod
+    def _set_window(processor, task_args) -> None:
         if task_args.encoder_window_seconds is not None and isinstance(
             processor, WhisperFeatureExtractor
         ):
             set_whisper_window(processor, task_args.encoder_window_seconds)
+
+    @staticmethod
+    def _mask(processor, task_args) -> bool:
+        """Whether batches carry an attention mask: asked for and read by the model (a saved
+        feature extractor says what the run decided)."""
+        asked = bool(task_args.attention_mask) and takes_attention_mask(processor)
+        return asked and getattr(processor, "return_attention_mask", True) is not False
+
+    def prepare(self, raw, processor, columns, task_args, training_args):
+        training_args.remove_unused_columns = False  # the transform needs the raw audio column
+        rate = processor.sampling_rate
+        self._set_window(processor, task_args)
         mask = bool(task_args.attention_mask) and takes_attention_mask(processor)
         if "attention_mask" in processor.model_input_names:
             processor.return_attention_mask = mask  # saved with it: pipeline() does the same
@@ -212,16 +230,16 @@ class AudioClassification(Task):
                     "audio: %d validation clips are longer than the model's %g s window; it "
                     "reads their first %g s", cut, window / rate, window / rate,
                 )  # fmt: skip
+        evaluation = audio_batch_transform(processor, columns.inputs, columns.label, None, mask)
         return Prepared(
             train=raw["train"].with_transform(
                 audio_batch_transform(
                     processor, columns.inputs, columns.label, max_samples if crops else None, mask
                 )  # fmt: skip
             ),
-            eval=raw["validation"].with_transform(
-                audio_batch_transform(processor, columns.inputs, columns.label, None, mask)
-            ),
+            eval=raw["validation"].with_transform(evaluation),
             collator=AudioCollator(processor, mask),
+            test=raw["test"].with_transform(evaluation) if "test" in raw else None,
         )
 
 
@@ -320,7 +338,8 @@ def audio_batch_transform(processor, audio_column: str, label_column: str, crop:
             waves = [random_crop(wave, crop) for wave in waves]
         features = processor(waves, sampling_rate=rate, return_attention_mask=attention_mask)
         out = {name: list(features[name]) for name in names if name in features}
-        out["labels"] = batch[label_column]
+        if label_column in batch:  # inputs alone (hftl predict): no labels
+            out["labels"] = batch[label_column]
         return out
 
     transform.hftl_description = (
@@ -341,7 +360,7 @@ class AudioCollator:
         self.attention_mask = attention_mask
 
     def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
-        labels = torch.tensor([e["labels"] for e in examples])
+        labels = torch.tensor([e["labels"] for e in examples]) if "labels" in examples[0] else None
         inputs = [{k: v for k, v in e.items() if k != "labels"} for e in examples]
         first = self.processor.model_input_names[0]
         shapes = {np.shape(e[first]) for e in inputs}
@@ -353,7 +372,8 @@ class AudioCollator:
                 inputs, padding=True, return_attention_mask=self.attention_mask,
                 return_tensors="pt",
             ))  # fmt: skip
-        batch["labels"] = labels
+        if labels is not None:
+            batch["labels"] = labels
         return batch
 
 

@@ -17,6 +17,7 @@ class Prepared:
     train: Any
     eval: Any
     collator: Any
+    test: Any = None  # --do_predict: the test split, prepared as the validation split is
 
 
 class Task:
@@ -100,11 +101,28 @@ class Task:
         the flag that settles an ambiguous or missing choice."""
         raise NotImplementedError
 
+    def input_columns(self, columns, task_args) -> list[str]:
+        """Every column the model's input is made from (a test split must have them)."""
+        return [columns.inputs]
+
     def check_inputs(self, dataset, column: str, task_args=None):
         """Refuse unusable inputs (empty text, unreadable image), naming split and row; returns
         the dataset (possibly recast, or with the task's inputs combined into ``column``)."""
         return dataset
 
-    def prepare(self, raw, processor, columns, task_args, training_args) -> Prepared:
-        """Model-ready train / validation datasets and the collator."""
+    def batch_inputs(self, processor, task_args):
+        """A function from a list of raw inputs (texts; ``{'path', 'bytes'}`` file values) to
+        one batch of model inputs, preprocessed as the validation split is (``hftl predict``); an
+        input that cannot be read raises :class:`~hftl.errors.ConfigError` naming it."""
         raise NotImplementedError
+
+    def prepare(self, raw, processor, columns, task_args, training_args) -> Prepared:
+        """Model-ready train / validation (and, where ``raw`` has one, test) datasets and the
+        collator."""
+        raise NotImplementedError
+
+
+def rows_of(columns: dict) -> list[dict]:
+    """A transform's output (a dict of columns) as one dict per example, as collators take it."""
+    names = list(columns)
+    return [dict(zip(names, values, strict=True)) for values in zip(*columns.values(), strict=True)]

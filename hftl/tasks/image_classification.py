@@ -23,7 +23,7 @@ from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_CLASSIFICATIO
 
 from hftl.data import check_file_exists
 from hftl.errors import ConfigError, first_line
-from hftl.tasks.base import Prepared, Task
+from hftl.tasks.base import Prepared, Task, rows_of
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +88,10 @@ class ImageClassification(Task):
     def check_inputs(self, dataset, column, task_args=None):
         return check_images(dataset, column)
 
+    def batch_inputs(self, processor, task_args):
+        transform = image_batch_transform(processor, "input", "labels", train=False)
+        return lambda values: collate_images(rows_of(transform({"input": values})))
+
     def prepare(self, raw, processor, columns, task_args, training_args):
         training_args.remove_unused_columns = False  # the transform needs the raw image column
         augment = task_args.augmentation
@@ -97,14 +101,14 @@ class ImageClassification(Task):
                 "augmentation %s (the default %s)", "on" if augment else "off",
                 "where the backbone trains" if augment else "with a frozen backbone",
             )  # fmt: skip
+        evaluation = image_batch_transform(processor, columns.inputs, columns.label, train=False)
         return Prepared(
             train=raw["train"].with_transform(
                 image_batch_transform(processor, columns.inputs, columns.label, train=augment)
             ),
-            eval=raw["validation"].with_transform(
-                image_batch_transform(processor, columns.inputs, columns.label, train=False)
-            ),
+            eval=raw["validation"].with_transform(evaluation),
             collator=collate_images,
+            test=raw["test"].with_transform(evaluation) if "test" in raw else None,
         )
 
 
@@ -159,7 +163,10 @@ def image_batch_transform(processor, image_column: str, label_column: str, train
             pixels = [augment(image) for image in images]
         else:
             pixels = list(processor(images, return_tensors="pt")["pixel_values"])
-        return {"pixel_values": pixels, "labels": batch[label_column]}
+        out = {"pixel_values": pixels}
+        if label_column in batch:  # inputs alone (hftl predict): no labels
+            out["labels"] = batch[label_column]
+        return out
 
     # What the feature cache keys on (a closure's repr changes every run).
     settings = (
@@ -186,10 +193,10 @@ def _decode(value) -> PILImage.Image:
 
 
 def collate_images(examples: list[dict]) -> dict[str, torch.Tensor]:
-    return {
-        "pixel_values": torch.stack([e["pixel_values"] for e in examples]),
-        "labels": torch.tensor([e["labels"] for e in examples]),
-    }
+    batch = {"pixel_values": torch.stack([e["pixel_values"] for e in examples])}
+    if "labels" in examples[0]:
+        batch["labels"] = torch.tensor([e["labels"] for e in examples])
+    return batch
 
 
 def check_images(dataset: DatasetDict, image_column: str) -> DatasetDict:

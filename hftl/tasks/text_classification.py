@@ -19,7 +19,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from datasets import Value
+from datasets import DatasetDict, Value
 from transformers import (
     AutoConfig,
     AutoModel,
@@ -236,6 +236,10 @@ class TextClassification(Task):
             by_name=[c for c in TEXT_NAMES if c in strings] or strings,
         )
 
+    def input_columns(self, columns, task_args):
+        pair = task_args.text_pair_column_name
+        return [*(task_args.joined_columns or [columns.inputs]), *([pair] if pair else [])]
+
     def check_inputs(self, dataset, column, task_args=None):
         joined = task_args.joined_columns if task_args is not None else []
         if len(joined) > 1:  # --text_column_names: one text per row, checked once joined
@@ -252,6 +256,24 @@ class TextClassification(Task):
                 dataset, task_args.text_pair_column_name, flag="--text_pair_column_name"
             )
         return dataset
+
+    def batch_inputs(self, processor, task_args):
+        padding = "max_length" if task_args.pad_to_max_length else True
+
+        def batch(values):
+            pairs = [v for v in values if isinstance(v, tuple)]
+            if pairs and len(pairs) != len(values):
+                raise ValueError("a batch of texts mixes single texts and pairs")
+            texts = [v[0] for v in values] if pairs else list(values)
+            for text in texts + [v[1] for v in pairs]:
+                if not isinstance(text, str) or not text.strip():
+                    raise ConfigError(f"an empty text ({text!r}); nothing to classify")
+            return dict(processor(
+                texts, [v[1] for v in pairs] if pairs else None, truncation=True,
+                max_length=task_args.max_seq_length, padding=padding, return_tensors="pt",
+            ))  # fmt: skip
+
+        return batch
 
     def prepare(self, raw, processor, columns, task_args, training_args):
         pair = task_args.text_pair_column_name
@@ -271,6 +293,7 @@ class TextClassification(Task):
             train=tokenized["train"],
             eval=tokenized["validation"],
             collator=DataCollatorWithPadding(processor),
+            test=tokenized.get("test"),
         )
 
 
@@ -422,6 +445,7 @@ def tokenize_dataset(
         encoded["labels"] = batch[label_column]
         return encoded
 
-    return dataset.map(
-        tokenize, batched=True, remove_columns=dataset["train"].column_names, desc="Tokenizing"
-    )
+    return DatasetDict({
+        split: data.map(tokenize, batched=True, remove_columns=data.column_names, desc="Tokenizing")
+        for split, data in dataset.items()
+    })  # fmt: skip
