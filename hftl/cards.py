@@ -217,6 +217,9 @@ def render_card(output_dir: str | Path, repo_id: str | None = None, *, license: 
         adapter=run["adapter"],
         adapter_base=run.get("adapter_base"),
         example_input=task.example_input,
+        processor_class=task.processor_class,
+        onnx_imports=task.onnx_snippet[0],
+        onnx_example=task.onnx_snippet[1],
     )
     ModelCard(text)  # parses the YAML header: a broken template fails here, not on the Hub
     return text

@@ -9,6 +9,7 @@ hftl push OUTPUT_DIR --repo_id ORG/NAME [--private] [--revision BRANCH] [--commi
 hftl wise-ft OUTPUT_DIR --alpha A --output_dir NEW
 hftl advise --train_dir DIR [--models A B C] [--write_config advised.yaml] [--json advice.json]
 hftl predict MODEL INPUT... [--output predictions.jsonl|.csv] [--input_column C] [--device D]
+hftl export RUN --format onnx [--quantize dynamic-int8] [--opset N]
 """
 
 from __future__ import annotations
@@ -242,6 +243,35 @@ def predict_command(argv: list[str]) -> int:
     return 1 if failed else 0
 
 
+def export_command(argv: list[str]) -> int:
+    """Export a finished run as ONNX (onnx/ in the run), checked against PyTorch on its
+    validation split; the check goes into run_info.json and the card."""
+    from hftl.export import QUANTIZATIONS, export_run
+
+    parser = argparse.ArgumentParser(prog="hftl export", description=export_command.__doc__)
+    parser.add_argument("run_dir", help="the --output_dir of a finished hftl run")
+    parser.add_argument("--format", choices=["onnx"], default="onnx")
+    parser.add_argument("--quantize", choices=QUANTIZATIONS, help="also an int8 model")
+    parser.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18)")
+    parser.add_argument(
+        "--check_samples", type=int, default=256, help="validation examples checked (256)"
+    )
+    args = parser.parse_args(argv)
+    record = export_run(args.run_dir, quantize=args.quantize, opset=args.opset,
+                        check_samples=args.check_samples)  # fmt: skip
+    for precision in ("fp32", "int8"):
+        if precision in record:
+            done = record[precision]
+            agreement = done.get("label_agreement")
+            print(
+                f"{Path(args.run_dir) / done['file']}: {done['bytes'] / 2**20:.1f} MiB; largest "
+                f"difference from PyTorch {done['max_abs_difference']:.1e}"
+                + (f", same label on {agreement:.1%}" if agreement is not None else "")
+                + f" ({record['checked_on']})"
+            )
+    return 0
+
+
 def train_command(argv: list[str]) -> int:
     """Train a task's model: ``hftl train TASK [--config run.yaml] [flags]``, every flag of the
     task's recipe (``hftl train TASK --help`` lists them); ``accelerate launch -m hftl train TASK
@@ -315,6 +345,7 @@ COMMANDS = {
     "push": push_command,
     "wise-ft": wise_ft_command,
     "predict": predict_command,
+    "export": export_command,
 }
 
 

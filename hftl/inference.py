@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 import yaml
 
@@ -43,6 +44,7 @@ from hftl.tasks import TASKS, task_for_config, task_of
 logger = logging.getLogger(__name__)
 
 TEXT_LINES = ".txt"  # one text per line
+ONNX_DIR = "onnx"  # where hftl export writes the graph (hftl.export)
 
 
 @dataclass
@@ -71,6 +73,10 @@ class PredictArguments:
                                             metadata={"help": "A Hub dataset's configuration."})  # fmt: skip
     revision: str = field(default="main", metadata={"help": "The model's revision on the Hub."})
     token: str | None = field(default=None, metadata={"help": "Hub token (never printed)."})
+    backend: str = field(default="pytorch", metadata={
+        "help": "pytorch, or onnxruntime: the graph hftl export wrote (onnx/ in the run)."})  # fmt: skip
+    onnx_file: str = field(default="model.onnx", metadata={
+        "help": "--backend onnxruntime: model.onnx, or model_quantized.onnx (int8)."})  # fmt: skip
     trust_remote_code: bool = field(
         default=False,
         metadata={"help": "Run the model's own code (an hftl mean / max pooled text model "
@@ -94,7 +100,8 @@ class Predictor:
     """
 
     def __init__(self, model: str, *, task=None, device: str = "auto", revision: str = "main",
-                 token: str | None = None, trust_remote_code: bool = False):  # fmt: skip
+                 token: str | None = None, trust_remote_code: bool = False,
+                 backend: str = "pytorch", onnx_file: str = "model.onnx"):  # fmt: skip
         from hftl.config import ModelArguments
 
         self.model_args = ModelArguments(model_name_or_path=model, revision=revision, token=token,
@@ -105,12 +112,25 @@ class Predictor:
         self.task_args = self._task_arguments(path)
         self.processor = load_processor(self.model_args, self.task)
         self.labels = LabelSpec.from_config(config)
+        self.batch = self.task.batch_inputs(self.processor, self.task_args)
+        self.session = self.model = None
+        if backend == "onnxruntime":  # hftl export's graph, beside the run's files
+            exported = Path(path) / ONNX_DIR / onnx_file
+            if not exported.is_file():
+                raise ConfigError(
+                    f"{model}: no {ONNX_DIR}/{onnx_file}; export it first (hftl export {model} "
+                    "--format onnx)"
+                )
+            self.session = OnnxPredictor(exported, self.batch, self.labels)
+            self.device = torch.device("cpu")
+            return
+        if backend != "pytorch":
+            raise ConfigError(f"--backend {backend}: choose pytorch or onnxruntime")
         self.model = self._load_model(path, config)
         self.device = torch.device(
             ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
         )
         self.model.to(self.device).eval()
-        self.batch = self.task.batch_inputs(self.processor, self.task_args)
 
     def _task_of(self, path, config):
         run_info = Path(path) / FINISHED_RUN
@@ -150,10 +170,37 @@ class Predictor:
         return model
 
     @torch.inference_mode()
-    def __call__(self, values: list) -> list[dict]:
+    def logits(self, values: list) -> np.ndarray:
+        if self.session is not None:
+            return self.session.logits(values)
         inputs = {k: v.to(self.device) for k, v in self.batch(values).items()}
-        logits = self.model(**inputs).logits.float().cpu().numpy()
-        return self.labels.shape.predictions(self.labels, logits)
+        return self.model(**inputs).logits.float().cpu().numpy()
+
+    def __call__(self, values: list) -> list[dict]:
+        return self.labels.shape.predictions(self.labels, self.logits(values))
+
+
+class OnnxPredictor:
+    """An exported model (``hftl export``) in onnxruntime, fed by a :class:`Predictor`'s
+    preprocessing (``batch``): ``logits(values)`` and ``predictor(values)`` as a Predictor's."""
+
+    def __init__(self, path: Path, batch, labels: LabelSpec):
+        try:
+            import onnxruntime
+        except ImportError:
+            raise ConfigError(
+                "--backend onnxruntime needs onnxruntime: pip install 'hftl[export]'"
+            ) from None
+        self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        self.names = [i.name for i in self.session.get_inputs()]
+        self.batch, self.labels = batch, labels
+
+    def logits(self, values: list) -> np.ndarray:
+        inputs = self.batch(values)
+        return self.session.run(["logits"], {n: inputs[n].numpy() for n in self.names})[0]
+
+    def __call__(self, values: list) -> list[dict]:
+        return self.labels.shape.predictions(self.labels, self.logits(values))
 
 
 class _named_failure:
@@ -266,7 +313,8 @@ def predict(args: PredictArguments) -> dict:
             fetch_named(source)
     checked_model_path(args.model)
     predictor = Predictor(args.model, task=args.task, device=args.device, revision=args.revision,
-                          token=args.token, trust_remote_code=args.trust_remote_code)  # fmt: skip
+                          token=args.token, trust_remote_code=args.trust_remote_code,
+                          backend=args.backend, onnx_file=args.onnx_file)  # fmt: skip
     items = read_inputs(args, predictor.task, predictor.task_args)
     writer = PredictionWriter(Path(args.output), predictor.labels.names)
     failures: list[tuple[int, str, str]] = []

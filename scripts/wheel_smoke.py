@@ -6,12 +6,14 @@ from a directory outside the checkout).
 Checks that hftl is imported from the venv, that every module imports, that ``hftl --help``,
 ``python -m hftl train --help`` and ``hftl configs`` work, and that ``hftl train TASK`` trains a
 tiny random model for every registered task into an output directory that plain
-``transformers.pipeline()`` loads and runs, predicting the data's label names.
+``transformers.pipeline()`` loads and runs, predicting the data's label names, and that
+``hftl predict`` labels new data with it.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -52,7 +54,7 @@ def text_run(work: Path):
     save_tiny_text_checkpoint(work / "model", "bert")
     write_toy_reviews_csv(work / "train.csv", 40)
     flags = ["--model_name_or_path", work / "model", "--train_file", work / "train.csv"]
-    return flags, "a wonderful film", {"negative", "positive"}
+    return flags, "a wonderful film", {"negative", "positive"}, work / "train.csv"
 
 
 def image_run(work: Path):
@@ -66,7 +68,7 @@ def image_run(work: Path):
     image = Image.open(next((work / "images" / "red").glob("*.png"))).convert("RGB")
     flags = ["--model_name_or_path", work / "model", "--train_dir", work / "images",
              "--validation_dir", work / "validation"]  # fmt: skip
-    return flags, image, {"red", "green", "blue"}
+    return flags, image, {"red", "green", "blue"}, work / "validation"
 
 
 def audio_run(work: Path):
@@ -82,7 +84,7 @@ def audio_run(work: Path):
     }
     flags = ["--model_name_or_path", work / "model", "--train_dir", work / "clips",
              "--validation_dir", work / "validation"]  # fmt: skip
-    return flags, clip, {"low", "mid", "high"}
+    return flags, clip, {"low", "mid", "high"}, work / "validation"
 
 
 RUNS = {"text-classification": text_run, "image-classification": image_run,
@@ -99,7 +101,7 @@ def check_training(work: Path) -> None:
     for task in TASKS:
         folder = work / task.name
         folder.mkdir()
-        flags, example, labels = RUNS[task.name](folder)
+        flags, example, labels, new_data = RUNS[task.name](folder)
         output = folder / "out"
         command("hftl", "train", task.name, *map(str, flags), "--output_dir", str(output), *COMMON)
         scores = pipeline(task.name, model=str(output), top_k=None)(example)
@@ -108,6 +110,12 @@ def check_training(work: Path) -> None:
         predicted = {score["label"] for score in scores}
         check(predicted == labels, f"{task.name}: pipeline() predicts {predicted}, not {labels}")
         print(f"hftl train {task.name}: pipeline() loads {output} and scores {sorted(labels)}")
+        rows = folder / "predictions.jsonl"
+        command("hftl", "predict", str(output), str(new_data), "--output", str(rows))
+        predicted = [json.loads(line)["label"] for line in rows.read_text().splitlines()]
+        check(bool(predicted) and set(predicted) <= labels,
+              f"{task.name}: hftl predict wrote {predicted[:3]}")  # fmt: skip
+        print(f"hftl predict {task.name}: {len(predicted)} rows")
 
 
 def main(modules: list[str]) -> int:

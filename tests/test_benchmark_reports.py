@@ -99,3 +99,26 @@ def test_rerunning_some_knobs_replaces_only_their_rows():
         ("a", [1.0]), ("torch.compile", [1.1]), ("b", [2.0])
     ]  # fmt: skip
     assert merged["meta"]["minutes"] == 25.0 and "--knobs compile" in merged["meta"]["command"]
+
+
+def test_inference_report_divides_each_repetition_by_its_own_baseline(tmp_path):
+    bench = load("inference_benchmark")
+    runs = [{"case": "text", "side": side, "rep": rep, "seconds": seconds, "count": 100}
+            for side, rep, seconds in (("hftl", 0, 1.0), ("pipeline", 0, 2.0),
+                                       ("hftl", 1, 2.0), ("pipeline", 1, 2.0))]  # fmt: skip
+    onnx = [{"case": "text", "backend": backend, "rep": 0, "bytes": 2**20, "latency_ms": ms,
+             "per_second": speed}
+            for backend, ms, speed in (("pytorch", 10.0, 50.0), ("onnxruntime int8", 4.0, 150.0))]  # fmt: skip
+    text = bench.report(runs, "cmd", "hw", "v", onnx)
+    row = next(line for line in text.splitlines() if line.startswith("| text | all-MiniLM"))
+    # ratios per repetition: 100/s / 50/s = 2.0 and 50/s / 50/s = 1.0; median 1.5
+    assert "| 1.50 (1.00-2.00) |" in row and row.endswith("| 13.3 |")  # 1000 / 75 inputs/s
+    int8 = next(line for line in text.splitlines() if "onnxruntime int8" in line)
+    assert "| 0.40 (0.40-0.40) |" in int8 and "| 3.00 (3.00-3.00) |" in int8
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text("# Benchmarks\n\ntable\n")
+    bench.write_section(doc, text)
+    bench.write_section(doc, text.replace("cmd", "cmd2"))  # replaced, not appended twice
+    written = doc.read_text()
+    assert written.startswith("# Benchmarks\n\ntable\n") and written.count(bench.SECTION_START) == 1
+    assert "cmd2" in written and "`cmd`" not in written

@@ -1,5 +1,6 @@
-"""After training: ``--do_predict`` (a run's test split, predicted by the final model) and
-``hftl predict`` (new data, one row per input, in input order), on tiny models of every task."""
+"""After training: ``--do_predict`` (a run's test split, predicted by the final model),
+``hftl predict`` (new data, one row per input, in input order) and ``hftl export`` (ONNX, checked
+against PyTorch), on tiny models of every task."""
 
 import csv
 import json
@@ -99,18 +100,25 @@ def test_hftl_predict_writes_a_row_per_input_in_order_and_goes_on_past_a_broken_
     assert "exists; give a new path or --overwrite" in capsys.readouterr().err
 
 
-def test_audio_class_folders_are_predicted_and_scored(tmp_path):
-    save_tiny_audio_checkpoint(tmp_path / "w2v", "wav2vec2", num_labels=2)
-    write_toy_audio_folder(tmp_path / "train", per_class=6, seed=0)
-    write_toy_audio_folder(tmp_path / "test", per_class=2, seed=2)
-    out = tmp_path / "out"
+@pytest.fixture(scope="module")
+def audio_run(tmp_path_factory):
+    """A wav2vec2 run with class folders as --test_dir: predicted and scored."""
+    root = tmp_path_factory.mktemp("predict-audio")
+    save_tiny_audio_checkpoint(root / "w2v", "wav2vec2", num_labels=2)
+    write_toy_audio_folder(root / "train", per_class=6, seed=0)
+    write_toy_audio_folder(root / "test", per_class=2, seed=2)
+    out = root / "out"
     run_recipe("audio_classification", [
-        "--model_name_or_path", str(tmp_path / "w2v"), "--train_dir", str(tmp_path / "train"),
+        "--model_name_or_path", str(root / "w2v"), "--train_dir", str(root / "train"),
         "--output_dir", str(out), "--max_steps", "2", "--per_device_train_batch_size", "6",
-        "--do_predict", "--test_dir", str(tmp_path / "test"), "--max_length_seconds", "1",
-        "--validation_split_percentage", "25",
-        *QUIET,
+        "--do_predict", "--test_dir", str(root / "test"), "--max_length_seconds", "1",
+        "--validation_split_percentage", "25", *QUIET,
     ])  # fmt: skip
+    return root, out
+
+
+def test_audio_class_folders_are_predicted_and_scored(audio_run, tmp_path):
+    root, out = audio_run
     rows = jsonl(out / "predictions.jsonl")
     report = json.loads((out / "predict_report.json").read_text())
     assert sum(c["support"] for c in report["per_class"].values()) == 6 == len(rows)
@@ -121,7 +129,7 @@ def test_audio_class_folders_are_predicted_and_scored(tmp_path):
     correct = np.mean([r["label"] == r["input"].split("/")[-2] for r in rows])
     assert report["accuracy"] == pytest.approx(correct)
     predicted = tmp_path / "again.jsonl"
-    assert main(["predict", str(out), str(tmp_path / "test"), "--output", str(predicted)]) == 0
+    assert main(["predict", str(out), str(root / "test"), "--output", str(predicted)]) == 0
     again = {r["input"]: r for r in jsonl(predicted)}
     for row in rows:  # whole clips, the saved feature extractor: what the run predicted
         assert again[row["input"]]["label"] == row["label"]
@@ -154,15 +162,23 @@ def test_a_bad_test_split_stops_the_run_before_training(text_files, tmp_path):
         run_recipe("sentiment", [*argv, "--do_predict"])
 
 
-def test_hftl_predict_reads_text_lines_and_data_files_with_the_runs_preprocessing(
-    text_files, tmp_path, capsys
-):
-    out = tmp_path / "out"
+@pytest.fixture(scope="module")
+def text_run(text_files):
+    """hftl's mean-pooled head on the tiny BERT, texts cut at 6 tokens, a labelled --test_file."""
+    out = text_files / "out"
     run_recipe("sentiment", [
         "--model_name_or_path", str(text_files / "bert"), "--train_file",
         str(text_files / "train.csv"), "--output_dir", str(out), "--max_steps", "3",
-        "--max_seq_length", "6", "--test_file", str(text_files / "test.csv"), *QUIET,
+        "--max_seq_length", "6", "--pooling", "mean", "--test_file", str(text_files / "test.csv"),
+        *QUIET,
     ])  # fmt: skip
+    return out
+
+
+def test_hftl_predict_reads_text_lines_and_data_files_with_the_runs_preprocessing(
+    text_files, text_run, tmp_path, capsys
+):
+    out = text_run
     texts = [r["text"] for r in toy_reviews(9, seed=3)]
     lines = tmp_path / "texts.txt"
     lines.write_text("\n".join(texts[:4]) + "\n")
@@ -189,3 +205,57 @@ def test_hftl_predict_reads_text_lines_and_data_files_with_the_runs_preprocessin
         and "--input_column words is not a column; the columns are: text, label"
         in capsys.readouterr().err
     )
+
+
+ORT_ONLY = """
+import sys, numpy, onnxruntime
+data = numpy.load(sys.argv[2])
+session = onnxruntime.InferenceSession(sys.argv[1], providers=["CPUExecutionProvider"])
+names = [i.name for i in session.get_inputs()]
+logits = session.run(["logits"], {n: data[n] for n in names})[0]
+assert "torch" not in sys.modules and "transformers" not in sys.modules
+print(float(numpy.abs(logits - data["expected_logits"]).max()))
+"""
+
+
+@pytest.mark.parametrize("which", ["image_run", "audio_run", "text_run"])
+def test_export_loads_with_onnxruntime_alone_and_matches_pytorch(which, request, tmp_path):
+    import subprocess
+    import sys
+
+    from hftl.hub import _files_to_push
+    from hftl.inference import Predictor
+
+    run = request.getfixturevalue(which)
+    out = run[1] if isinstance(run, tuple) else run
+    assert main(["export", str(out), "--quantize", "dynamic-int8"]) == 0
+    record = json.loads((out / "run_info.json").read_text())["export"]
+    assert record["fp32"]["max_abs_difference"] <= 1e-4
+    assert record["fp32"]["label_agreement"] == 1.0 and record["int8"]["label_agreement"] >= 0.99
+    assert {p.name for p in (out / "onnx").iterdir()} >= {"model.onnx", "model_quantized.onnx",
+                                                          "config.json"}  # fmt: skip
+    assert "### ONNX" in (out / "README.md").read_text()
+    pushed = {p.relative_to(out).as_posix() for p in _files_to_push(out)}
+    assert {"onnx/model.onnx", "onnx/model_quantized.onnx"} <= pushed  # hftl push uploads them
+    # another batch than the export's example (other size, other lengths), in a fresh
+    # interpreter with onnxruntime and numpy only
+    predictor = Predictor(str(out), device="cpu")
+    rows = jsonl(out / "predictions.jsonl")
+    values = [r["input"] if "text" in which else {"path": r["input"], "bytes": None}
+              for r in rows[:5]]  # fmt: skip
+    inputs = predictor.batch(values)
+    arrays = {k: v.numpy() for k, v in inputs.items()}
+    np.savez(tmp_path / "inputs.npz", expected_logits=predictor.logits(values), **arrays)
+    done = subprocess.run([sys.executable, "-c", ORT_ONLY, str(out / "onnx" / "model.onnx"),
+                           str(tmp_path / "inputs.npz")], capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert float(done.stdout.strip().splitlines()[-1]) <= 1e-4
+    # hftl predict --backend onnxruntime: the labels PyTorch predicted
+    predicted = tmp_path / "onnx.jsonl"
+    sources = [r["input"] for r in rows]
+    if "text" in which:
+        (tmp_path / "t.txt").write_text("\n".join(sources) + "\n")
+        sources = [str(tmp_path / "t.txt")]
+    assert main(["predict", str(out), *sources, "--backend", "onnxruntime",
+                 "--output", str(predicted)]) == 0  # fmt: skip
+    assert [r["label"] for r in jsonl(predicted)] == [r["label"] for r in rows]

@@ -103,6 +103,11 @@ class AudioClassification(Task):
     processor_name = "feature extractor"
     folder_builder = "audiofolder"
     example_input = "clip.wav"
+    processor_class = "AutoFeatureExtractor"
+    onnx_snippet = (
+        "import soundfile\n",
+        '[soundfile.read("clip.wav")[0]], sampling_rate=16000  # mono, at the model\'s rate',
+    )
     card_tags = ("audio",)
     advise_models = (
         "facebook/wav2vec2-base",

@@ -36,6 +36,8 @@ class Task:
             sub-folder per class) and the file extensions it reads; None where folders are not
             a source for this task.
         example_input: what the card's usage snippet classifies.
+        processor_class / onnx_snippet: the card's onnxruntime snippet (the ``Auto...`` class
+            of the saved preprocessing; the imports and the inputs it is called with).
         card_tags: Hub tags the card adds for the task (beyond its pipeline tag).
         recipe_defaults: ``TrainingArguments`` defaults of the task's recipe.
         advise_models: the checkpoints ``hftl advise`` scores when ``--models`` is not given (Hub
@@ -57,6 +59,9 @@ class Task:
     folder_builder: str | None = None
     folder_extensions: frozenset[str] = frozenset()
     example_input: str = ""
+    # the card's onnxruntime snippet: the processor class, imports, and the processor's input
+    processor_class: str = "AutoProcessor"
+    onnx_snippet: tuple[str, str] = ("", "")
     card_tags: tuple[str, ...] = ()
     recipe_defaults: dict = {}
     advise_models: tuple[str, ...] = ()

@@ -56,6 +56,8 @@ class ImageClassification(Task):
     processor_name = "image processor"
     folder_builder = "imagefolder"
     example_input = "path/or/url/to/image.jpg"
+    processor_class = "AutoImageProcessor"
+    onnx_snippet = ("from PIL import Image\n", '[Image.open("image.jpg").convert("RGB")]')
     advise_models = (
         "timm/efficientnet_b0.ra_in1k",
         "timm/convnext_tiny.fb_in22k_ft_in1k",

@@ -133,6 +133,8 @@ class TextClassification(Task):
     input_name = "text"
     processor_name = "tokenizer"
     example_input = "I really enjoyed this, one of the best I have seen."
+    processor_class = "AutoTokenizer"
+    onnx_snippet = ("", '["I really enjoyed this, one of the best I have seen."]')
     # Batches of similar length: with per-batch padding, far fewer pad tokens to compute on
     # (docs/benchmarks.md). A config or flag may set it back to "random".
     recipe_defaults = {"train_sampling_strategy": "group_by_length"}
