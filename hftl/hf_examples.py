@@ -7,8 +7,8 @@ Users arrive with a ``run_image_classification.py``, ``run_classification.py``, 
 ``--ignore_mismatched_sizes``, ``--trust_remote_code``, ``--image_column_name``,
 ``--label_column_name``, ``--audio_column_name``, ``--max_length_seconds``,
 ``--freeze_feature_encoder``, ``--attention_mask``, ``--train_split_name`` /
-``--eval_split_name``, every
-``TrainingArguments`` flag). run_glue.py's ``--task_name`` becomes the ``nyu-mll/glue``
+``--eval_split_name``, ``--do_predict`` with ``--test_file`` / ``--max_predict_samples``
+(``predict_results.txt`` as they write it), every ``TrainingArguments`` flag). run_glue.py's ``--task_name`` becomes the ``nyu-mll/glue``
 configuration with its column(s), a pair encoded together. :class:`ExampleScriptArguments` holds
 the others: each is mapped onto its hftl equivalent, or, where it has no meaning here, gets one
 line saying so (never a silent difference), or, where hftl cannot do what it asks, a one-line

@@ -306,11 +306,11 @@ def predict(args: PredictArguments) -> dict:
     """Run ``hftl predict``: returns the summary (rows, failures, seconds, rows per second)."""
     from tqdm.auto import tqdm
 
-    for source in args.inputs:  # an hftl: asset names data fetched once
-        if source.startswith("hftl:"):
-            from hftl.assets import fetch_named
+    from hftl.assets import fetch_named, resolve
 
-            fetch_named(source)
+    fetch_named(*args.inputs)  # hftl: assets among the inputs, fetched once
+    args = dataclasses.replace(args, inputs=[resolve(source) for source in args.inputs],
+                               overwrite=True)  # checked when the arguments were made  # fmt: skip
     checked_model_path(args.model)
     predictor = Predictor(args.model, task=args.task, device=args.device, revision=args.revision,
                           token=args.token, trust_remote_code=args.trust_remote_code,

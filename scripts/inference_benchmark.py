@@ -1,7 +1,7 @@
 """`hftl predict` against plain `pipeline()` over the same inputs, both batched, on real pretrained
 models from the offline assets, one per task -> the "Inference" section of docs/benchmarks.md.
 
-    python scripts/inference_benchmark.py                 # 3 repetitions, about 5 minutes on 2 cores
+    python scripts/inference_benchmark.py                 # 3 repetitions, about 20 minutes on 2 cores
     python scripts/inference_benchmark.py --reps 1 --quick
 
 Each side loads the same saved classifier (the pretrained backbone with a new head: the speed of
@@ -54,7 +54,7 @@ def prepare(workdir: Path, quick: bool) -> dict:
     fetch_named("hftl:minilm", "hftl:efficientnet-lite0", "hftl:whisper-tiny-en",
                 "hftl:rotten-tomatoes", "hftl:mnist", "hftl:gcin-voice")  # fmt: skip
     sizes = {"text": 200, "image": 100, "audio": 24} if quick else {
-        "text": 2000, "image": 500, "audio": 120}  # fmt: skip
+        "text": 1000, "image": 300, "audio": 48}  # fmt: skip
     cases = {}
     labels = {"id2label": {0: "a", 1: "b"}, "label2id": {"a": 0, "b": 1}}
     for name, source, auto_model, processor in (
@@ -300,7 +300,7 @@ def main(argv=None) -> int:
         cases = prepare(workdir, args.quick)
         start = time.perf_counter()
         runs = measure(cases, args.reps, workdir)
-        onnx_runs = measure_onnx(cases, args.reps, workdir, singles=10 if args.quick else 40)
+        onnx_runs = measure_onnx(cases, args.reps, workdir, singles=10 if args.quick else 20)
         minutes = (time.perf_counter() - start) / 60
     command = "python scripts/inference_benchmark.py" + (f" --reps {args.reps}" if args.reps != 3
                                                          else "") + (" --quick" if args.quick else "")  # fmt: skip
