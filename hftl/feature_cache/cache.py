@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
-import random
 from collections.abc import Callable
-from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +24,8 @@ from hftl.feature_cache.store import (
     cached_features,
     describe_preprocessing,
     extract,
+    load_entry,
+    store_entry,
     transform_of,
 )
 from hftl.shapes import LabelSpec
@@ -147,29 +147,14 @@ def _extract_views(model, split, dataset, collator, processing_class, args, chan
     its own seed (so each view, and its cache entry, is reproducible)."""
     arrays, labels = [], None
     for view in range(views):
-        with _seeded(args.seed * 7919 + view):
-            one = _extract_cached(model, split, dataset, collator, processing_class, args,
-                                  channels_last, info, view=f"view {view + 1}/{views}")  # fmt: skip
+        one = _extract_cached(model, split, dataset, collator, processing_class, args,
+                              channels_last, info, view=f"view {view + 1}/{views}",
+                              seed=args.seed * 7919 + view)  # fmt: skip
         if labels is not None and not np.array_equal(labels, one.labels):
             raise RuntimeError("feature cache: the views of the training set differ in labels")
         arrays.append(one.features)
         labels = one.labels
     return FeatureDataset(arrays, labels)
-
-
-@contextmanager
-def _seeded(seed: int):
-    """Seed python, numpy and torch for the block; the previous random states come back after."""
-    python_state, numpy_state = random.getstate(), np.random.get_state()
-    with torch.random.fork_rng(devices=[]):
-        random.seed(seed)
-        np.random.seed(seed % 2**32)
-        torch.manual_seed(seed)
-        try:
-            yield
-        finally:
-            random.setstate(python_state)
-            np.random.set_state(numpy_state)
 
 
 def _entries(directory) -> set[str]:
@@ -179,9 +164,10 @@ def _entries(directory) -> set[str]:
 
 
 def _extract_cached(model, split, dataset, collator, processing_class, args, channels_last, info,
-                    view: str | None = None) -> FeatureDataset:  # fmt: skip
+                    view: str | None = None, seed: int = 0) -> FeatureDataset:  # fmt: skip
     """The FeatureDataset of one dataset (extracted once, or read from the cache); ``view``
-    names one augmented view (keyed by it and the seed)."""
+    names one augmented view (keyed by it and the seed; its random draws come from ``seed``,
+    batch by batch)."""
     import time
 
     directory = args.feature_cache_dir
@@ -194,23 +180,28 @@ def _extract_cached(model, split, dataset, collator, processing_class, args, cha
         directory, key = None, "in-memory"  # not a datasets.Dataset: nothing to key a file on
     else:
         layout = "|channels_last" if channels_last else ""
-        views = f"|{view}|seed {args.seed}" if view else ""
+        views = f"|{view}|seed {args.seed}|seeded per batch" if view else ""
         key = cache_key(model, split, dataset, preprocessing, f"{dtype}{layout}{views}")
     device = args.device
     model.to(device)
     started = time.perf_counter()
     before = _entries(directory)
+    batch_size = max(args.per_device_eval_batch_size, args.per_device_train_batch_size)
+    # random augmentation: each batch's draws seeded by its index (the same on any number of ranks)
+    seed = seed if view and is_random(dataset) else None
 
-    def compute():
+    def compute(start: int = 0, stop: int | None = None):
         return extract(
-            model, split, dataset, collator,
-            batch_size=max(args.per_device_eval_batch_size, args.per_device_train_batch_size),
-            device=device, autocast_dtype=dtype, num_workers=args.dataloader_num_workers,
-            channels_last=channels_last,
+            model, split, dataset, collator, batch_size=batch_size, device=device,
+            autocast_dtype=dtype, num_workers=args.dataloader_num_workers,
+            channels_last=channels_last, start=start, stop=stop, seed=seed,
             progress=None if args.disable_tqdm or not args.should_log else f"features{f' ({view})' if view else ''}",
         )  # fmt: skip
 
-    with args.main_process_first(desc="feature extraction"):
+    if _world_size() > 1:  # each rank extracts its share; every rank ends with all of them
+        features, labels = _extract_across_ranks(key, directory, len(dataset), batch_size,
+                                                 compute, args, info)  # fmt: skip
+    else:
         features, labels = cached_features(key, compute, directory, args.should_save)
     seconds = time.perf_counter() - started
     reused = directory is not None and key in before
@@ -224,6 +215,54 @@ def _extract_cached(model, split, dataset, collator, processing_class, args, cha
         else f"computed once, kept in {directory}",
     )  # fmt: skip
     return FeatureDataset(features, labels)
+
+
+def _world_size() -> int:
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    return torch.distributed.get_world_size() if distributed else 1
+
+
+def _extract_across_ranks(key: str, directory: Path | None, rows: int, batch_size: int,
+                          compute: Callable, args, info: dict) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """A distributed extraction: where every rank finds the entry in its cache directory, each
+    reads it; else each rank extracts a contiguous share of whole batches (rank r: batches
+    r * B / W to (r + 1) * B / W), the shares are gathered in rank order on every rank, and
+    each cache directory gets the entry once (the local main process writes first; another
+    rank writes only where its directory still lacks it: one per machine, or per rank). Every
+    rank then reads the entry memory-mapped. The ranks' examples and seconds go into
+    ``info["ranks"]``."""
+    import time
+
+    import torch.distributed as dist
+
+    rank, world = dist.get_rank(), dist.get_world_size()
+    found = load_entry(key, directory)
+    everywhere = [None] * world
+    dist.all_gather_object(everywhere, found is not None)
+    shares = info.setdefault("ranks", [{"rank": r, "examples": 0, "seconds": 0.0}
+                                       for r in range(world)])  # fmt: skip
+    if all(everywhere):
+        return found
+    batches = math.ceil(rows / batch_size)
+    start = min(rows, rank * batches // world * batch_size)
+    stop = min(rows, (rank + 1) * batches // world * batch_size)
+    began = time.perf_counter()
+    part = compute(start, stop) if stop > start else None
+    parts = [None] * world
+    dist.all_gather_object(parts, (part, stop - start, time.perf_counter() - began))
+    for share, (_, count, seconds) in zip(shares, parts, strict=True):
+        share["examples"] += count
+        share["seconds"] = round(share["seconds"] + seconds, 3)
+    done = [p for p, count, _ in parts if count]
+    features = np.concatenate([f for f, _ in done])
+    labels = np.concatenate([lab for _, lab in done])
+    if directory is None:
+        return features, labels
+    for writers in (args.local_process_index == 0, args.local_process_index != 0):
+        if writers and load_entry(key, directory) is None:
+            store_entry(key, features, labels, directory)
+        dist.barrier()
+    return load_entry(key, directory)
 
 
 def starting_features(model: nn.Module, args, dataset, *, data_collator=None,
@@ -244,11 +283,10 @@ def starting_features(model: nn.Module, args, dataset, *, data_collator=None,
     channels_last = _channels_last(model, args)
     info = {"used": True, "examples": 0, "seconds": 0.0, "reused": 0, "views": 1}
     random_view = is_random(dataset)
-    with _seeded(args.seed * 7919) if random_view else nullcontext():
-        features = _extract_cached(
-            model, split, dataset, data_collator, processing_class, args, channels_last, info,
-            view="probe view" if random_view else None,
-        )  # fmt: skip
+    features = _extract_cached(
+        model, split, dataset, data_collator, processing_class, args, channels_last, info,
+        view="probe view" if random_view else None, seed=args.seed * 7919,
+    )  # fmt: skip
     return features, split, info
 
 

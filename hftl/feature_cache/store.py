@@ -6,7 +6,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import random
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -31,13 +33,22 @@ def extract(
     num_workers: int = 0,
     channels_last: bool = False,
     progress: str | None = None,
+    start: int = 0,
+    stop: int | None = None,
+    seed: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One pass of the frozen backbone over ``dataset``: (features [N, D] float32, labels [N]);
-    ``progress``: the description of a progress bar (None: no bar)."""
+    """One pass of the frozen backbone over rows ``start:stop`` of ``dataset`` (default: all):
+    (features [N, D] float32, labels [N]); ``progress``: the description of a progress bar
+    (None: no bar).
+
+    ``seed``: random augmentation is drawn batch by batch from ``(seed, the batch's index in the
+    whole dataset)``, so a slice that starts at a batch boundary gets the very views the whole
+    pass gives (each rank of a distributed extraction takes such a slice)."""
     from tqdm.auto import tqdm
 
+    rows = _Rows(dataset, start, len(dataset) if stop is None else stop, batch_size, seed)
     loader = torch.utils.data.DataLoader(
-        dataset,
+        rows,
         batch_size=batch_size,
         shuffle=False,
         collate_fn=collator,
@@ -65,6 +76,48 @@ def extract(
     finally:
         model.train(was_training)
     return np.concatenate(features), np.concatenate(labels)
+
+
+class _Rows(torch.utils.data.Dataset):
+    """Rows ``start:stop`` of a dataset, fetched a batch at a time (``__getitems__``, as
+    DataLoader asks, in its workers too), each batch under its own seed where ``seed`` is given."""
+
+    def __init__(self, dataset, start: int, stop: int, batch_size: int, seed: int | None):
+        self.dataset, self.start, self.stop = dataset, start, stop
+        self.batch_size, self.seed = batch_size, seed
+
+    def __len__(self):
+        return self.stop - self.start
+
+    def __getitem__(self, index):
+        return self.dataset[self.start + index]
+
+    def __getitems__(self, indices):
+        rows = [self.start + i for i in indices]
+        fetch = getattr(self.dataset, "__getitems__", None)
+
+        def get():
+            return fetch(rows) if fetch is not None else [self.dataset[i] for i in rows]
+
+        if self.seed is None:
+            return get()
+        with seeded(self.seed * 1_000_003 + rows[0] // self.batch_size):
+            return get()
+
+
+@contextmanager
+def seeded(seed: int):
+    """Seed python, numpy and torch for the block; the previous random states come back after."""
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=[]):
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.manual_seed(seed)
+        try:
+            yield
+        finally:
+            random.setstate(python_state)
+            np.random.set_state(numpy_state)
 
 
 def cache_key(model: nn.Module, split: Split, dataset, preprocessing: str, dtype: str) -> str:
@@ -101,20 +154,39 @@ def cached_features(key: str, compute: Callable[[], tuple[np.ndarray, np.ndarray
     """Load ``key`` from ``directory`` (memory-mapped) or compute, store (main process) and load."""
     if directory is None:
         return compute()
-    features_path = directory / f"{key}.features.npy"
-    labels_path = directory / f"{key}.labels.npy"
-    if features_path.exists() and labels_path.exists():
-        logger.debug("feature cache: reusing %s", features_path)
-        return np.load(features_path, mmap_mode="r"), np.load(labels_path)
+    found = load_entry(key, directory)
+    if found is not None:
+        return found
     features, labels = compute()
     if is_main:
-        directory.mkdir(parents=True, exist_ok=True)
-        for path, array in ((features_path, features), (labels_path, labels)):
-            partial = path.with_suffix(f".{os.getpid()}.tmp.npy")
-            np.save(partial, array)
-            os.replace(partial, path)  # a crash leaves no half-written cache entry
-        logger.debug("feature cache: stored %s (%s)", features_path, _size(features))
+        store_entry(key, features, labels, directory)
     return features, labels
+
+
+def entry_paths(key: str, directory: Path) -> tuple[Path, Path]:
+    return directory / f"{key}.features.npy", directory / f"{key}.labels.npy"
+
+
+def load_entry(key: str, directory: Path | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """The stored features (memory-mapped) and labels of ``key``; None where there are none."""
+    if directory is None:
+        return None
+    features_path, labels_path = entry_paths(key, directory)
+    if not (features_path.exists() and labels_path.exists()):
+        return None
+    logger.debug("feature cache: reusing %s", features_path)
+    return np.load(features_path, mmap_mode="r"), np.load(labels_path)
+
+
+def store_entry(key: str, features: np.ndarray, labels: np.ndarray, directory: Path) -> None:
+    """Write an entry: each file to a temporary name, then renamed (a crash, or another process
+    writing the same entry, leaves no half-written file)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for path, array in zip(entry_paths(key, directory), (features, labels), strict=True):
+        partial = path.with_suffix(f".{os.getpid()}.tmp.npy")
+        np.save(partial, array)
+        os.replace(partial, path)
+    logger.debug("feature cache: stored %s (%s)", directory / key, _size(features))
 
 
 def _size(array: np.ndarray) -> str:

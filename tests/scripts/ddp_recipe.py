@@ -5,6 +5,7 @@
 """
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -13,6 +14,9 @@ import torch
 from hftl.testing import load_script
 
 recipe, rank_dir, recipe_argv = sys.argv[1], Path(sys.argv[2]), sys.argv[3:]
+if os.environ.get("HFTL_TEST_CACHE_PER_RANK"):  # a feature cache directory of each rank's own
+    own = Path(os.environ["HFTL_TEST_CACHE_PER_RANK"]) / f"rank{os.environ['LOCAL_RANK']}"
+    recipe_argv += ["--feature_cache_dir", str(own)]
 path = Path(__file__).resolve().parents[2] / "recipes" / f"{recipe}.py"
 module = load_script(path)
 
@@ -34,6 +38,7 @@ torch.save(model.state_dict(), rank_dir / f"rank{rank}.pt")
         {
             "world_size": trainer.args.world_size,
             "accuracy": report["accuracy"],
+            "feature_cache": trainer.feature_cache,
             "wrapped": type(trainer.model_wrapped).__name__,
             "parameters": [name for name, _ in model.named_parameters()],
             # each active guard's penalty on this rank's final weights (those that need no batch)
