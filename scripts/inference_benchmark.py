@@ -272,12 +272,14 @@ def report(runs: list[dict], command: str, hardware: str, versions: str,
     return "\n".join(lines) + "\n"
 
 
-def write_section(path: Path, section: str) -> None:
-    """Put ``section`` into ``path`` in place of its old one (or at the end)."""
+def write_section(path: Path, section: str, name: str = "inference") -> None:
+    """Put ``section`` (between ``<!-- NAME: generated ... -->`` and ``<!-- /NAME -->``) into
+    ``path`` in place of its old one, or at the end."""
+    start, end = f"<!-- {name}: generated", f"<!-- /{name} -->"
     text = path.read_text() if path.exists() else ""
-    if SECTION_START in text and SECTION_END in text:
-        before = text[: text.index(SECTION_START)]
-        after = text[text.index(SECTION_END) + len(SECTION_END) :].lstrip("\n")
+    if start in text and end in text:
+        before = text[: text.index(start)]
+        after = text[text.index(end) + len(end) :].lstrip("\n")
         text = before + section + (("\n" + after) if after else "")
     else:
         text = text.rstrip("\n") + "\n\n" + section

@@ -122,3 +122,17 @@ def test_inference_report_divides_each_repetition_by_its_own_baseline(tmp_path):
     written = doc.read_text()
     assert written.startswith("# Benchmarks\n\ntable\n") and written.count(bench.SECTION_START) == 1
     assert "cmd2" in written and "`cmd`" not in written
+
+
+def test_scaling_report_compares_each_size_with_the_smallest_per_example():
+    scaling = load("extraction_scaling")
+    runs = [{"size": size, "cache": cache, "seconds": seconds, "peak_growth_mib": growth,
+             "features_mib": size / 1000, "dims": [size, 32]}
+            for size, cache, seconds, growth in ((1000, "disk", 0.1, 1.5), (10000, "disk", 2.0, 11.0),
+                                                 (10000, "memory", 1.0, 30.0))]  # fmt: skip
+    rows = [
+        line for line in scaling.report(runs, "cmd", "hw").splitlines() if line.startswith("| 1")
+    ]
+    assert rows[0].startswith("| 1,000 | disk | 0.1 | 10000 | 1.00 | 1.5 | 1.0 | 0.5 |")
+    assert "| 2.00 |" in rows[1] and rows[1].endswith("| 11.0 | 10.0 | 1.0 |")  # 2x linear
+    assert rows[2].startswith("| 10,000 | memory | 1.0 | 10000 | 1.00 |")

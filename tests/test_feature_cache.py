@@ -96,6 +96,9 @@ def test_recipe_reuses_the_cache_and_saves_a_full_model_pipeline_loads(tmp_path,
     first, trainer = run_sentiment(tmp_path, tmp_path / "first", *flags)
     assert sum("computed once" in r.getMessage() for r in hftl_logs.records) == 2  # train, eval
     assert len(list((tmp_path / "features").glob("*.features.npy"))) == 2
+    # streamed into the cache batch by batch, then read back memory-mapped: not held in RAM
+    assert isinstance(trainer.cached_features.train.views[0], np.memmap)
+    assert not list((tmp_path / "features").glob("*.tmp.npy"))
     hftl_logs.clear()
     second, _ = run_sentiment(tmp_path, tmp_path / "second", *flags)
     assert sum("(reused)" in r.getMessage() for r in hftl_logs.records) == 2

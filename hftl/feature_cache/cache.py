@@ -190,11 +190,11 @@ def _extract_cached(model, split, dataset, collator, processing_class, args, cha
     # random augmentation: each batch's draws seeded by its index (the same on any number of ranks)
     seed = seed if view and is_random(dataset) else None
 
-    def compute(start: int = 0, stop: int | None = None):
+    def compute(start: int = 0, stop: int | None = None, into: Path | None = None):
         return extract(
             model, split, dataset, collator, batch_size=batch_size, device=device,
             autocast_dtype=dtype, num_workers=args.dataloader_num_workers,
-            channels_last=channels_last, start=start, stop=stop, seed=seed,
+            channels_last=channels_last, start=start, stop=stop, seed=seed, into=into,
             progress=None if args.disable_tqdm or not args.should_log else f"features{f' ({view})' if view else ''}",
         )  # fmt: skip
 

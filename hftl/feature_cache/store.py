@@ -36,10 +36,14 @@ def extract(
     start: int = 0,
     stop: int | None = None,
     seed: int | None = None,
+    into: Path | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One pass of the frozen backbone over rows ``start:stop`` of ``dataset`` (default: all):
     (features [N, D] float32, labels [N]); ``progress``: the description of a progress bar
     (None: no bar).
+
+    ``into``: a ``.npy`` file the features stream into, batch by batch (the returned features
+    are that file, memory-mapped): memory then grows with the batch, not with the dataset.
 
     ``seed``: random augmentation is drawn batch by batch from ``(seed, the batch's index in the
     whole dataset)``, so a slice that starts at a batch boundary gets the very views the whole
@@ -58,6 +62,7 @@ def extract(
     was_training = model.training
     model.eval()
     features, labels = [], []
+    sink, written = None, 0
     try:
         with torch.inference_mode():
             for batch in tqdm(loader, desc=progress, disable=progress is None, leave=False):
@@ -70,11 +75,22 @@ def extract(
                 with torch.autocast(
                     device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None
                 ):
-                    out = split.extract(model, batch)
-                features.append(out.float().cpu().numpy())
+                    out = split.extract(model, batch).float().cpu().numpy()
                 labels.append(batch["labels"].cpu().numpy())
+                if into is None:  # a copy: ``out`` may view the whole batch's hidden states
+                    features.append(out.copy())
+                    continue
+                if sink is None:
+                    sink = np.lib.format.open_memmap(
+                        into, mode="w+", dtype=np.float32, shape=(len(rows), *out.shape[1:])
+                    )
+                sink[written : written + len(out)] = out
+                written += len(out)
     finally:
         model.train(was_training)
+    if sink is not None:
+        sink.flush()
+        return sink, np.concatenate(labels)
     return np.concatenate(features), np.concatenate(labels)
 
 
@@ -157,10 +173,16 @@ def cached_features(key: str, compute: Callable[[], tuple[np.ndarray, np.ndarray
     found = load_entry(key, directory)
     if found is not None:
         return found
-    features, labels = compute()
-    if is_main:
-        store_entry(key, features, labels, directory)
-    return features, labels
+    if not is_main:
+        return compute()
+    directory.mkdir(parents=True, exist_ok=True)
+    features_path, labels_path = entry_paths(key, directory)
+    partial = features_path.with_suffix(f".{os.getpid()}.tmp.npy")
+    features, labels = compute(into=partial)  # streamed to disk as the batches come
+    del features  # the memory map, closed before the rename
+    _save_atomically(labels_path, labels)
+    os.replace(partial, features_path)  # the features last: their presence means complete
+    return load_entry(key, directory)
 
 
 def entry_paths(key: str, directory: Path) -> tuple[Path, Path]:
@@ -182,11 +204,16 @@ def store_entry(key: str, features: np.ndarray, labels: np.ndarray, directory: P
     """Write an entry: each file to a temporary name, then renamed (a crash, or another process
     writing the same entry, leaves no half-written file)."""
     directory.mkdir(parents=True, exist_ok=True)
-    for path, array in zip(entry_paths(key, directory), (features, labels), strict=True):
-        partial = path.with_suffix(f".{os.getpid()}.tmp.npy")
-        np.save(partial, array)
-        os.replace(partial, path)
+    features_path, labels_path = entry_paths(key, directory)
+    _save_atomically(labels_path, labels)
+    _save_atomically(features_path, features)  # the features last: their presence means complete
     logger.debug("feature cache: stored %s (%s)", directory / key, _size(features))
+
+
+def _save_atomically(path: Path, array: np.ndarray) -> None:
+    partial = path.with_suffix(f".{os.getpid()}.tmp.npy")
+    np.save(partial, array)
+    os.replace(partial, path)
 
 
 def _size(array: np.ndarray) -> str:
