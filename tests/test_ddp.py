@@ -286,10 +286,8 @@ def test_resume_under_ddp_is_exact_and_checkpoints_hold_every_ranks_files(tmp_pa
 @pytest.mark.ddp
 def test_each_rank_extracts_its_share_of_the_features_and_every_rank_gets_them_all(tmp_path):
     """Two ranks split the extraction (augmented views and evaluation); each rank's own cache
-    directory gets the entries, equal to a single process's; a run with the same settings and a
-    directory the ranks share reads them on every rank."""
-    import shutil
-
+    directory, or the one they share, gets the entries, equal to a single process's; a run with
+    the same settings reads them on every rank."""
     import numpy as np
     from test_recipes import QUIET, run_recipe
 
@@ -309,13 +307,13 @@ def test_each_rank_extracts_its_share_of_the_features_and_every_rank_gets_them_a
     def launch(name, **env):
         os.environ.update(env)
         try:
-            accelerate_launch("ddp_recipe.py", "image_classification", str(tmp_path / name),
+            accelerate_launch("ddp_recipe.py", "image_classification", str(tmp_path / f"ranks-{name}"),
                               *flags, "--output_dir", str(tmp_path / f"out-{name}"),
                               *([] if env else ["--feature_cache_dir", str(tmp_path / "shared")]))  # fmt: skip
         finally:
             for key in env:
                 os.environ.pop(key)
-        return [json.loads((tmp_path / name / f"rank{r}.json").read_text())["feature_cache"]
+        return [json.loads((tmp_path / f"ranks-{name}" / f"rank{r}.json").read_text())["feature_cache"]
                 for r in (0, 1)]  # fmt: skip
 
     per_rank = launch("per-rank", HFTL_TEST_CACHE_PER_RANK=str(tmp_path / "own"))
@@ -332,8 +330,12 @@ def test_each_rank_extracts_its_share_of_the_features_and_every_rank_gets_them_a
         assert set(own) == set(alone)
         for name, array in own.items():
             assert np.allclose(array, alone[name], atol=1e-5), name
-    # the same settings with a directory the ranks share, holding the entries: each rank reads
-    shutil.copytree(tmp_path / "own" / "rank1", tmp_path / "shared")
-    again = launch("shared")
+    # a directory the ranks share: written once (rank 0), the same entries, nothing left over
+    launch("shared")
+    shared = entries(tmp_path / "shared")
+    assert set(shared) == set(alone) and all(np.allclose(shared[n], alone[n], atol=1e-5)
+                                             for n in alone)  # fmt: skip
+    assert {p.name for p in (tmp_path / "shared").iterdir()} == set(alone)  # no probe, no .tmp
+    again = launch("shared-again")  # the same settings: each rank reads the shared entries
     assert again[0]["reused"] == again[1]["reused"] == 3
     assert [r["examples"] for r in again[0]["ranks"]] == [0, 0]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +24,10 @@ from hftl.feature_cache.store import (
     cache_key,
     cached_features,
     describe_preprocessing,
+    entry_paths,
     extract,
     load_entry,
-    store_entry,
+    store_labels_then,
     transform_of,
 )
 from hftl.shapes import LabelSpec
@@ -222,15 +224,19 @@ def _world_size() -> int:
     return torch.distributed.get_world_size() if distributed else 1
 
 
+CHUNK_BYTES = 16 * 2**20  # what one broadcast of a distributed extraction carries
+
+
 def _extract_across_ranks(key: str, directory: Path | None, rows: int, batch_size: int,
                           compute: Callable, args, info: dict) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """A distributed extraction: where every rank finds the entry in its cache directory, each
     reads it; else each rank extracts a contiguous share of whole batches (rank r: batches
-    r * B / W to (r + 1) * B / W), the shares are gathered in rank order on every rank, and
-    each cache directory gets the entry once (the local main process writes first; another
-    rank writes only where its directory still lacks it: one per machine, or per rank). Every
-    rank then reads the entry memory-mapped. The ranks' examples and seconds go into
-    ``info["ranks"]``."""
+    r * B / W to (r + 1) * B / W), streamed into a file of its own, and the shares are
+    broadcast in rank order, a chunk at a time, to the one rank per cache directory that writes
+    the entry (the lowest rank that sees the directory: one per directory the ranks share, per
+    machine, or per rank), so memory stays at a chunk. Every rank then reads the entry
+    memory-mapped (``--feature_cache_dir memory``: every rank keeps the whole array). The ranks'
+    examples and seconds go into ``info["ranks"]``."""
     import time
 
     import torch.distributed as dist
@@ -246,23 +252,73 @@ def _extract_across_ranks(key: str, directory: Path | None, rows: int, batch_siz
     batches = math.ceil(rows / batch_size)
     start = min(rows, rank * batches // world * batch_size)
     stop = min(rows, (rank + 1) * batches // world * batch_size)
+    own = None
+    if directory is not None:
+        directory.mkdir(parents=True, exist_ok=True)
+        own = directory / f"{key}.share{rank}.{os.getpid()}.tmp.npy"
     began = time.perf_counter()
-    part = compute(start, stop) if stop > start else None
-    parts = [None] * world
-    dist.all_gather_object(parts, (part, stop - start, time.perf_counter() - began))
-    for share, (_, count, seconds) in zip(shares, parts, strict=True):
+    features, labels = compute(start, stop, into=own) if stop > start else (None, None)
+    shapes = [None] * world
+    dist.all_gather_object(shapes, (
+        stop - start, None if features is None else tuple(features.shape[1:]), labels,
+        time.perf_counter() - began,
+    ))  # fmt: skip
+    for share, (count, _, _, seconds) in zip(shares, shapes, strict=True):
         share["examples"] += count
         share["seconds"] = round(share["seconds"] + seconds, 3)
-    done = [p for p, count, _ in parts if count]
-    features = np.concatenate([f for f, _ in done])
-    labels = np.concatenate([lab for _, lab in done])
+    shape = next(s for count, s, _, _ in shapes if count)
+    labels = np.concatenate([lab for count, _, lab, _ in shapes if count])
+    writes = _writes_for_directory(key, directory, rank, world) and found is None
     if directory is None:
-        return features, labels
-    for writers in (args.local_process_index == 0, args.local_process_index != 0):
-        if writers and load_entry(key, directory) is None:
-            store_entry(key, features, labels, directory)
-        dist.barrier()
+        target = np.empty((rows, *shape), dtype=np.float32)
+    elif writes:
+        partial = entry_paths(key, directory)[0].with_suffix(f".{os.getpid()}.tmp.npy")
+        target = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float32,
+                                           shape=(rows, *shape))  # fmt: skip
+    else:
+        target = None
+    device = args.device if dist.get_backend() == "nccl" else torch.device("cpu")
+    chunk_rows = max(1, CHUNK_BYTES // (4 * math.prod(shape)))
+    offset = 0
+    for source, (count, _, _, _) in enumerate(shapes):
+        for begin in range(0, count, chunk_rows):
+            size = min(chunk_rows, count - begin)
+            if source == rank:
+                chunk = torch.from_numpy(np.ascontiguousarray(features[begin : begin + size]))
+            else:
+                chunk = torch.empty((size, *shape), dtype=torch.float32)
+            chunk = chunk.to(device)
+            dist.broadcast(chunk, src=source)
+            if target is not None:
+                target[offset + begin : offset + begin + size] = chunk.cpu().numpy()
+        offset += count
+    del features
+    if own is not None:
+        own.unlink(missing_ok=True)
+    if directory is None:
+        return target, labels
+    if target is not None:  # this rank writes its directory's entry
+        target.flush()
+        del target
+        store_labels_then(key, labels, directory, partial)
+    dist.barrier()
     return load_entry(key, directory)
+
+
+def _writes_for_directory(key: str, directory: Path | None, rank: int, world: int) -> bool:
+    """Whether this rank writes the entry into its cache directory: the lowest rank that sees
+    the directory (each rank leaves a marker in its own, then looks which markers it sees)."""
+    import torch.distributed as dist
+
+    if directory is None:
+        return True
+    marker = directory / f".{key}.rank{rank}.probe"
+    marker.touch()
+    dist.barrier()
+    seen = [r for r in range(world) if (directory / f".{key}.rank{r}.probe").exists()]
+    dist.barrier()
+    marker.unlink(missing_ok=True)
+    return min(seen) == rank
 
 
 def starting_features(model: nn.Module, args, dataset, *, data_collator=None,

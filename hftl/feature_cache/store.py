@@ -176,13 +176,19 @@ def cached_features(key: str, compute: Callable[[], tuple[np.ndarray, np.ndarray
     if not is_main:
         return compute()
     directory.mkdir(parents=True, exist_ok=True)
-    features_path, labels_path = entry_paths(key, directory)
-    partial = features_path.with_suffix(f".{os.getpid()}.tmp.npy")
+    partial = entry_paths(key, directory)[0].with_suffix(f".{os.getpid()}.tmp.npy")
     features, labels = compute(into=partial)  # streamed to disk as the batches come
     del features  # the memory map, closed before the rename
-    _save_atomically(labels_path, labels)
-    os.replace(partial, features_path)  # the features last: their presence means complete
+    store_labels_then(key, labels, directory, partial)
     return load_entry(key, directory)
+
+
+def store_labels_then(key: str, labels: np.ndarray, directory: Path, features: Path) -> None:
+    """Complete an entry whose features were written to the ``.npy`` file ``features``: the
+    labels, then the features renamed into place (their presence means complete)."""
+    features_path, labels_path = entry_paths(key, directory)
+    _save_atomically(labels_path, labels)
+    os.replace(features, features_path)
 
 
 def entry_paths(key: str, directory: Path) -> tuple[Path, Path]:
@@ -200,24 +206,10 @@ def load_entry(key: str, directory: Path | None) -> tuple[np.ndarray, np.ndarray
     return np.load(features_path, mmap_mode="r"), np.load(labels_path)
 
 
-def store_entry(key: str, features: np.ndarray, labels: np.ndarray, directory: Path) -> None:
-    """Write an entry: each file to a temporary name, then renamed (a crash, or another process
-    writing the same entry, leaves no half-written file)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    features_path, labels_path = entry_paths(key, directory)
-    _save_atomically(labels_path, labels)
-    _save_atomically(features_path, features)  # the features last: their presence means complete
-    logger.debug("feature cache: stored %s (%s)", directory / key, _size(features))
-
-
 def _save_atomically(path: Path, array: np.ndarray) -> None:
     partial = path.with_suffix(f".{os.getpid()}.tmp.npy")
     np.save(partial, array)
     os.replace(partial, path)
-
-
-def _size(array: np.ndarray) -> str:
-    return f"{array.shape[0]} x {array.shape[1]}, {array.nbytes / 2**20:.1f} MiB"
 
 
 def transform_of(dataset):
