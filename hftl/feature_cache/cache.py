@@ -302,20 +302,31 @@ def _extract_across_ranks(key: str, directory: Path | None, rows: int, batch_siz
         del target
         store_labels_then(key, labels, directory, partial)
     dist.barrier()
-    return load_entry(key, directory)
+    entry = load_entry(key, directory)
+    if entry is None:
+        raise RuntimeError(
+            f"feature cache: rank {rank} finds no entry {key} in {directory} after the "
+            "extraction; its writer did not write it"
+        )
+    return entry
 
 
 def _writes_for_directory(key: str, directory: Path | None, rank: int, world: int) -> bool:
     """Whether this rank writes the entry into its cache directory: the lowest rank that sees
     the directory (each rank leaves a marker in its own, then looks which markers it sees)."""
+    import uuid
+
     import torch.distributed as dist
 
     if directory is None:
         return True
-    marker = directory / f".{key}.rank{rank}.probe"
+    launch = [uuid.uuid4().hex]  # this extraction's own markers (a killed run may leave some)
+    dist.broadcast_object_list(launch, src=0)
+    marker = directory / f".{key}.{launch[0]}.rank{rank}.probe"
     marker.touch()
     dist.barrier()
-    seen = [r for r in range(world) if (directory / f".{key}.rank{r}.probe").exists()]
+    seen = [r for r in range(world)
+            if (directory / f".{key}.{launch[0]}.rank{r}.probe").exists()]  # fmt: skip
     dist.barrier()
     marker.unlink(missing_ok=True)
     return min(seen) == rank
