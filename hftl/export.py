@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from hftl.errors import ConfigError, first_line
-from hftl.inference import ONNX_DIR, OnnxPredictor, Predictor
+from hftl.inference import ONNX_DIR, OnnxPredictor, Predictor, import_onnxruntime
 from hftl.run import load_classification_data, parse_run_config
 from hftl.run_files import FINISHED_RUN, RUN_STARTED
 from hftl.storage import atomic_write_text
@@ -74,7 +74,7 @@ def export_run(run_dir, *, quantize: str | None = None, opset: int = 18,
             f"{run}: the run saved a LoRA adapter alone (--merge_lora false); export needs the "
             "merged weights: train with --merge_lora true (the default)"
         )
-    _onnxruntime()
+    onnxruntime = import_onnxruntime()
     predictor = Predictor(str(run), device="cpu")
     values = validation_inputs(run, predictor, check_samples)
     target = run / ONNX_DIR
@@ -86,12 +86,12 @@ def export_run(run_dir, *, quantize: str | None = None, opset: int = 18,
     record = {
         "format": "onnx", "opset": opset, "exporter": exporter,
         "export_seconds": round(time.perf_counter() - start, 1),
-        "torch_version": torch.__version__, "onnxruntime_version": _onnxruntime().__version__,
+        "torch_version": torch.__version__, "onnxruntime_version": onnxruntime.__version__,
         "checked_on": f"{len(values)} validation examples",
         "pytorch_bytes": _weights_bytes(run),
     }  # fmt: skip
     reference = _logits(predictor, values)
-    session = OnnxPredictor(building / "model.onnx", predictor.batch, predictor.labels)
+    session = OnnxPredictor(building / "model.onnx", predictor.batch)
     fp32 = _check(session, values, reference, predictor.labels)
     record["fp32"] = {"file": f"{ONNX_DIR}/model.onnx",
                       "bytes": (building / "model.onnx").stat().st_size, **fp32}  # fmt: skip
@@ -107,8 +107,7 @@ def export_run(run_dir, *, quantize: str | None = None, opset: int = 18,
 
         quantize_dynamic(str(building / "model.onnx"), str(building / "model_quantized.onnx"),
                          weight_type=QuantType.QInt8)  # fmt: skip
-        session = OnnxPredictor(building / "model_quantized.onnx", predictor.batch,
-                                predictor.labels)  # fmt: skip
+        session = OnnxPredictor(building / "model_quantized.onnx", predictor.batch)
         int8 = _check(session, values, reference, predictor.labels)
         record["int8"] = {"file": f"{ONNX_DIR}/model_quantized.onnx", "quantization": quantize,
                           "bytes": (building / "model_quantized.onnx").stat().st_size, **int8}  # fmt: skip
@@ -140,12 +139,7 @@ def validation_inputs(run: Path, predictor: Predictor, limit: int) -> list:
         data_args, predictor.task, task_args, seed=training_args.seed,
         cache_dir=model_args.cache_dir, token=model_args.token,
     )  # fmt: skip
-    validation = raw["validation"]
-    values = validation[columns.inputs]
-    pair = getattr(task_args, "text_pair_column_name", None)
-    if pair:
-        values = list(zip(values, validation[pair], strict=True))
-    return list(values)
+    return predictor.task.input_values(raw["validation"], columns.inputs, task_args)
 
 
 def export_graph(predictor: Predictor, values: list, path: Path, opset: int = 18) -> str:
@@ -221,13 +215,3 @@ def _record(run: Path, record: dict) -> None:
     info["export"] = record
     atomic_write_text(run / FINISHED_RUN, json.dumps(info, indent=2))
     write_card(run)
-
-
-def _onnxruntime():
-    try:
-        import onnxruntime
-    except ImportError:
-        raise ConfigError(
-            "hftl export needs onnx, onnxscript and onnxruntime: pip install 'hftl[export]'"
-        ) from None
-    return onnxruntime

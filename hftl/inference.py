@@ -39,7 +39,7 @@ from hftl.models import checked_model_path, load_processor, read_config
 from hftl.predictions import PredictionWriter, input_reference
 from hftl.run_files import FINISHED_RUN, RUN_STARTED
 from hftl.shapes import LabelSpec
-from hftl.tasks import TASKS, task_for_config, task_of
+from hftl.tasks import TASKS, file_value, task_for_config, task_of
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ class Predictor:
                     f"{model}: no {ONNX_DIR}/{onnx_file}; export it first (hftl export {model} "
                     "--format onnx)"
                 )
-            self.session = OnnxPredictor(exported, self.batch, self.labels)
+            self.session = OnnxPredictor(exported, self.batch)
             self.device = torch.device("cpu")
             return
         if backend != "pytorch":
@@ -182,25 +182,28 @@ class Predictor:
 
 class OnnxPredictor:
     """An exported model (``hftl export``) in onnxruntime, fed by a :class:`Predictor`'s
-    preprocessing (``batch``): ``logits(values)`` and ``predictor(values)`` as a Predictor's."""
+    preprocessing (``batch``): ``logits(values)`` as a Predictor's."""
 
-    def __init__(self, path: Path, batch, labels: LabelSpec):
-        try:
-            import onnxruntime
-        except ImportError:
-            raise ConfigError(
-                "--backend onnxruntime needs onnxruntime: pip install 'hftl[export]'"
-            ) from None
+    def __init__(self, path: Path, batch):
+        onnxruntime = import_onnxruntime()
         self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         self.names = [i.name for i in self.session.get_inputs()]
-        self.batch, self.labels = batch, labels
+        self.batch = batch
 
     def logits(self, values: list) -> np.ndarray:
         inputs = self.batch(values)
         return self.session.run(["logits"], {n: inputs[n].numpy() for n in self.names})[0]
 
-    def __call__(self, values: list) -> list[dict]:
-        return self.labels.shape.predictions(self.labels, self.logits(values))
+
+def import_onnxruntime():
+    """onnxruntime, or a one-line error saying how to install it (``hftl[export]``)."""
+    try:
+        import onnxruntime
+    except ImportError:
+        raise ConfigError(
+            "the ONNX model needs onnx, onnxscript and onnxruntime: pip install 'hftl[export]'"
+        ) from None
+    return onnxruntime
 
 
 class _named_failure:
@@ -238,7 +241,7 @@ def read_inputs(args: PredictArguments, task, task_args) -> list:
                     f"{source}: the {task.name} task reads texts; give a data file "
                     f"({', '.join(FILE_BUILDERS)}) or {TEXT_LINES} (one text per line)"
                 )
-            values.append((str(path), {"path": str(path), "bytes": None}))
+            values.append((str(path), file_value(path)))
         elif os.path.exists(source) or source.startswith((".", "/", "~")):
             raise ConfigError(f"{source}: not a file or folder that hftl predict reads")
         else:  # a Hub dataset id
@@ -260,7 +263,7 @@ def _folder_inputs(folder: Path, task) -> list:
         raise ConfigError(
             f"{folder}: no {task.input_name}s ({', '.join(sorted(task.folder_extensions))})"
         )
-    return [(str(p), {"path": str(p), "bytes": None}) for p in files]
+    return [(str(p), file_value(p)) for p in files]
 
 
 def _table_inputs(source: str, builder: str | None, args, task, task_args) -> list:
@@ -293,12 +296,10 @@ def _table_inputs(source: str, builder: str | None, args, task, task_args) -> li
     feature = data.features[column]
     if isinstance(feature, (Image, Audio)):
         data = data.cast_column(column, type(feature)(decode=False))
-    pair = getattr(task_args, "text_pair_column_name", None)
-    rows = data[column]
-    if task.folder_builder is not None:  # file paths in a column, or file values
-        rows = [v if isinstance(v, dict) else {"path": v, "bytes": None} for v in rows]
-    elif pair and pair in columns:
-        rows = list(zip(rows, data[pair], strict=True))
+    try:
+        rows = task.input_values(data, column, task_args)
+    except ConfigError as error:
+        raise ConfigError(f"{where}: {error}") from None
     return [(input_reference(v if not isinstance(v, tuple) else v[0]), v) for v in rows]
 
 

@@ -59,9 +59,9 @@ class TestSplit:
     ``inputs`` (what each row was: :func:`input_references`) and whether it has labels (an
     unlabelled split carries placeholder labels, never scored)."""
 
+    dataset: object
     inputs: list
     labelled: bool
-    dataset: object = None
 
 
 def input_references(values) -> list:
@@ -264,8 +264,7 @@ def predict_test(trainer, test: TestSplit, labels: LabelSpec) -> dict:
             writer.write(index, reference, row)
         writer.close()
         if report is not None:
-            metrics = {k: v for k, v in prediction.metrics.items()}
-            metrics["predict_samples"] = len(rows)
+            metrics = {**prediction.metrics, "predict_samples": len(rows)}
             trainer.save_metrics("predict", metrics)
             (output / "predict_report.json").write_text(json.dumps(report, indent=2))
     logger.info("test: %d rows predicted -> %s", len(rows), output / "predictions.jsonl")

@@ -55,7 +55,6 @@ class PredictionWriter:
         if self.path.suffix.lower() == ".csv":
             self.csv = csv.writer(self.handle)
             self.csv.writerow(["index", "input", "prediction", *self.columns])
-        self.rows = 0
 
     def write(self, index: int, reference, row: dict) -> None:
         if self.csv is None:
@@ -67,7 +66,6 @@ class PredictionWriter:
             self.csv.writerow(
                 [index, reference, row["prediction"], *(numbers.get(c) for c in self.columns)]
             )
-        self.rows += 1
 
     def close(self) -> None:
         """Flush, sync and rename ``<path>.partial`` to ``path``."""

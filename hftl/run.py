@@ -85,10 +85,6 @@ def run_task(task, argv=None, *, prog: str, callbacks: list | None = None):
             data_args, task, task_args, seed=training_args.seed, cache_dir=model_args.cache_dir,
             token=model_args.token, predict=training_args.do_predict,
         )  # fmt: skip
-        test = None
-        if "test" in raw:  # --do_predict: what each test row was (its file, or its text)
-            test = TestSplit(inputs=input_references(raw["test"][columns.inputs]),
-                             labelled=columns.test_labelled)  # fmt: skip
         # the pretrained checkpoint with a new head for these labels, and the task's datasets
         model = load_classifier(model_args, task, labels, task_args)
         data = task.prepare(raw, processor, columns, task_args, training_args)
@@ -113,8 +109,10 @@ def run_task(task, argv=None, *, prog: str, callbacks: list | None = None):
         trainer.train(resume_from_checkpoint=run.resume)
 
         # evaluate; save model, processor, config, metrics, log, card; push if asked
-        if test is not None:
-            test.dataset = data.test
+        test = None
+        if data.test is not None:  # --do_predict: with what each test row was (file or text)
+            test = TestSplit(data.test, input_references(raw["test"][columns.inputs]),
+                             labelled=columns.test_labelled)  # fmt: skip
         report = finish_run(trainer, trainer.eval_dataset, labels, run, test=test)
     return report, trainer
 

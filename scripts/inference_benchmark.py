@@ -150,10 +150,8 @@ def measure_onnx(cases: dict, reps: int, workdir: Path, singles: int) -> list[di
                          weight_type=QuantType.QInt8)  # fmt: skip
         backends = {
             "pytorch": predictor,
-            "onnxruntime fp32": OnnxPredictor(folder / "model.onnx", predictor.batch,
-                                              predictor.labels),
-            "onnxruntime int8": OnnxPredictor(folder / "model_quantized.onnx", predictor.batch,
-                                              predictor.labels),
+            "onnxruntime fp32": OnnxPredictor(folder / "model.onnx", predictor.batch),
+            "onnxruntime int8": OnnxPredictor(folder / "model_quantized.onnx", predictor.batch),
         }  # fmt: skip
         batches = [predictor.batch(values[i : i + BATCH]) for i in range(0, len(values), BATCH)]
         ones = [predictor.batch([v]) for v in values[:singles]]

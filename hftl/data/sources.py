@@ -68,17 +68,7 @@ def _test_split(args: DataArguments, task, cache_dir):
     """``--test_file`` (any of the data formats) or ``--test_dir`` (class folders, or the inputs
     directly in it), checked like the training data."""
     if args.test_file:
-        path = existing_file(args.test_file, "test_file")
-        builder = FILE_BUILDERS[Path(path).suffix.lower()]
-        check_data_file(path, "test_file", builder)
-        test = _read(
-            f"--test_file {path}",
-            lambda: load_dataset(builder, data_files=path, cache_dir=cache_dir)["train"],
-            kind=builder.upper(),
-        )
-        if len(test) == 0:
-            raise ConfigError(f"--test_file {path}: no rows; give a file with data")
-        return test
+        return _read_data_file("test_file", existing_file(args.test_file, "test_file"), cache_dir)
     path = existing_dir(args.test_dir, "test_dir")
     if task.folder_builder is None:
         raise ConfigError(
@@ -99,18 +89,44 @@ def _test_split(args: DataArguments, task, cache_dir):
                 task.folder_builder, data_dir=path, cache_dir=cache_dir, drop_labels=True
             )["train"],
         )
-    counts = {"test": scan_class_folder(path, "test_dir", extensions, task.input_name)}
-    dataset = _read(
-        f"--test_dir {path}",
-        lambda: load_dataset(
-            task.folder_builder,
-            data_files={"test": os.path.join(path, "**")},
-            cache_dir=cache_dir,
-            drop_labels=False,
-        ),  # fmt: skip
+    return _read_class_folders({"test": ("test_dir", path)}, task, cache_dir)["test"]
+
+
+def _read_data_file(flag: str, path: str, cache_dir):
+    """One CSV / JSON / JSON Lines / Parquet file as a dataset, checked (an empty, binary or
+    non-UTF-8 file, no rows: one line naming it)."""
+    builder = FILE_BUILDERS[Path(path).suffix.lower()]
+    check_data_file(path, flag, builder)
+    data = _read(
+        f"--{flag} {path}",
+        lambda: load_dataset(builder, data_files=path, cache_dir=cache_dir)["train"],
+        kind=builder.upper(),
     )
-    check_folder_read(dataset, counts, {"test": ("test_dir", path)})
-    return dataset["test"]
+    if len(data) == 0:
+        raise ConfigError(f"--{flag} {path}: no rows; give a file with data")
+    return data
+
+
+def _read_class_folders(folders: dict, task, cache_dir) -> DatasetDict:
+    """Class folders (split -> (flag, folder)) read with the task's folder builder, one split
+    each, checked before (:func:`scan_class_folder`) and after (every file, under its class)."""
+    counts = {
+        split: scan_class_folder(path, flag, task.folder_extensions, task.input_name)
+        for split, (flag, path) in folders.items()
+    }
+    data_files = {split: os.path.join(path, "**") for split, (_, path) in folders.items()}
+    dataset = _read(
+        " and ".join(f"--{flag} {path}" for flag, path in folders.values()),
+        # drop_labels=False: every file's label is its folder's name (the folders are checked
+        # above). datasets' default infers labels only where every file of every split lies at
+        # the same depth and there are two classes at least: a --validation_dir elsewhere than
+        # --train_dir, or one training class, would be read without labels.
+        lambda: load_dataset(
+            task.folder_builder, data_files=data_files, cache_dir=cache_dir, drop_labels=False
+        ),
+    )
+    check_folder_read(dataset, counts, folders)
+    return dataset
 
 
 def _train_and_validation(args: DataArguments, task, cache_dir, token, predict) -> DatasetDict:
@@ -129,31 +145,13 @@ def _train_and_validation(args: DataArguments, task, cache_dir, token, predict) 
                 f"--train_dir {args.train_dir}: the {task.name} task reads no class folders; give "
                 "--train_file or --dataset_name"
             )
-        extensions = task.folder_extensions
         folders = {"train": ("train_dir", existing_dir(args.train_dir, "train_dir"))}
         if args.validation_dir:
             folders["validation"] = (
                 "validation_dir",
                 existing_dir(args.validation_dir, "validation_dir"),
             )
-        counts = {
-            split: scan_class_folder(path, flag, extensions, task.input_name)
-            for split, (flag, path) in folders.items()
-        }
-        data_files = {split: os.path.join(path, "**") for split, (_, path) in folders.items()}
-        where = " and ".join(f"--{flag} {path}" for flag, path in folders.values())
-        dataset = _read(
-            where,
-            # drop_labels=False: every file's label is its folder's name (the folders are checked
-            # above). datasets' default infers labels only where every file of every split lies
-            # at the same depth and there are two classes at least: a --validation_dir elsewhere
-            # than --train_dir, or one training class, would be read without labels.
-            lambda: load_dataset(
-                task.folder_builder, data_files=data_files, cache_dir=cache_dir, drop_labels=False
-            ),
-        )
-        check_folder_read(dataset, counts, folders)
-        return dataset
+        return _read_class_folders(folders, task, cache_dir)
     if args.train_file:
         files = {"train": ("train_file", existing_file(args.train_file, "train_file"))}
         if args.validation_file:
@@ -164,19 +162,9 @@ def _train_and_validation(args: DataArguments, task, cache_dir, token, predict) 
         builders = {FILE_BUILDERS[Path(p).suffix.lower()] for _, p in files.values()}
         if len(builders) > 1:
             raise ConfigError("train_file and validation_file must have the same format")
-        builder = builders.pop()
-        splits = {}
-        for split, (flag, path) in files.items():
-            check_data_file(path, flag, builder)
-            splits[split] = _read(
-                f"--{flag} {path}",
-                lambda path=path: load_dataset(builder, data_files=path, cache_dir=cache_dir)[
-                    "train"
-                ],
-                kind=builder.upper(),
-            )
-            if len(splits[split]) == 0:
-                raise ConfigError(f"--{flag} {path}: no rows; give a file with data")
+        splits = {
+            split: _read_data_file(flag, path, cache_dir) for split, (flag, path) in files.items()
+        }
         check_same_columns(splits, files)
         return DatasetDict(splits)
     raise ConfigError("no data: give --dataset_name, --train_dir or --train_file")

@@ -426,6 +426,12 @@ def set_class_weights(spec: LabelSpec, rule: str | None, inverse, effective,
     spec.class_weights = [float(w) for w in weights]
 
 
+def by_name(names: list[str], row) -> dict[str, float]:
+    """One prediction row's numbers keyed by label or target name (6 decimals), for the
+    predictions files."""
+    return {name: round(float(value), 6) for name, value in zip(names, row, strict=True)}
+
+
 def first_output(predictions):
     """The logits among a prediction's outputs (a model may return more than one array)."""
     return predictions[0] if isinstance(predictions, tuple) else predictions

@@ -15,6 +15,7 @@ from hftl.metrics import multi_label_report
 from hftl.shapes.base import (
     LabelShape,
     LabelSpec,
+    by_name,
     effective_number,
     named_outputs,
     remap,
@@ -180,7 +181,7 @@ class MultiLabel(LabelShape):
             labels = [n for n, on in zip(spec.names, picked, strict=True) if on]
             rows.append({
                 "prediction": str(labels), "labels": labels,
-                "scores": {n: round(float(p), 6) for n, p in zip(spec.names, row, strict=True)},
+                "scores": by_name(spec.names, row),
             })  # fmt: skip
         return rows
 

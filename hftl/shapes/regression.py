@@ -20,7 +20,7 @@ from torch import nn
 
 from hftl.errors import ConfigError, shown
 from hftl.metrics import regression_report
-from hftl.shapes.base import LabelShape, LabelSpec, remap
+from hftl.shapes.base import LabelShape, LabelSpec, by_name, remap
 from hftl.shapes.single_label import inner_feature, is_list, sklearn_or_error
 
 logger = logging.getLogger(__name__)
@@ -193,7 +193,7 @@ class Regression(LabelShape):
     def predictions(self, spec, logits):
         rows = []
         for row in self.outputs(spec, logits):
-            values = {n: round(float(v), 6) for n, v in zip(spec.names, row, strict=True)}
+            values = by_name(spec.names, row)
             text = ",".join(f"{v:3.3f}" for v in row)  # as run_glue.py writes a score
             rows.append({"prediction": text, "value": values[spec.names[0]]} if len(row) == 1
                         else {"prediction": text, "values": values})  # fmt: skip

@@ -15,6 +15,7 @@ from hftl.metrics import classification_report
 from hftl.shapes.base import (
     LabelShape,
     LabelSpec,
+    by_name,
     effective_number,
     named_outputs,
     remap,
@@ -129,7 +130,7 @@ class SingleLabel(LabelShape):
             rows.append({
                 "prediction": spec.names[best], "label": spec.names[best],
                 "score": round(float(row[best]), 6),
-                "scores": {n: round(float(p), 6) for n, p in zip(spec.names, row, strict=True)},
+                "scores": by_name(spec.names, row),
             })  # fmt: skip
         return rows
 

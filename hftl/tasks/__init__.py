@@ -10,7 +10,7 @@ a recipe, a YAML config, an asset entry and tests.
 
 from hftl.registry import Registry
 from hftl.tasks.audio import AudioClassification
-from hftl.tasks.base import Prepared, Task
+from hftl.tasks.base import Prepared, Task, file_value
 from hftl.tasks.image_classification import ImageClassification
 from hftl.tasks.text_classification import TextClassification
 
@@ -40,4 +40,12 @@ def task_for_config(config) -> Task | None:
     return builders[0] if len(builders) == 1 else None
 
 
-__all__ = ["TASKS", "Prepared", "Task", "task_for_config", "task_for_model_type", "task_of"]
+__all__ = [
+    "TASKS",
+    "Prepared",
+    "Task",
+    "file_value",
+    "task_for_config",
+    "task_for_model_type",
+    "task_of",
+]

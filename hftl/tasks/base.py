@@ -115,6 +115,15 @@ class Task:
         the dataset (possibly recast, or with the task's inputs combined into ``column``)."""
         return dataset
 
+    def input_values(self, data, column: str, task_args) -> list:
+        """The raw inputs of a dataset's rows, as :meth:`batch_inputs` takes them: the column's
+        values; for a task that reads files (a folder builder), paths as ``{'path', 'bytes'}``
+        file values."""
+        values = data[column]
+        if self.folder_builder is None:
+            return list(values)
+        return [v if isinstance(v, dict) else file_value(v) for v in values]
+
     def batch_inputs(self, processor, task_args):
         """A function from a list of raw inputs (texts; ``{'path', 'bytes'}`` file values) to
         one batch of model inputs, preprocessed as the validation split is (``hftl predict``); an
@@ -125,6 +134,11 @@ class Task:
         """Model-ready train / validation (and, where ``raw`` has one, test) datasets and the
         collator."""
         raise NotImplementedError
+
+
+def file_value(path) -> dict:
+    """A file as ``datasets``' undecoded image / audio value."""
+    return {"path": str(path), "bytes": None}
 
 
 def rows_of(columns: dict) -> list[dict]:

@@ -259,6 +259,18 @@ class TextClassification(Task):
             )
         return dataset
 
+    def input_values(self, data, column, task_args):
+        """The texts, or (text, text pair) where the run encodes pairs."""
+        pair = task_args.text_pair_column_name
+        if pair is None:
+            return list(data[column])
+        if pair not in data.column_names:
+            raise ConfigError(
+                f"the model reads text pairs (--text_pair_column_name {pair}), and the data has "
+                f"no column {pair} (it has {', '.join(data.column_names)})"
+            )
+        return list(zip(data[column], data[pair], strict=True))
+
     def batch_inputs(self, processor, task_args):
         padding = "max_length" if task_args.pad_to_max_length else True
 
