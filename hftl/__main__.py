@@ -3,7 +3,7 @@ TASK ...`` (several processes or machines)."""
 
 import sys
 
-from hftl.cli import main
+from hftl.cli import process_main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(process_main())

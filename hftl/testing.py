@@ -535,12 +535,14 @@ TOY_COLOURS = {"red": (200, 30, 30), "green": (30, 180, 40), "blue": (30, 40, 20
 
 
 def write_toy_image_folder(
-    root, per_class: int, classes=("red", "green", "blue"), seed: int = 0, odd_modes: bool = True
-):
+    root, per_class: int, classes=("red", "green", "blue"), seed: int = 0, odd_modes: bool = True,
+    size: tuple[int, int] | None = None,
+):  # fmt: skip
     """An image folder (one sub-folder per class) of noisy 40x48 images whose class is their colour.
 
     With ``odd_modes`` some images are saved as L (grey), RGBA, P (palette) and CMYK JPEG, as
-    real folders contain them.
+    real folders contain them. ``size=(width, height)``: RGB JPEGs of that size instead (photo-sized
+    files for benchmarks, e.g. ``scripts/cold_run.py``).
     """
     from pathlib import Path
 
@@ -549,16 +551,19 @@ def write_toy_image_folder(
 
     rng = np.random.default_rng(seed)
     modes = ["RGB", "L", "RGBA", "P", "CMYK"] if odd_modes else ["RGB"]
+    width, height = size or (48, 40)
     for name in classes:
         folder = Path(root) / name
         folder.mkdir(parents=True, exist_ok=True)
         for i in range(per_class):
             pixels = np.clip(
-                np.array(TOY_COLOURS[name]) + rng.normal(0, 25, (40, 48, 3)), 0, 255
+                np.array(TOY_COLOURS[name]) + rng.normal(0, 25, (height, width, 3)), 0, 255
             ).astype("uint8")
             image = Image.fromarray(pixels)
             mode = modes[i % len(modes)]
-            if mode == "CMYK":
+            if size is not None:
+                image.save(folder / f"{i}.jpg", quality=90)
+            elif mode == "CMYK":
                 image.convert("CMYK").save(folder / f"{i}.jpg")
             else:
                 image.convert(mode).save(folder / f"{i}.png")

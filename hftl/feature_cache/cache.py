@@ -178,17 +178,18 @@ def _extract_cached(model, split, dataset, collator, processing_class, args, cha
     directory = None if str(directory) == "memory" else Path(directory)
     dtype = torch.bfloat16 if args.bf16 else torch.float16 if args.fp16 else None
     preprocessing = describe_preprocessing(dataset, collator, processing_class)
+    batch_size = max(args.per_device_eval_batch_size, args.per_device_train_batch_size)
     if getattr(dataset, "_fingerprint", None) is None:
         directory, key = None, "in-memory"  # not a datasets.Dataset: nothing to key a file on
     else:
         layout = "|channels_last" if channels_last else ""
-        views = f"|{view}|seed {args.seed}|seeded per batch" if view else ""
+        # a view's random draws are seeded batch by batch: another batch size draws others
+        views = f"|{view}|seed {args.seed}|seeded per batch of {batch_size}" if view else ""
         key = cache_key(model, split, dataset, preprocessing, f"{dtype}{layout}{views}")
     device = args.device
     model.to(device)
     started = time.perf_counter()
     before = _entries(directory)
-    batch_size = max(args.per_device_eval_batch_size, args.per_device_train_batch_size)
     # random augmentation: each batch's draws seeded by its index (the same on any number of ranks)
     seed = seed if view and is_random(dataset) else None
 
