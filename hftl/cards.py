@@ -267,7 +267,7 @@ def _display_name(value) -> str:
     )
 
 
-def _figure(width: float, height: float):
+def agg_figure(width: float, height: float):
     """A matplotlib figure drawn by the Agg canvas directly: no pyplot, no global backend."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -284,7 +284,7 @@ def _plot_confusion(run: dict, path: Path) -> str | None:
         return None
     labels = run["run_info"]["labels"]
     size = max(3.5, 0.45 * len(labels) + 2)
-    fig = _figure(size, size)
+    fig = agg_figure(size, size)
     ax = fig.subplots()
     ax.imshow(matrix, cmap="Blues")
     ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
@@ -307,7 +307,7 @@ def _plot_scatter(run: dict, path: Path) -> str | None:
     if not points:
         path.unlink(missing_ok=True)
         return None
-    fig = _figure(4.5, 4.5)
+    fig = agg_figure(4.5, 4.5)
     ax = fig.subplots()
     true, predicted = points["true"], points["predicted"]
     ax.scatter(true, predicted, s=8, alpha=0.5)
@@ -331,7 +331,7 @@ def _plot_curves(run: dict, path: Path) -> str | None:
     if not train and not evals:
         path.unlink(missing_ok=True)
         return None
-    fig = _figure(6, 3.5)
+    fig = agg_figure(6, 3.5)
     ax = fig.subplots()
     if train:
         ax.plot(*zip(*train, strict=True), label="training loss", color="tab:blue")

@@ -292,6 +292,41 @@ def train_command(argv: list[str]) -> int:
     return 0
 
 
+TUNE_USAGE = """usage: hftl tune TASK [--config run.yaml] [run flags] [--n_trials N] [--budget_minutes M]
+                 [--strategies NAME ...] [--pruner median|successive_halving|none]
+                 [--no_advise] [--train_best]
+
+  --n_trials N          stop when the study has N finished (complete or pruned) trials
+                        (default 20 without --budget_minutes)
+  --budget_minutes M    start no trial after M minutes (a running trial finishes)
+  --strategies NAME ... search the strategy too (default: the run's --strategy)
+  --pruner              stop a trial whose evaluations fall behind (default median)
+  --no_advise           do not start a new study from hftl advise's values
+  --train_best          then train the best values into OUTPUT_DIR/best (with --do_predict: its
+                        test split predicted once)
+
+Every other flag is the run's, as hftl train TASK takes it (--output_dir holds the study)."""
+
+
+def tune_command(argv: list[str]) -> int:
+    """Choose the learning rate and the strategy's knobs by measurement on the validation split:
+    ``hftl tune TASK --config run.yaml [--n_trials N | --budget_minutes M]`` (Optuna; the study
+    continues where a killed one stopped; ``accelerate launch -m hftl tune TASK ...`` runs each
+    trial on every process)."""
+    from hftl.tasks import TASKS
+    from hftl.tune import tune
+
+    if not argv or argv[0] in ("-h", "--help"):
+        print(TUNE_USAGE + "\n\n" + tune_command.__doc__)
+        return 0 if argv else 2
+    name, rest = argv[0], argv[1:]
+    if name not in TASKS:
+        raise ConfigError(f"hftl tune {name}: {TASKS.unknown(name)}")
+    results = tune(name, rest, prog=f"hftl tune {name}")
+    print(results["summary"])
+    return 0
+
+
 def configs_command(argv: list[str]) -> int:
     """The YAML configs installed with hftl: the recipes' run configs (``--config NAME``) and
     accelerate's topology configs (``accelerate launch --config_file``)."""
@@ -346,6 +381,7 @@ COMMANDS = {
     "wise-ft": wise_ft_command,
     "predict": predict_command,
     "export": export_command,
+    "tune": tune_command,
 }
 
 

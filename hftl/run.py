@@ -56,7 +56,8 @@ def parse_run_config(task, argv=None, *, prog: str | None = None) -> tuple:
     return tuple(arguments)
 
 
-def run_task(task, argv=None, *, prog: str, callbacks: list | None = None):
+def run_task(task, argv=None, *, prog: str, callbacks: list | None = None,
+             evaluate_only: bool = False):  # fmt: skip
     """Parse ``argv`` (``--config run.yaml`` and flags) for ``task`` and run it.
 
     Args:
@@ -64,6 +65,8 @@ def run_task(task, argv=None, *, prog: str, callbacks: list | None = None):
         argv: the command line without the program name (default ``sys.argv[1:]``).
         prog: the program name for messages.
         callbacks: extra ``TrainerCallback``\\ s (e.g. a benchmark's timer).
+        evaluate_only: a trial of ``hftl tune``: train, evaluate the final model, and stop there
+            (nothing saved, no card; the returned report is ``Trainer.evaluate``'s metrics).
 
     Returns:
         (the validation report, the trainer; its model is the final one)
@@ -107,6 +110,8 @@ def run_task(task, argv=None, *, prog: str, callbacks: list | None = None):
             label_spec=labels,
         )
         trainer.train(resume_from_checkpoint=run.resume)
+        if evaluate_only:  # the final model, as trained (after any guard's mix, e.g. WiSE-FT)
+            return trainer.evaluate(), trainer
 
         # evaluate; save model, processor, config, metrics, log, card; push if asked
         test = None

@@ -339,3 +339,36 @@ def test_each_rank_extracts_its_share_of_the_features_and_every_rank_gets_them_a
     again = launch("shared-again")  # the same settings: each rank reads the shared entries
     assert again[0]["reused"] == again[1]["reused"] == 3
     assert [r["examples"] for r in again[0]["ranks"]] == [0, 0]
+
+
+@pytest.mark.ddp
+def test_tune_runs_every_trial_on_both_ranks_with_the_same_values(tmp_path):
+    """Advise's extraction and every trial run on both ranks; the main process draws the values
+    and the other rank trains with the same ones (and measures the same metric); the best
+    values then train once more, written by rank 0 alone."""
+    optuna = pytest.importorskip("optuna")
+    from hftl.testing import save_tiny_text_checkpoint, write_toy_reviews_csv
+
+    save_tiny_text_checkpoint(tmp_path / "bert", "bert")
+    write_toy_reviews_csv(tmp_path / "train.csv", 64)
+    out = tmp_path / "out"
+    accelerate_launch(
+        "ddp_tune.py", "text-classification", str(tmp_path / "ranks"),
+        "--model_name_or_path", str(tmp_path / "bert"), "--train_file", str(tmp_path / "train.csv"),
+        "--output_dir", str(out), "--strategy", "full", "--max_steps", "4",
+        "--eval_strategy", "steps", "--eval_steps", "2", "--per_device_train_batch_size", "8",
+        "--report_to", "none", "--use_cpu", "true", "--disable_tqdm", "true",
+        "--n_trials", "2", "--train_best",
+    )  # fmt: skip
+    runs = [json.loads((tmp_path / "ranks" / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert runs[0] == runs[1]
+    assert [r["output_dir"] for r in runs[0]] == ["trial-000", "trial-001", "best"]
+    assert all(r["world_size"] == 2 for r in runs[0])
+    study = optuna.load_study(study_name="hftl-tune", storage=f"sqlite:///{out / 'study.db'}")
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
+    assert study.trials[0].user_attrs["source"] == "hftl advise"
+    for trial, run in zip(study.trials, runs[0], strict=False):
+        assert trial.params["learning_rate"] == pytest.approx(run["learning_rate"])
+    best = max(study.trials, key=lambda t: t.value)
+    assert runs[0][-1]["learning_rate"] == pytest.approx(best.params["learning_rate"])
+    _assert_written_once(out / "best")

@@ -81,6 +81,9 @@ class AdviseArguments:
         default=None, metadata={"help": "Write everything measured and advised as JSON here."}
     )
     disable_tqdm: bool = field(default=False, metadata={"help": "No progress bars."})
+    use_cpu: bool = field(
+        default=False, metadata={"help": "Extract on the CPU even where a GPU is available."}
+    )
 
 
 def advise(task, data_args, task_args, advise_args, *, controls: tuple[str, ...] = ()) -> Advice:
@@ -103,6 +106,7 @@ def advise(task, data_args, task_args, advise_args, *, controls: tuple[str, ...]
         per_device_eval_batch_size=advise_args.per_device_eval_batch_size,
         feature_cache_dir=advise_args.feature_cache_dir,
         disable_tqdm=advise_args.disable_tqdm,
+        use_cpu=advise_args.use_cpu,
         report_to="none",
     )
     scores = []

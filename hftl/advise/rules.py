@@ -7,15 +7,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from hftl.strategies import STRATEGIES
+
 # The rules' thresholds; docs/advise_study.md says where each comes from.
 FEATURES_FIT = 0.97  # frozen-feature probe accuracy from which fine-tuning has little to add
 FEW_PER_CLASS = 1000  # below this many examples per class, adapters rather than all weights
 TARGET_STEPS = 300  # optimizer steps a recommended run aims at
 EPOCHS = (3, 30)  # ... within these epochs
 LOWEST_BLOCK_SHARE = 0.1  # with LLRD, the lowest block trains at this share of the top's LR
-# The learning rate of each strategy over the task's base rate (hftl.tasks: Task.learning_rate),
-# and the head's multiplier, as in docs/transfer_study.md's arms; lora: the task's own multiplier.
-LR_MULTIPLIERS = {"feature_extraction": 50.0, "partial": 1.0, "full": 1.0}
+# The head's multiplier, as in docs/transfer_study.md's arms (each strategy's learning rate over
+# the task's base rate is the strategy's own: Strategy.base_learning_rate).
 HEAD_LR_MULTIPLIER = 10.0
 
 
@@ -153,27 +154,25 @@ def starting_values(strategy: str, profile: DataProfile, best: ModelScore, task)
     settings: dict = {"strategy": strategy, "per_device_train_batch_size": batch}
     reasons: dict[str, str] = {}
     base = task.learning_rate
+    settings["learning_rate"] = STRATEGIES.get(strategy).base_learning_rate(task)
     if strategy == "lora":
-        settings["learning_rate"] = base * task.lora_lr_multiplier
         settings["lora_r"] = 8
         reasons["learning_rate"] = (
             f"{task.lora_lr_multiplier:g}x the task's base rate {base:g}: adapters start at zero "
             "and need larger steps (the transfer study's LoRA arm)"
         )
+    elif strategy == "feature_extraction":
+        settings["linear_probe"] = True
+        reasons["learning_rate"] = (
+            f"{STRATEGIES.get(strategy).learning_rate_scale:g}x the task's base rate {base:g}: "
+            "only the new head trains, from the linear probe fitted on the features"
+        )
     else:
-        settings["learning_rate"] = base * LR_MULTIPLIERS[strategy]
-        if strategy == "feature_extraction":
-            settings["linear_probe"] = True
-            reasons["learning_rate"] = (
-                f"{LR_MULTIPLIERS[strategy]:g}x the task's base rate {base:g}: only the new head "
-                "trains, from the linear probe fitted on the features"
-            )
-        else:
-            settings["head_lr_multiplier"] = HEAD_LR_MULTIPLIER
-            reasons["learning_rate"] = (
-                f"the task's base rate {base:g} for the pretrained layers, {HEAD_LR_MULTIPLIER:g}x "
-                "for the new head, which starts from random"
-            )
+        settings["head_lr_multiplier"] = HEAD_LR_MULTIPLIER
+        reasons["learning_rate"] = (
+            f"the task's base rate {base:g} for the pretrained layers, {HEAD_LR_MULTIPLIER:g}x "
+            "for the new head, which starts from random"
+        )
     if strategy == "partial":
         blocks = max(1, math.ceil(best.num_blocks / 4))
         settings["num_trainable_layers"] = blocks

@@ -24,6 +24,14 @@ for _shape in (SingleLabel(), MultiLabel(), Regression()):
 AUTO = "auto"
 
 
+def shape_of_metrics(metrics) -> LabelShape | None:
+    """The shape whose every metric an evaluation's metrics (``eval_<name>``) hold (of several,
+    the one with the most), or None (a user's own ``compute_metrics``)."""
+    names = {str(key).removeprefix("eval_") for key in metrics}
+    matching = [shape for shape in SHAPES if set(shape.metric_names) <= names]
+    return max(matching, key=lambda shape: len(shape.metric_names), default=None)
+
+
 def shape_for_problem_type(problem_type: str | None) -> LabelShape:
     """The shape of a transformers ``problem_type`` (or a shape name); None is single-label."""
     if problem_type in (None, AUTO):
@@ -57,5 +65,6 @@ __all__ = [
     "fit_linear_probe",
     "fold_scale",
     "shape_for_problem_type",
+    "shape_of_metrics",
     "tune_thresholds",
 ]

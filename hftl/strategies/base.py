@@ -4,6 +4,7 @@ arguments and its sentence in the model card. One module per strategy registers 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from torch import nn
 
@@ -11,6 +12,19 @@ from hftl.freezing import set_trainable
 from hftl.layers import LayerMap
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Knob:
+    """One option ``hftl tune`` searches: a number in [``low``, ``high``] (on a log scale where
+    ``log``; whole numbers where ``integer``; ``high=None``: the model's number of blocks), or one
+    of ``choices``."""
+
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    integer: bool = False
+    choices: tuple = ()
 
 
 class Strategy:
@@ -34,6 +48,11 @@ class Strategy:
             (:class:`~hftl.config.TransferTrainingArguments`) and refused with ``--option value:
             must be >= minimum`` / ``must be in [minimum, maximum]``; guards declare theirs the
             same way.
+        learning_rate_scale: its learning rate over the task's base rate (the task's
+            ``learning_rate``, set for fine-tuning pretrained layers): where ``hftl advise``
+            starts and the middle of the range ``hftl tune`` searches.
+        knobs: ``{option: Knob}``: what ``hftl tune`` searches for this strategy besides the
+            learning rate and weight decay.
     """
 
     name: str = ""
@@ -45,6 +64,12 @@ class Strategy:
     moves_pretrained_weights: bool = True
     probes_head: bool = False
     ranges: dict[str, tuple] = {}
+    learning_rate_scale: float = 1.0
+    knobs: dict[str, Knob] = {}
+
+    def base_learning_rate(self, task) -> float:
+        """The learning rate this strategy starts from on ``task`` (a registered Task)."""
+        return task.learning_rate * self.learning_rate_scale
 
     def check(self, args, selected: bool) -> None:
         """Validate ``args`` (a ``TransferTrainingArguments``); ``selected``: this is

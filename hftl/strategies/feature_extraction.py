@@ -73,6 +73,7 @@ class FeatureExtraction(Strategy):
     frozen_backbone = True
     moves_pretrained_weights = False
     ranges = {"feature_cache_views": (1, True)}
+    learning_rate_scale = 50.0  # only the new head trains: far larger steps than fine-tuning
 
     def check(self, args, selected):
         if args.linear_probe and (not selected or not args.feature_cache):

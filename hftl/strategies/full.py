@@ -1,11 +1,12 @@
 """``full``: every layer trains (with layer-wise LR decay where ``layer_decay`` < 1)."""
 
-from hftl.strategies.base import Strategy
+from hftl.strategies.base import Knob, Strategy
 
 
 class Full(Strategy):
     name = "full"
     summary = "everything trains (add layer_decay < 1 for layer-wise LR decay)"
+    knobs = {"layer_decay": Knob(0.5, 1.0), "head_lr_multiplier": Knob(1.0, 100.0, log=True)}
 
     def min_depth(self, num_blocks, *, num_trainable_layers=None, stage=0):
         return 0

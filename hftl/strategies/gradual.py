@@ -19,7 +19,7 @@ from transformers import TrainerCallback
 
 from hftl.freezing import set_trainable
 from hftl.layers import LayerMap
-from hftl.strategies.base import Strategy
+from hftl.strategies.base import Knob, Strategy
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +100,7 @@ class Gradual(Strategy):
     summary = "head first, then one more block every unfreeze_every epochs/steps, top-down"
     arguments = GradualArguments
     optimizer_holds_frozen = True
+    knobs = {"unfreeze_every": Knob(1, 3, integer=True)}
 
     def check(self, args, selected):
         if args.unfreeze_every < 1:

@@ -16,7 +16,7 @@ from torch import nn
 from hftl.families import family_of
 from hftl.freezing import keep_frozen_norms_in_eval
 from hftl.layers import LayerMap, build_layer_map
-from hftl.strategies.base import Strategy
+from hftl.strategies.base import Knob, Strategy
 
 logger = logging.getLogger(__name__)
 
@@ -114,6 +114,11 @@ class Lora(Strategy):
     arguments = LoraArguments
     moves_pretrained_weights = False  # adapters train; the pretrained weights stay as they are
     ranges = {"lora_alpha": (0, False), "lora_dropout": (0, True)}
+    knobs = {"lora_r": Knob(choices=(4, 8, 16, 32)), "lora_alpha": Knob(choices=(8, 16, 32, 64))}
+
+    def base_learning_rate(self, task):
+        # adapters start at zero and need larger steps: the task's own multiplier (measured)
+        return task.learning_rate * task.lora_lr_multiplier
 
     def check(self, args, selected):
         if args.lora_r < 1:

@@ -10,7 +10,7 @@ decay). The authors report about +1 point in distribution and +10 out of distrib
 fine-tuning. The head already fits, so a ``head_lr_multiplier`` above 1 works against the idea.
 """
 
-from hftl.strategies.base import Strategy
+from hftl.strategies.base import Knob, Strategy
 from hftl.strategies.feature_extraction import fitted_probe
 
 
@@ -21,6 +21,7 @@ class LinearProbeThenFinetune(Strategy):
         "from it"
     )
     probes_head = True
+    knobs = {"layer_decay": Knob(0.5, 1.0)}  # the head is fitted: no head_lr_multiplier (above)
 
     def min_depth(self, num_blocks, *, num_trainable_layers=None, stage=0):
         return 0

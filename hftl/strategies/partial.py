@@ -3,7 +3,7 @@
 import logging
 from dataclasses import dataclass, field
 
-from hftl.strategies.base import Strategy
+from hftl.strategies.base import Knob, Strategy
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +35,10 @@ class Partial(Strategy):
     summary = "the top num_trainable_layers blocks and the head train"
     arguments = PartialArguments
     needs_block_count = True
+    knobs = {
+        "num_trainable_layers": Knob(1, None, integer=True),  # up to every block
+        "head_lr_multiplier": Knob(1.0, 100.0, log=True),
+    }
 
     def check(self, args, selected):
         if not selected:

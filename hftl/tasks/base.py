@@ -43,8 +43,8 @@ class Task:
         advise_models: the checkpoints ``hftl advise`` scores when ``--models`` is not given (Hub
             ids: a short list across sizes and families).
         learning_rate: the base learning rate of fine-tuning the task's usual models (what
-            ``hftl advise`` starts from; the strategies' multipliers are
-            :data:`hftl.advise.LR_MULTIPLIERS`).
+            ``hftl advise`` starts from and ``hftl tune`` searches around; each strategy scales
+            it: ``Strategy.base_learning_rate``).
         lora_lr_multiplier: LoRA's learning rate over ``learning_rate`` (measured in
             docs/transfer_study.md: higher multipliers diverged on EfficientNet).
     """
