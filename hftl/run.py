@@ -74,6 +74,8 @@ def run_task(task, argv=None, *, prog: str, callbacks: list | None = None,
     task = task_of(task)
     arguments = parse_run_config(task, argv, prog=prog)
     model_args, data_args, task_args, training_args, reference_args = arguments
+    if evaluate_only:  # a trial selects on validation: the test split is never read
+        training_args.do_predict = False
 
     # output directory (a finished run is refused; an interrupted one resumes), train.log
     with start_run(arguments, task) as run:

@@ -15,14 +15,16 @@ augmentation, the image column) is hftl/tasks/image_classification.py.
 import sys
 
 from hftl.errors import run_main
-from hftl.run import run_task
+from hftl.tune import run_or_tune
 
 TASK = "image-classification"  # hftl/tasks/: the task this recipe runs
 
 
 def main(argv=None):
-    """Run the recipe; returns the validation report and the trainer (its model is the final one)."""
-    return run_task(TASK, argv, prog="image_classification.py")
+    """Run the recipe; returns the validation report and the trainer (its model is the final one).
+    With --tune (and hftl tune's flags: --n_trials, --budget_minutes, ...), tune it instead
+    (hftl tune: the study's results)."""
+    return run_or_tune(TASK, argv, prog="image_classification.py")
 
 
 if __name__ == "__main__":

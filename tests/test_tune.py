@@ -55,8 +55,11 @@ def test_a_study_runs_the_values_prunes_the_laggard_continues_and_writes_a_confi
     study = open_study(out)
     states = [t.state.name for t in study.trials]
     assert states == ["COMPLETE", "COMPLETE", "PRUNED"]
-    # each trial trained with its own values, as its run config says
+    # each trial trained with its own values, as its run config says, on the features the first
+    # trial extracted
     assert [trial_config(out, n)["learning_rate"] for n in range(3)] == [GOOD, GOOD, USELESS]
+    log = (out / "trials" / "trial-001" / "train.log").read_text()
+    assert "36 examples -> 36x32 features" in log and "(reused)" in log
     assert all(t.user_attrs["metric"] == "accuracy" for t in study.trials)
     good = study.trials[0].user_attrs["value"]
     assert good > 0.9 and study.trials[2].user_attrs["step"] == 3  # stopped at its first epoch
@@ -90,12 +93,13 @@ def test_a_study_runs_the_values_prunes_the_laggard_continues_and_writes_a_confi
     assert (out / "best" / "model.safetensors").is_file()
 
 
-def test_a_new_study_starts_from_advise_and_refuses_other_options_later(images, tmp_path):
+def test_a_new_study_starts_from_advise_and_its_best_predicts_the_test_split_once(images, tmp_path):
     from hftl.strategies import STRATEGIES
     from hftl.tasks import task_of
 
     out = tmp_path / "study"
-    main(["tune", "image-classification", *run_flags(images, out), "--n_trials", "1"])
+    test = ["--do_predict", "--test_dir", str(images / "validation"), "--train_best"]
+    main(["tune", "image-classification", *run_flags(images, out), "--n_trials", "1", *test])
     (trial,) = open_study(out).trials
     advised = STRATEGIES.get("feature_extraction").base_learning_rate(
         task_of("image-classification")
@@ -103,11 +107,15 @@ def test_a_new_study_starts_from_advise_and_refuses_other_options_later(images, 
     assert trial.user_attrs["source"] == "hftl advise"
     assert trial.params["learning_rate"] == pytest.approx(advised)
     assert trial_config(out, 0)["learning_rate"] == pytest.approx(advised)
+    # the trial never saw the test split; the final model of the best values predicted it
+    assert trial_config(out, 0).get("do_predict", False) is False
+    assert not list((out / "trials").rglob("predictions.jsonl"))
+    assert len((out / "best" / "predictions.jsonl").read_text().splitlines()) == 18
 
     with pytest.raises(ConfigError, match=r"other options \(num_train_epochs\)"):
         from hftl.tune import tune
 
-        tune("image-classification", [*run_flags(images, out), "--num_train_epochs", "2"],
+        tune("image-classification", [*run_flags(images, out), *test, "--num_train_epochs", "2"],
              prog="hftl tune")  # fmt: skip
 
 
@@ -120,3 +128,15 @@ def test_test_data_and_pushes_wait_for_the_final_model(images, tmp_path):
              prog="hftl tune")  # fmt: skip
     with pytest.raises(ConfigError, match="--strategies: unknown strategy 'ful'"):
         tune("image-classification", [*flags, "--strategies", "ful"], prog="hftl tune")
+
+
+def test_a_recipe_tunes_with_the_tune_flag(images, tmp_path):
+    from test_recipes import RECIPES
+
+    from hftl.testing import load_script
+
+    recipe = load_script(RECIPES / "image_classification.py")
+    out = tmp_path / "study"
+    results = recipe.main([*run_flags(images, out), "--tune", "--n_trials", "1", "--no_advise"])
+    assert results["trials"] == {"complete": 1}
+    assert (out / "best.yaml").is_file() and (out / "trials" / "trial-000").is_dir()

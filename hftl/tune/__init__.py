@@ -45,6 +45,7 @@ from hftl.config import count_blocks_from_config
 from hftl.errors import ConfigError
 from hftl.outputs import write_resolved_config
 from hftl.run import parse_run_config, run_task
+from hftl.run_files import FINISHED_RUN
 from hftl.shapes import shape_of_metrics
 from hftl.strategies import STRATEGIES
 from hftl.tasks import task_of
@@ -185,10 +186,25 @@ def tune(task, argv: list[str], *, prog: str) -> dict:
             "--n_trials or --budget_minutes"
         )
     if tune_args.train_best:
-        best_flags = _flags(results["best"]["values"])
-        run_task(task, [*run_argv, *best_flags, "--output_dir", str(output / BEST_DIR)],
-                 prog=f"{prog} (best)")  # fmt: skip
+        best = [*_flags(results["best"]["values"]), "--output_dir", str(output / BEST_DIR)]
+        if (output / BEST_DIR / FINISHED_RUN).exists():  # a finished study run again: retrain
+            best += ["--overwrite_output_dir", "true"]  # (an interrupted one resumes)
+        run_task(task, [*run_argv, *best], prog=f"{prog} (best)")
     return results
+
+
+def run_or_tune(task, argv: list[str] | None = None, *, prog: str):
+    """A recipe's entry point: the run, or with ``--tune`` (and ``hftl tune``'s flags) the study
+    of the recipe's task: ``python recipes/sentiment.py --config run.yaml --tune --n_trials 20``
+    is ``hftl tune text-classification --config run.yaml --n_trials 20``. Returns
+    :func:`~hftl.run.run_task`'s (report, trainer), or :func:`tune`'s results."""
+    import sys
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--tune" not in argv:
+        return run_task(task, argv, prog=prog)
+    argv.remove("--tune")
+    return tune(task, argv, prog=f"{prog} --tune")
 
 
 def _run_trial(optuna, task, run_argv, output, number, values, study, trial, share, prog):
@@ -197,8 +213,8 @@ def _run_trial(optuna, task, run_argv, output, number, values, study, trial, sha
 
     trial_dir = output / TRIALS_DIR / f"trial-{number:03d}"
     argv = [*run_argv, *_flags(values), "--output_dir", str(trial_dir), "--save_strategy", "no",
-            "--load_best_model_at_end", "false", "--push_to_hub", "false", "--do_predict",
-            "false", "--report_to", "none", "--disable_tqdm", "true"]  # fmt: skip
+            "--load_best_model_at_end", "false", "--push_to_hub", "false", "--report_to", "none",
+            "--disable_tqdm", "true"]  # fmt: skip
     reporter = TrialReport(optuna, trial, share)
     started = time.perf_counter()
     try:
@@ -390,4 +406,4 @@ def _share(value, world_size: int):
     return box[0]
 
 
-__all__ = ["TuneArguments", "parse_tune_arguments", "tune"]
+__all__ = ["TuneArguments", "parse_tune_arguments", "run_or_tune", "tune"]
