@@ -1,7 +1,7 @@
 """Does `hftl tune` pay? The tuned run against the recipe's defaults and against `hftl advise`'s
 values, on real data of each modality, offline, tested on data the tuning never saw.
 
-    python scripts/tune_study.py                       # the three cases (about 60 min, 2 cores)
+    python scripts/tune_study.py                       # the three cases (about 85 min, 2 cores)
     python scripts/tune_study.py --cases image audio   # some of them
     python scripts/tune_study.py --quick               # a minutes-long check of the script
     python scripts/tune_study.py --report_only         # rewrite docs/tune_study.md from results
