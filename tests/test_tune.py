@@ -140,3 +140,17 @@ def test_a_recipe_tunes_with_the_tune_flag(images, tmp_path):
     results = recipe.main([*run_flags(images, out), "--tune", "--n_trials", "1", "--no_advise"])
     assert results["trials"] == {"complete": 1}
     assert (out / "best.yaml").is_file() and (out / "trials" / "trial-000").is_dir()
+
+
+def test_a_budget_stops_the_study_and_the_strategy_is_searched_with_its_own_knobs(images, tmp_path):
+    from hftl.strategies import STRATEGIES
+
+    out = tmp_path / "study"
+    main(["tune", "image-classification", *run_flags(images, out), "--no_advise",
+          "--strategies", "feature_extraction", "full", "--budget_minutes", "0.001"])  # fmt: skip
+    (trial,) = open_study(out).trials  # the budget was spent by the first trial
+    strategy = trial.params["strategy"]
+    knobs = set(STRATEGIES.get(strategy).knobs)
+    assert set(trial.params) == {"strategy", "learning_rate", "weight_decay", *knobs}
+    best = yaml.safe_load((out / "best.yaml").read_text())
+    assert best["strategy"] == strategy == trial_config(out, 0)["strategy"]
