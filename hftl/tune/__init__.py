@@ -227,6 +227,11 @@ def _run_trial(optuna, task, run_argv, output, number, values, study, trial, sha
         logger.info("tune: trial %d %s: pruned at step %s (%s)", number, _shown(values),
                     reporter.step, reporter.describe())  # fmt: skip
         return
+    except KeyboardInterrupt:  # as a kill: the same command runs these values again
+        if study is not None:
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            study.enqueue_trial(trial.params, user_attrs={"retry_of": number})
+        raise
     except BaseException:
         if study is not None:
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
