@@ -177,7 +177,7 @@ def tune(task, argv: list[str], *, prog: str) -> dict:
 
     results = None
     if main:
-        results = write_reports(study, output, _best_config(output, tune_args, strategies))
+        results = write_reports(study, output, _best_config(output, base))
         logger.info("tune: %s", results["summary"])
     results = share(results)
     if results["best"] is None:
@@ -356,13 +356,12 @@ def _resolved_config(output: Path, arguments) -> dict:
     return yaml.safe_load(path.read_text())
 
 
-def _best_config(output: Path, tune_args, strategies):
-    """A function writing ``best.yaml`` for the best values (called by the report)."""
+def _best_config(output: Path, base: dict):
+    """A function writing ``best.yaml``: the run's resolved options (``base``) with the best
+    values (called by the report)."""
 
     def write(values: dict) -> Path:
-        config = yaml.safe_load((output / "tune_config.yaml").read_text())
-        config.update(values)
-        config["output_dir"] = str(output / BEST_DIR)
+        config = {**base, **values, "output_dir": str(output / BEST_DIR)}
         path = output / BEST_CONFIG
         path.write_text(
             "# The best trial of `hftl tune` (trials.md); train it with\n"
