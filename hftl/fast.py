@@ -1,4 +1,4 @@
-"""Speed defaults that need more than a TrainingArguments switch.
+"""Speed defaults that need more than a TrainingArguments switch, and the precision a run trains in.
 
 ``channels_last`` memory format for convolutional networks with batch norm (EfficientNet, ResNet,
 MobileNet, RegNet, ...): the weights and the ``pixel_values`` are laid out NHWC, which the CPU
@@ -39,3 +39,23 @@ class ChannelsLastCollator:
 
     def __call__(self, examples):
         return to_channels_last(self.collator(examples))
+
+
+def mixed_precision(args) -> str:
+    """The precision the run trains in: "bf16", "fp16" or "no".
+
+    ``--bf16`` / ``--fp16``, else the launch's: ``accelerate launch`` with a config that says
+    ``mixed_precision: bf16`` (all of ``recipes/accelerate/``'s GPU configs) sets
+    ACCELERATE_MIXED_PRECISION, which TrainingArguments reads into ``args.mixed_precision`` and
+    the Accelerator trains in, while ``args.bf16`` stays False.
+    """
+    if args.fp16:
+        return "fp16"
+    if args.bf16:
+        return "bf16"
+    return getattr(args, "mixed_precision", None) or "no"
+
+
+def autocast_dtype(args) -> torch.dtype | None:
+    """The autocast dtype of :func:`mixed_precision` (None: full precision)."""
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mixed_precision(args))

@@ -42,6 +42,7 @@ import transformers
 import yaml
 
 from hftl.families import family_of
+from hftl.fast import mixed_precision
 from hftl.feature_cache import unwrap
 from hftl.logs import RunLog
 from hftl.output_dir import prepare_output_dir
@@ -377,7 +378,7 @@ def collect_run_info(trainer, labels: LabelSpec, run: Run, num_eval: int) -> dic
         * args.gradient_accumulation_steps
         * args.world_size,
         "world_size": args.world_size,
-        "mixed_precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "no",
+        "mixed_precision": mixed_precision(args),
         "seed": args.seed,
         "train_runtime_s": last.get("train_runtime"),
         "feature_cache": getattr(trainer, "feature_cache", None),

@@ -288,3 +288,23 @@ def test_feature_extraction_caches_unaugmented_features_by_default_and_views_whe
     assert second.feature_cache["reused"] == 4  # three views and the evaluation set
     for a, b in zip(second.train_dataset.views, views, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_features_are_extracted_in_the_precision_the_launch_config_trains_in(tmp_path, monkeypatch):
+    """``accelerate launch`` with a config's ``mixed_precision: bf16`` leaves ``--bf16`` False but
+    trains in bf16: the features are extracted in bf16 too, as with ``--bf16 true``."""
+
+    from hftl.fast import mixed_precision
+
+    def features(name, **overrides):
+        trainer = train_feature_extraction(tmp_path / name, cache=True, feature_cache_dir="memory",
+                                           **overrides)  # fmt: skip
+        return mixed_precision(trainer.args), np.asarray(trainer.train_dataset.features)
+
+    full = features("fp32")
+    flag = features("flag", bf16=True)
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
+    launched = features("launched")
+    assert (full[0], flag[0], launched[0]) == ("no", "bf16", "bf16")
+    assert not np.allclose(full[1], flag[1], atol=1e-4)  # bf16 rounding shows
+    np.testing.assert_array_equal(launched[1], flag[1])

@@ -17,7 +17,7 @@ from transformers import default_data_collator
 
 from hftl.errors import ConfigError
 from hftl.families import Split, split_for
-from hftl.fast import wants_channels_last
+from hftl.fast import autocast_dtype, wants_channels_last
 from hftl.feature_cache.model import CachedFeatureModel, FeatureDataset
 from hftl.feature_cache.probe import LinearProbeCallback, write_probe
 from hftl.feature_cache.store import (
@@ -176,7 +176,7 @@ def _extract_cached(model, split, dataset, collator, processing_class, args, cha
     if directory is None:
         directory = cache_dir() / "features"
     directory = None if str(directory) == "memory" else Path(directory)
-    dtype = torch.bfloat16 if args.bf16 else torch.float16 if args.fp16 else None
+    dtype = autocast_dtype(args)  # as the Accelerator trains: --bf16, or the launch's config
     preprocessing = describe_preprocessing(dataset, collator, processing_class)
     batch_size = max(args.per_device_eval_batch_size, args.per_device_train_batch_size)
     if getattr(dataset, "_fingerprint", None) is None:
