@@ -138,7 +138,11 @@ def timer():
     return Timer()
 
 
-def run_hftl(case: dict, paths: dict, sizes: tuple, out: Path, variant: str) -> dict:
+def run_hftl(
+    case: dict, paths: dict, sizes: tuple, out: Path, variant: str, extra=(), callbacks=()
+) -> dict:
+    """One hftl run (the recipe in this process); ``extra`` flags go after the case's, and
+    ``callbacks`` (TrainerCallbacks) watch it beside the timer."""
     from hftl.run import run_task
     from hftl.testing import load_script
 
@@ -162,8 +166,8 @@ def run_hftl(case: dict, paths: dict, sizes: tuple, out: Path, variant: str) -> 
         "--per_device_train_batch_size", str(batch), "--per_device_eval_batch_size", "64",
         "--output_dir", str(out / "model"), "--overwrite_output_dir", "true", "--save_strategy", "no", "--logging_strategy", "no",
         "--feature_cache_dir", str(out / "features"),  # cold: every run computes its features
-        "--report_to", "none", "--disable_tqdm", "true", "--seed", "0",
-    ], prog=f"{recipe_name}.py", callbacks=[clock])  # fmt: skip
+        "--report_to", "none", "--disable_tqdm", "true", "--seed", "0", *extra,
+    ], prog=f"{recipe_name}.py", callbacks=[clock, *callbacks])  # fmt: skip
     marks = clock.marks
     cache = trainer.feature_cache or {}
     # hftl extracts the evaluation set's features before training too; the baseline evaluates
@@ -177,12 +181,14 @@ def run_hftl(case: dict, paths: dict, sizes: tuple, out: Path, variant: str) -> 
         "accuracy": report["accuracy"],
         "feature_cache": bool(cache.get("used")),
     }
-    if cache.get("used"):  # the floor again, warm (kernels already built)
+    if cache.get("used"):  # the floor again, warm (kernels already built), as hftl extracted
+        from hftl.fast import autocast_dtype
         from hftl.feature_cache import unwrap
 
         result["warm_floor_s"] = one_forward_pass(
-            unwrap(trainer.model), trainer.channels_last, paths, train_n, batch
-        )
+            unwrap(trainer.model), trainer.channels_last, paths, train_n, batch,
+            autocast=autocast_dtype(trainer.args), num_workers=trainer.args.dataloader_num_workers,
+        )  # fmt: skip
     return result
 
 
@@ -204,8 +210,13 @@ def run_floor(case: dict, paths: dict, sizes: tuple, out: Path) -> dict:
             "examples": sizes[0], "accuracy": float("nan")}  # fmt: skip
 
 
-def one_forward_pass(model, channels_last: bool, paths, train_n, batch) -> float:
-    """Seconds for one plain forward pass of ``model`` over the training images (eval mode)."""
+def one_forward_pass(
+    model, channels_last: bool, paths, train_n, batch, autocast=None, num_workers=0
+) -> float:
+    """Seconds for one plain forward pass of ``model`` over the training images (eval mode;
+    under ``autocast``, a dtype, if given; ``num_workers`` DataLoader workers)."""
+    import contextlib
+
     import torch
     from datasets import load_dataset
     from transformers import AutoImageProcessor
@@ -217,19 +228,28 @@ def one_forward_pass(model, channels_last: bool, paths, train_n, batch) -> float
     data = load_dataset("imagefolder", data_dir=paths["train_dir"], split="train")
     data = data.shuffle(seed=0).select(range(min(train_n, len(data))))
     data.set_transform(lambda b: {"pixel_values": list(processor([i.convert("RGB") for i in b["image"]], return_tensors="pt")["pixel_values"]), "labels": b["label"]})  # fmt: skip
-    loader = torch.utils.data.DataLoader(data, batch_size=batch, collate_fn=collate_images)
+    loader = torch.utils.data.DataLoader(data, batch_size=batch, collate_fn=collate_images,
+                                         num_workers=num_workers)  # fmt: skip
+    precision = (torch.autocast(model.device.type, dtype=autocast) if autocast is not None
+                 else contextlib.nullcontext())  # fmt: skip
     start = time.perf_counter()
-    with torch.inference_mode():
+    with torch.inference_mode(), precision:
         for inputs in loader:
             pixels = inputs["pixel_values"].to(model.device)
             if channels_last:
                 pixels = pixels.contiguous(memory_format=torch.channels_last)
             model(pixel_values=pixels)
+    if model.device.type == "cuda":
+        torch.cuda.synchronize()
     return time.perf_counter() - start
 
 
-def run_baseline(case: dict, paths: dict, sizes: tuple, out: Path) -> dict:
-    """The example-script way: plain Trainer, set_transform / padding to max length, requires_grad."""
+def run_baseline(
+    case: dict, paths: dict, sizes: tuple, out: Path, training=None, callbacks=()
+) -> dict:
+    """The example-script way: plain Trainer, set_transform / padding to max length, requires_grad.
+    ``training``: TrainingArguments values beside the case's (bf16, max_steps, ...);
+    ``callbacks``: TrainerCallbacks beside the timer."""
     import numpy as np
     from datasets import load_dataset
     from transformers import (
@@ -262,7 +282,7 @@ def run_baseline(case: dict, paths: dict, sizes: tuple, out: Path) -> dict:
 
         # run_image_classification.py augments training images (random resized crop + flip);
         # for a timm checkpoint the processor has timm's own training transform
-        augment = processor.train_transforms
+        augment = getattr(processor, "train_transforms", None) or example_train_transform(processor)
 
         def train_transform(batch_):
             images = [augment(image.convert("RGB")) for image in batch_["image"]]
@@ -326,10 +346,11 @@ def run_baseline(case: dict, paths: dict, sizes: tuple, out: Path) -> dict:
         str(out / "model"), learning_rate=case["lr"], num_train_epochs=case["epochs"],
         per_device_train_batch_size=batch, per_device_eval_batch_size=64, save_strategy="no",
         logging_strategy="no", report_to="none", disable_tqdm=True, seed=0, remove_unused_columns=False,
+        **(training or {}),
     )  # fmt: skip
     clock = timer()
     trainer = Trainer(model, args, train_dataset=train, eval_dataset=evaluation, data_collator=collate,
-                      compute_metrics=accuracy, callbacks=[clock])  # fmt: skip
+                      compute_metrics=accuracy, callbacks=[clock, *callbacks])  # fmt: skip
     trainer.train()
     end = time.perf_counter()
     metrics = trainer.evaluate()
@@ -339,6 +360,23 @@ def run_baseline(case: dict, paths: dict, sizes: tuple, out: Path) -> dict:
         "examples": len(train) * case["epochs"],
         "accuracy": metrics["eval_accuracy"],
     }
+
+
+def example_train_transform(processor):
+    """run_image_classification.py's training transform for an image processor without one of
+    its own: a random resized crop to the processor's size, a flip, then its normalisation."""
+    from torchvision.transforms import (
+        Compose,
+        Normalize,
+        RandomHorizontalFlip,
+        RandomResizedCrop,
+        ToTensor,
+    )
+
+    size = processor.size
+    size = size["shortest_edge"] if "shortest_edge" in size else (size["height"], size["width"])
+    return Compose([RandomResizedCrop(size), RandomHorizontalFlip(), ToTensor(),
+                    Normalize(mean=processor.image_mean, std=processor.image_std)])  # fmt: skip
 
 
 def worker(side: str, case_name: str, quick: bool, paths_file: str, out: str) -> None:
