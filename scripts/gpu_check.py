@@ -12,10 +12,11 @@ On the GPU machine (device tool: carry [".whl"]; about 6 minutes on one H100):
     PYTHONUNBUFFERED=1 python3 scripts/gpu_check.py --out $OUT 2>&1 | tee $OUT/log
 
 Here, after: ``python scripts/gpu_check.py --report DIR/gpu_results.json`` writes the GPU section
-of docs/benchmarks.md. ``--smoke`` runs every stage on the CPU with tiny models (the suite does).
+of docs/benchmarks.md (several files: a rerun's ``--stages`` replace the first run's). ``--smoke``
+runs every stage on the CPU with tiny models (the suite does).
 
-What it measures, in this order (each stage's results are written as soon as it ends, so a run
-cut short still returns what it finished):
+What it measures (the results are written after every side and stage, so a run cut short still
+returns what it finished; work not sure to end within ``--budget_s`` is left out and said so):
 
 1. the device: name, driver, versions, its bf16 peak (spec sheet) and a measured bf16 matmul;
 2. full fine-tuning of a ViT-B/16-sized and a BERT-base-sized model (random weights: speed does
@@ -64,11 +65,15 @@ RESULTS = "gpu_results.json"
 # Per task: training examples, validation examples, batch size, warm-up and timed steps.
 SIZES = {
     "full": {"image": {"train": 1024, "validation": 64, "batch": 64, "warmup": 6, "timed": 30},
-             "text": {"train": 2048, "validation": 64, "batch": 32, "warmup": 10, "timed": 100}},
+             "text": {"train": 2048, "validation": 64, "batch": 32, "warmup": 10, "timed": 60}},
     "smoke": {"image": {"train": 48, "validation": 12, "batch": 8, "warmup": 2, "timed": 4},
               "text": {"train": 96, "validation": 16, "batch": 8, "warmup": 2, "timed": 6}},
 }  # fmt: skip
-COMPILE_WARMUP = {"full": 15, "smoke": 3}  # steps before timing a compiled run (recompiles)
+COMPILE_WARMUP = {"full": 15, "smoke": 3}
+SIDE_S = {
+    "eager": {"full": 20, "smoke": 0},
+    "compile": {"full": 90, "smoke": 0},
+}  # at most, roughly  # steps before timing a compiled run (recompiles)
 MAX_SEQ_LENGTH = {"full": 128, "smoke": 48}  # run_glue's default; the tiny BERT has 64 positions
 LEARNING_RATE = {"image": 5e-5, "text": 5e-5}
 WORKERS = 4
@@ -99,6 +104,7 @@ LAUNCH = {"full": (20, 10, 16), "smoke": (40, 10, 8)}
 SMOKE_LAUNCH_FLAGS = {"fsdp": ["--fsdp_sync_module_states", "false",
                                "--fsdp_cpu_ram_efficient_loading", "false"]}  # fmt: skip
 LAUNCH_CONFIGS = {"fsdp": "fsdp.yaml", "deepspeed_zero2": "deepspeed_zero2.yaml"}
+LAUNCH_MIN_S = {"full": 60, "smoke": 0}  # a launch check is not started with less time left
 
 
 # --------------------------------------------------------------------------------------------
@@ -383,7 +389,8 @@ def training_stage(paths: dict, work: Path, mode: str, save, deadline: float, co
             (name, flags) for name, flags in VARIANTS if ("--torch_compile" in flags) == compiled
         ]
         for side, flags in sides:
-            if time.perf_counter() > deadline:
+            # a side not sure to end by the deadline is left out (compiling takes a minute or two)
+            if time.perf_counter() + (SIDE_S["compile" if compiled else "eager"][mode]) > deadline:
                 runs.append({"task": task, "side": side, "skipped": "out of the time budget"})
                 continue
             try:
@@ -436,9 +443,11 @@ def kill_tree(pid: int) -> None:
             process.send_signal(signal.SIGKILL)
 
 
-def launch_stage(name: str, paths: dict, work: Path, mode: str) -> dict:
+def launch_stage(name: str, paths: dict, work: Path, mode: str, timeout: float = 600) -> dict:
     """``accelerate launch`` with the recipe's config on one process: killed after the first
-    complete checkpoint, then the same command again, which must resume there and finish."""
+    complete checkpoint, then the same command again, which must resume there and finish. Each
+    of the two commands is stopped after ``timeout`` seconds (a hung launch must not take the
+    rest of the run)."""
     if name.startswith("deepspeed"):
         try:
             import deepspeed  # noqa: F401
@@ -463,19 +472,25 @@ def launch_stage(name: str, paths: dict, work: Path, mode: str) -> dict:
     marker = out / f"checkpoint-{every}" / CHECKPOINT_MARKER
     start = time.perf_counter()
     with open(first, "w") as handle:
-        process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT,
-                                   start_new_session=True)  # fmt: skip
+        process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT)
         while process.poll() is None and not marker.exists():
+            if time.perf_counter() - start > timeout:
+                break
             time.sleep(0.001)
-        killed = process.poll() is None
-        if killed:  # the launcher and the ranks it started (torch's elastic agent detaches them)
+        killed = process.poll() is None and marker.exists()
+        if process.poll() is None:  # the launcher and its ranks (the elastic agent detaches them)
             kill_tree(process.pid)
         process.wait()
     first_s = time.perf_counter() - start
     kept = sorted(p.name for p in (out / f"checkpoint-{every}").glob("*"))
     with open(log, "w") as handle:
         start = time.perf_counter()
-        again = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT)
+        again = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT)
+        try:
+            again.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            kill_tree(again.pid)
+            again.wait()
     second_s = time.perf_counter() - start
     train_log = (out / "train.log").read_text() if (out / "train.log").exists() else ""
     resumed = next((line.split("resumed ", 1)[1].replace(str(out) + "/", "")
@@ -753,15 +768,21 @@ def binary_mismatches() -> list[str]:
 # --------------------------------------------------------------------------------------------
 
 
-def run_all(out: Path, smoke: bool, budget_s: float, command: str) -> dict:
+STAGES = ("training", "compile", "extraction", "launch")
+
+
+def run_all(out: Path, smoke: bool, budget_s: float, command: str, stages=STAGES) -> dict:
+    """Run ``stages`` in order, saving the results after each; work not sure to end within
+    ``budget_s`` is left out and said so."""
     mode = "smoke" if smoke else "full"
     started = time.perf_counter()
     deadline = started + budget_s
-    results: dict = {"command": command}
+    results: dict = {"command": command, "training": []}
     out.mkdir(parents=True, exist_ok=True)
 
     def save():
         results["minutes"] = round((time.perf_counter() - started) / 60, 2)
+        results["decisions"] = decide(results["training"])
         (out / RESULTS).write_text(json.dumps(results, indent=2, default=str))
         (out / "gpu_section.md").write_text(report(results, command))
 
@@ -773,23 +794,49 @@ def run_all(out: Path, smoke: bool, budget_s: float, command: str) -> dict:
         work = Path(folder)
         paths = prepare(work, smoke)
         results["flops"] = flops_stage(paths)
-        results["training"] = training_stage(paths, work, mode, save, deadline, compiled=False)
-        try:
-            results["extraction"] = extraction_stage(paths, work, mode)
-        except Exception as error:  # noqa: BLE001
-            results["extraction"] = {"failed": one_line(error)}
-        save()
-        results["launch"] = {}
-        for name in LAUNCH_CONFIGS:
+        for stage in ("training", "compile"):
+            if stage in stages:
+                results["training"] += training_stage(
+                    paths, work, mode, save, deadline, compiled=stage == "compile"
+                )
+        if "extraction" in stages:
             try:
-                results["launch"][name] = launch_stage(name, paths, work, mode)
+                results["extraction"] = extraction_stage(paths, work, mode)
             except Exception as error:  # noqa: BLE001
-                results["launch"][name] = {"status": "failed", "failed_to_run": one_line(error)}
-            print(name, json.dumps(results["launch"][name])[:2000], flush=True)
+                results["extraction"] = {"failed": one_line(error)}
             save()
-        results["training"] += training_stage(paths, work, mode, save, deadline, compiled=True)
-        results["decisions"] = decide(results["training"])
+        if "launch" in stages:
+            results["launch"] = {}
+            for name in LAUNCH_CONFIGS:
+                left = deadline - time.perf_counter()
+                if left < LAUNCH_MIN_S[mode]:
+                    results["launch"][name] = {"status": "skipped", "why": "out of the time budget"}
+                    continue
+                try:
+                    results["launch"][name] = launch_stage(
+                        name, paths, work, mode, timeout=left / 2
+                    )
+                except Exception as error:  # noqa: BLE001
+                    results["launch"][name] = {"status": "failed", "failed_to_run": one_line(error)}
+                print(name, json.dumps(results["launch"][name])[:2000], flush=True)
+                save()
         save()
+    return results
+
+
+def merged(files: list[str]) -> dict:
+    """Results of several runs (a rerun of some stages after a first run): each later file's
+    stages replace the earlier ones', its training sides replace the same task's and side's."""
+    results: dict = {}
+    for file in files:
+        found = json.loads(Path(file).read_text())
+        sides = {(r["task"], r["side"]): r for r in results.get("training", [])}
+        sides.update({(r["task"], r["side"]): r for r in found.get("training", [])})
+        launch = {**results.get("launch", {}), **found.get("launch", {})}
+        results.update({k: v for k, v in found.items() if v})
+        results["training"], results["launch"] = list(sides.values()), launch
+    results["decisions"] = decide(results["training"])
+    results["command"] = " and ".join(json.loads(Path(f).read_text())["command"] for f in files)
     return results
 
 
@@ -797,14 +844,16 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="gpu_check_out", help="where gpu_results.json goes")
     parser.add_argument("--smoke", action="store_true", help="tiny models on the CPU, every stage")
-    parser.add_argument("--budget_s", type=float, default=330,
-                        help="training sides not started after this many seconds are skipped")  # fmt: skip
+    parser.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES),
+                        help="a rerun of some stages (merge the results with --report A B)")  # fmt: skip
+    parser.add_argument("--budget_s", type=float, default=420,
+                        help="work not sure to end within this many seconds is left out")  # fmt: skip
     parser.add_argument(
         "--fetch_wheels", metavar="DIR", help="download the wheels the GPU machine lacks"
     )
-    parser.add_argument(
-        "--report", metavar="RESULTS", help="write the GPU section of --output from a results file"
-    )
+    parser.add_argument("--report", nargs="+", metavar="RESULTS",
+                        help="write the GPU section of --output from results files (later ones "
+                        "replace the stages they ran)")  # fmt: skip
     parser.add_argument("--output", default=str(ROOT / "docs" / "benchmarks.md"))
     args = parser.parse_args(argv)
     if args.fetch_wheels:
@@ -813,12 +862,14 @@ def main(argv=None) -> int:
     if args.report:
         from inference_benchmark import write_section
 
-        results = json.loads(Path(args.report).read_text())
+        results = merged(args.report)
         write_section(Path(args.output), report(results, results["command"]), SECTION)
         print(f"-> {args.output}")
         return 0
     command = "python scripts/gpu_check.py" + (" --smoke" if args.smoke else "")
-    results = run_all(Path(args.out), args.smoke, args.budget_s, command)
+    if list(args.stages) != list(STAGES):
+        command += " --stages " + " ".join(args.stages)
+    results = run_all(Path(args.out), args.smoke, args.budget_s, command, args.stages)
     print((Path(args.out) / "gpu_section.md").read_text())
     failed = [r["side"] for r in results["training"] if "failed" in r]
     return 1 if failed else 0

@@ -70,6 +70,15 @@ def test_extraction_is_compared_with_one_forward_pass_and_the_report_renders(smo
     assert text.count("## GPU (issue 30)") == 1 and "old" not in text
     assert text.startswith("# Benchmarks\n\nkept") and text.rstrip().endswith("after")
     assert "smoke run" in text and "| fsdp.yaml | passed" in text
+    # a rerun of some stages: its sides and launches replace the first run's, the rest is kept
+    side = {**smoke["training"][0], "samples_per_s": 12345.0}
+    rerun = tmp_path / "rerun.json"
+    rerun.write_text(json.dumps({"command": "python scripts/gpu_check.py --stages launch training",
+                                 "training": [side], "launch": {"deepspeed_zero2": {"status": "skipped", "why": "x"}}}))  # fmt: skip
+    both = gpu_check.merged([str(results), str(rerun)])
+    assert len(both["training"]) == len(smoke["training"]) and side in both["training"]
+    assert both["launch"]["fsdp"] == smoke["launch"]["fsdp"]
+    assert both["launch"]["deepspeed_zero2"]["why"] == "x" and both["extraction"] == extraction
 
 
 def test_text_flops_follow_each_examples_own_length(tmp_path):
