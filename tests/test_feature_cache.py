@@ -308,3 +308,16 @@ def test_features_are_extracted_in_the_precision_the_launch_config_trains_in(tmp
     assert (full[0], flag[0], launched[0]) == ("no", "bf16", "bf16")
     assert not np.allclose(full[1], flag[1], atol=1e-4)  # bf16 rounding shows
     np.testing.assert_array_equal(launched[1], flag[1])
+
+
+def test_each_new_dataset_gets_its_own_features_when_the_last_one_is_gone(tmp_path):
+    """Datasets made and dropped one after another (often at the same address): each is
+    extracted itself, never answered with the features of one that went before."""
+    from hftl.testing import keyword_dataset
+
+    trainer = train_feature_extraction(tmp_path, cache=True, feature_cache_dir="memory")
+    for seed in range(2, 12):
+        test = keyword_dataset(8, seed=seed)
+        features = trainer.cached_features.features(test)
+        assert features.labels.tolist() == test[:]["labels"].tolist(), seed
+        del test, features

@@ -83,7 +83,10 @@ def cache_features(model: nn.Module, args, train_dataset, eval_dataset=None, *,
     channels_last = _channels_last(model, args)
     info = {"used": True, "examples": 0, "seconds": 0.0, "train_seconds": 0.0, "reused": 0,
             "linear_probe": None}  # fmt: skip
-    done: dict[int, FeatureDataset] = {}
+    # id(dataset) -> (the dataset, its features). The dataset is held so that its id cannot be
+    # given to another one while the entry lives: a new dataset at a freed one's address would
+    # otherwise be answered with the old one's features.
+    done: dict[int, tuple[object, FeatureDataset]] = {}
 
     def features_of(dataset):
         if dataset is None or isinstance(dataset, FeatureDataset):
@@ -91,16 +94,26 @@ def cache_features(model: nn.Module, args, train_dataset, eval_dataset=None, *,
         if isinstance(dataset, dict):
             return {name: features_of(d) for name, d in dataset.items()}
         if id(dataset) not in done:
-            done[id(dataset)] = _extract_cached(
-                model, split, dataset, data_collator, processing_class, args, channels_last, info
+            done[id(dataset)] = (
+                dataset,
+                _extract_cached(
+                    model,
+                    split,
+                    dataset,
+                    data_collator,
+                    processing_class,
+                    args,
+                    channels_last,
+                    info,
+                ),
             )
-        return done[id(dataset)]
+        return done[id(dataset)][1]
 
     views = num_views(args, train_dataset)
     if views > 1:
         train = _extract_views(model, split, train_dataset, data_collator, processing_class, args,
                                channels_last, info, views)  # fmt: skip
-        done[id(train_dataset)] = train
+        done[id(train_dataset)] = train_dataset, train
     else:
         train = features_of(train_dataset)
     info["views"] = views
