@@ -205,6 +205,9 @@ def step_timer(warmup: int):
             self.marks = {}
 
         def on_train_begin(self, args, state, control, **kwargs):
+            from accelerate.state import AcceleratorState
+
+            self.precision = AcceleratorState().mixed_precision  # what the Accelerator trains in
             synchronize()
             self.marks["begin"] = time.perf_counter()
 
@@ -217,7 +220,7 @@ def step_timer(warmup: int):
         def result(self, batch: int) -> dict:
             steps = self.steps - warmup
             seconds = self.marks[self.steps] - self.marks[warmup]
-            return {"timed_steps": steps, "step_s": seconds / steps,
+            return {"precision": self.precision, "timed_steps": steps, "step_s": seconds / steps,
                     "samples_per_s": steps * batch / seconds, "warmup_steps": warmup,
                     "warmup_s": self.marks[warmup] - self.marks["begin"]}  # fmt: skip
 
@@ -608,20 +611,20 @@ def report(results: dict, command: str) -> str:
         "backward; for text on the example's own tokens, so padding counts as waste) x "
         "examples/s, over the spec's bf16 peak and over the measured matmul.",
         "",
-        "| task | side | batch | examples/s | ratio to hftl defaults | ratio to the example pipeline | "
-        "MFU (spec) | MFU (matmul) | warm-up s | peak memory MiB |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| task | side | precision | batch | examples/s | ratio to hftl defaults | ratio to the example "
+        "pipeline | MFU (spec) | MFU (matmul) | warm-up s | peak memory MiB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     runs = results.get("training", [])
     for run in runs:
         if "samples_per_s" not in run:
             lines.append(
-                f"| {run['task']} | {run['side']} | | {run.get('failed') or run.get('skipped')} | | | | | | |"
+                f"| {run['task']} | {run['side']} | | | {run.get('failed') or run.get('skipped')} | | | | | | |"
             )
             continue
         spec, measured = mfu(run, flops, info) if flops else (None, None)
         lines.append(
-            f"| {run['task']} | {run['side']} | {run['batch']} | {run['samples_per_s']:.1f} | "
+            f"| {run['task']} | {run['side']} | {run['precision']} | {run['batch']} | {run['samples_per_s']:.1f} | "
             f"{_number(speedup(runs, run['task'], run['side']))} | "
             f"{_number(speedup(runs, run['task'], run['side'], over=BASELINE))} | "
             f"{_number(spec, '{:.1%}')} | {_number(measured, '{:.1%}')} | {run['warmup_s']:.1f} | "

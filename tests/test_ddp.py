@@ -152,16 +152,9 @@ def test_sentiment_recipe_under_ddp_with_the_repo_cpu_config(tmp_path, hub, monk
 
 
 @pytest.mark.ddp
-@pytest.mark.parametrize(
-    "guard, flags",
-    [
-        ("l2sp", ["--l2sp_alpha", "1.0"]),
-        # the Fisher of the starting weights on the reference task (the same reviews, here)
-        ("ewc", ["--ewc_lambda", "1.0", "--ewc_fisher_samples", "16", "--reference_train_file",
-                 "TRAIN", "--reference_max_eval_samples", "16"]),
-    ],
-)  # fmt: skip
-def test_a_guard_penalty_is_identical_on_both_ranks(tmp_path, guard, flags):
+def test_guard_penalties_are_identical_on_both_ranks(tmp_path):
+    """L2-SP and EWC together (one launch): each penalty is the same on both ranks, and not 0.
+    EWC's Fisher is of the starting weights on the reference task (the same reviews, here)."""
     import json
 
     from hftl.testing import save_tiny_text_checkpoint, write_toy_reviews_csv
@@ -172,18 +165,20 @@ def test_a_guard_penalty_is_identical_on_both_ranks(tmp_path, guard, flags):
     config["label2id"] = {"negative": 0, "positive": 1}
     (tmp_path / "bert" / "config.json").write_text(json.dumps(config))
     write_toy_reviews_csv(tmp_path / "train.csv", 64)
-    flags = [str(tmp_path / "train.csv") if f == "TRAIN" else f for f in flags]
     accelerate_launch(
         "ddp_recipe.py", "sentiment", str(tmp_path / "ranks"),
         "--model_name_or_path", str(tmp_path / "bert"), "--train_file", str(tmp_path / "train.csv"),
-        "--output_dir", str(tmp_path / "out"), "--strategy", "full", "--guards", guard, *flags,
+        "--output_dir", str(tmp_path / "out"), "--strategy", "full", "--guards", "l2sp", "ewc",
+        "--l2sp_alpha", "1.0", "--ewc_lambda", "1.0", "--ewc_fisher_samples", "16",
+        "--reference_train_file", str(tmp_path / "train.csv"), "--reference_max_eval_samples", "16",
         "--weight_decay", "0", "--max_steps", "4",
         "--per_device_train_batch_size", "8", "--report_to", "none", "--use_cpu", "true",
         "--save_strategy", "no", "--disable_tqdm", "true",
     )  # fmt: skip
     meta, _, _ = _assert_identical_ranks(tmp_path / "ranks")
-    penalties = [m["guard_penalties"][guard] for m in meta]
-    assert penalties[0] == penalties[1] and penalties[0] > 0
+    for guard in ("l2sp", "ewc"):
+        penalties = [m["guard_penalties"][guard] for m in meta]
+        assert penalties[0] == penalties[1] and penalties[0] > 0, guard
 
 
 @pytest.mark.ddp

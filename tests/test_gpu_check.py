@@ -35,6 +35,8 @@ def test_every_side_of_both_tasks_trains_and_is_timed_over_its_steps(smoke):
         # both the example pipeline's TrainingArguments and hftl's flags
         assert run["timed_steps"] == gpu_check.SIZES["smoke"][task]["timed"], (task, side)
         assert run["samples_per_s"] > 0 and 0 <= run["accuracy"] <= 1
+        # the precision the Accelerator trained in: each side's own, not the side's before it
+        assert run["precision"] == ("no" if side == "hftl, fp32" else "bf16"), (task, side)
     decisions = smoke["decisions"]
     assert set(decisions) == {"bf16", "dataloader_num_workers", "torch_compile"}
     assert all(set(d) == {"image", "text"} for d in decisions.values())

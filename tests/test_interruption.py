@@ -1,7 +1,9 @@
 """A real recipe run killed with SIGKILL, then the same command run again: the final model and its
-metrics equal the uninterrupted run's, exactly, wherever the kill landed (before the first
+metrics equal the uninterrupted run's, exactly, wherever the kills landed (before the first
 checkpoint, while a checkpoint was being written, just after one, at a random moment, during the
-final save, after the card but before run_info.json)."""
+final save, after the card but before run_info.json). Each test kills the same command at
+several of these moments in turn, as a run interrupted again and again would be, then lets it
+finish."""
 
 import json
 import os
@@ -71,11 +73,17 @@ def checkpoints(out: Path) -> list[Path]:
     return sorted(out.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
 
 
-def kill_when(setup, out, moment) -> None:
-    """Start the run and SIGKILL it when ``moment(out)`` first holds (polled every 0.2 ms)."""
-    process = subprocess.Popen(
-        command(setup, out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+def kill_when(setup, out, moment) -> str:
+    """Start the run and SIGKILL it when ``moment(out)`` first holds (polled every 0.2 ms);
+    return what it wrote to stderr."""
+    log = out.parent / f"{out.name}-killed.log"
+    with open(log, "w") as handle:
+        process = subprocess.Popen(command(setup, out), stdout=subprocess.DEVNULL, stderr=handle)
+        kill_at(process, out, moment)
+    return log.read_text()
+
+
+def kill_at(process, out, moment) -> None:
     try:
         while process.poll() is None:
             if moment(out):
@@ -127,23 +135,35 @@ MOMENTS = {
 }
 
 
-@pytest.mark.parametrize("moment", list(MOMENTS))
+# Each chain: the moments one command is killed at, in turn, before it is let finish.
+CHAINS = [
+    ["before the first checkpoint", "while writing checkpoint-30", "just after checkpoint-50"],
+    ["at a random moment", "during the final save", "after the card, before run_info.json"],
+]
+
+
+@pytest.mark.parametrize("chain", CHAINS, ids=[" then ".join(c) for c in CHAINS])
 def test_killed_run_resumed_by_the_same_command_equals_the_uninterrupted_run(
-    setup, reference, tmp_path, moment
+    setup, reference, tmp_path, chain
 ):
     out = tmp_path / "out"
-    kill_when(setup, out, MOMENTS[moment])
-    if moment == "while writing checkpoint-30":
-        assert not (out / "checkpoint-30" / CHECKPOINT_MARKER).exists(), "killed too late"
-    assert not (out / FINISHED_RUN).exists()
-
+    said = []  # what each command wrote to stderr: the killed ones, then the one that finished
+    for moment in chain:
+        said.append(kill_when(setup, out, MOMENTS[moment]))
+        if moment == "while writing checkpoint-30":
+            assert not (out / "checkpoint-30" / CHECKPOINT_MARKER).exists(), "killed too late"
+        assert not (out / FINISHED_RUN).exists()
     again = run(setup, out)  # the same command, nothing added
     assert again.returncode == 0, again.stderr[-3000:]
+    said.append(again.stderr)
+    for moment, next_said in zip(chain, said[1:], strict=True):  # the command after each kill
+        if moment == "before the first checkpoint":  # nothing to resume from: step 0 again
+            assert "resuming from" not in next_said
+        else:
+            assert "resuming from" in next_said, moment
+        if moment == "while writing checkpoint-30":
+            assert "skipping incomplete checkpoint" in next_said and "checkpoint-30" in next_said
     complete_before = [p for p in checkpoints(out) if int(p.name.split("-")[1]) < STEPS]
-    if moment != "before the first checkpoint":
-        assert "resuming from" in again.stderr
-    if moment == "while writing checkpoint-30":
-        assert "skipping incomplete checkpoint" in again.stderr and "checkpoint-30" in again.stderr
     assert all((p / CHECKPOINT_MARKER).exists() for p in complete_before)
 
     tensors, metrics = final(out)
