@@ -69,11 +69,9 @@ SIZES = {
     "smoke": {"image": {"train": 48, "validation": 12, "batch": 8, "warmup": 2, "timed": 4},
               "text": {"train": 96, "validation": 16, "batch": 8, "warmup": 2, "timed": 6}},
 }  # fmt: skip
-COMPILE_WARMUP = {"full": 15, "smoke": 3}
-SIDE_S = {
-    "eager": {"full": 20, "smoke": 0},
-    "compile": {"full": 90, "smoke": 0},
-}  # at most, roughly  # steps before timing a compiled run (recompiles)
+COMPILE_WARMUP = {"full": 15, "smoke": 3}  # steps before timing a compiled run (recompiles)
+# Seconds one side takes at most, roughly: a side that would end after --budget_s is left out.
+SIDE_S = {"eager": {"full": 20, "smoke": 0}, "compile": {"full": 90, "smoke": 0}}
 MAX_SEQ_LENGTH = {"full": 128, "smoke": 48}  # run_glue's default; the tiny BERT has 64 positions
 LEARNING_RATE = {"image": 5e-5, "text": 5e-5}
 WORKERS = 4

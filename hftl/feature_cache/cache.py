@@ -94,19 +94,10 @@ def cache_features(model: nn.Module, args, train_dataset, eval_dataset=None, *,
         if isinstance(dataset, dict):
             return {name: features_of(d) for name, d in dataset.items()}
         if id(dataset) not in done:
-            done[id(dataset)] = (
-                dataset,
-                _extract_cached(
-                    model,
-                    split,
-                    dataset,
-                    data_collator,
-                    processing_class,
-                    args,
-                    channels_last,
-                    info,
-                ),
+            features = _extract_cached(
+                model, split, dataset, data_collator, processing_class, args, channels_last, info
             )
+            done[id(dataset)] = dataset, features
         return done[id(dataset)][1]
 
     views = num_views(args, train_dataset)
