@@ -15,6 +15,9 @@ import yaml
 from hftl import advise as adv
 from hftl.advise import DataProfile, ModelScore, layer_decay_for, recommend, rules, scoring
 from hftl.shapes import SHAPES, LabelArguments
+from hftl.strategies import STRATEGIES
+from hftl.strategies.base import ADVISED_HEAD_LR_MULTIPLIER
+from hftl.strategies.full import LOWEST_BLOCK_SHARE
 from hftl.tasks import task_of
 from hftl.testing import save_tiny_image_checkpoint, write_toy_image_folder
 from hftl.transferability import probe_accuracy, stratified_folds
@@ -66,7 +69,7 @@ def test_small_data_gets_lora_or_partial_where_lora_finds_no_layer():
     rec = recommend(profile(20), [score(probe=0.6, lora=False, blocks=7)], IMAGE)
     assert rec.strategy == "partial"
     assert rec.settings["num_trainable_layers"] == 2  # ceil(7 / 4): the top quarter
-    assert rec.settings["head_lr_multiplier"] == rules.HEAD_LR_MULTIPLIER
+    assert rec.settings["head_lr_multiplier"] == ADVISED_HEAD_LR_MULTIPLIER
     one_block = recommend(profile(20), [score(probe=0.6, lora=False, blocks=1)], IMAGE)
     assert one_block.settings["num_trainable_layers"] == 1
     # no probe (a class with one example): not "fitting", so not feature extraction
@@ -77,9 +80,22 @@ def test_full_fine_tuning_gets_a_layer_decay_whose_lowest_block_trains_at_a_tent
     rec = recommend(profile(rules.FEW_PER_CLASS), [score(blocks=12)], IMAGE)
     decay = rec.settings["layer_decay"]
     assert rec.strategy == "full" and decay == layer_decay_for(12)
-    assert decay ** (12 - 1) == pytest.approx(rules.LOWEST_BLOCK_SHARE, rel=0.1)
+    assert decay ** (12 - 1) == pytest.approx(LOWEST_BLOCK_SHARE, rel=0.1)
     assert layer_decay_for(2) == pytest.approx(0.1)
     assert layer_decay_for(1) == 1.0  # one block: nothing to decay over
+
+
+@pytest.mark.parametrize("name", STRATEGIES.names())
+def test_every_strategys_advised_values_are_options_a_run_takes(name, tmp_path):
+    """What advise would write for any strategy parses as a run's options (with the strategy's
+    own checks), and says why its learning rate is what it is."""
+    from hftl.config import TransferTrainingArguments
+
+    strategy = STRATEGIES.get(name)
+    settings, reasons = strategy.advised(IMAGE, 12)
+    assert "learning_rate" in reasons
+    args = TransferTrainingArguments(str(tmp_path), strategy=name, use_cpu=True, **settings)
+    assert {k: getattr(args, k) for k in settings} == settings
 
 
 def test_the_model_is_the_highest_logme_and_never_a_random_init_control():

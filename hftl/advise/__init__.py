@@ -26,12 +26,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hftl.advise.report import Advice, data_flags, format_advice, write_config
-from hftl.advise.rules import DataProfile, ModelScore, Recommendation, layer_decay_for, recommend
+from hftl.advise.rules import DataProfile, ModelScore, Recommendation, recommend
 from hftl.advise.scoring import profile_data, score_model, stratified_sample
 from hftl.assets import fetch_named
 from hftl.config import TransferTrainingArguments
 from hftl.errors import ConfigError
 from hftl.run import load_classification_data
+from hftl.strategies.full import layer_decay_for
 
 logger = logging.getLogger(__name__)
 

@@ -14,10 +14,8 @@ FEATURES_FIT = 0.97  # frozen-feature probe accuracy from which fine-tuning has 
 FEW_PER_CLASS = 1000  # below this many examples per class, adapters rather than all weights
 TARGET_STEPS = 300  # optimizer steps a recommended run aims at
 EPOCHS = (3, 30)  # ... within these epochs
-LOWEST_BLOCK_SHARE = 0.1  # with LLRD, the lowest block trains at this share of the top's LR
-# The head's multiplier, as in docs/transfer_study.md's arms (each strategy's learning rate over
-# the task's base rate is the strategy's own: Strategy.base_learning_rate).
-HEAD_LR_MULTIPLIER = 10.0
+# Each strategy's own starting values (its learning rate, the head's multiplier, LLRD, the
+# blocks that train, LoRA's rank) are the strategy's: Strategy.base_learning_rate and .advised.
 
 
 @dataclass
@@ -152,40 +150,10 @@ def starting_values(strategy: str, profile: DataProfile, best: ModelScore, task)
     """(recipe settings, their reasons) for ``strategy`` on this data and model."""
     batch = 32 if profile.examples >= 64 else 16
     settings: dict = {"strategy": strategy, "per_device_train_batch_size": batch}
-    reasons: dict[str, str] = {}
-    base = task.learning_rate
-    settings["learning_rate"] = STRATEGIES.get(strategy).base_learning_rate(task)
-    if strategy == "lora":
-        settings["lora_r"] = 8
-        reasons["learning_rate"] = (
-            f"{task.lora_lr_multiplier:g}x the task's base rate {base:g}: adapters start at zero "
-            "and need larger steps (the transfer study's LoRA arm)"
-        )
-    elif strategy == "feature_extraction":
-        settings["linear_probe"] = True
-        reasons["learning_rate"] = (
-            f"{STRATEGIES.get(strategy).learning_rate_scale:g}x the task's base rate {base:g}: "
-            "only the new head trains, from the linear probe fitted on the features"
-        )
-    else:
-        settings["head_lr_multiplier"] = HEAD_LR_MULTIPLIER
-        reasons["learning_rate"] = (
-            f"the task's base rate {base:g} for the pretrained layers, {HEAD_LR_MULTIPLIER:g}x "
-            "for the new head, which starts from random"
-        )
-    if strategy == "partial":
-        blocks = max(1, math.ceil(best.num_blocks / 4))
-        settings["num_trainable_layers"] = blocks
-        reasons["num_trainable_layers"] = (
-            f"the top quarter of the {best.num_blocks} blocks, the most task-specific ones"
-        )
-    if strategy == "full":
-        decay = layer_decay_for(best.num_blocks)
-        settings["layer_decay"] = decay
-        reasons["layer_decay"] = (
-            f"{decay} over {best.num_blocks} blocks: the lowest block trains at about "
-            f"{LOWEST_BLOCK_SHARE:.0%} of the top's rate, keeping the general low-level features"
-        )
+    chosen = STRATEGIES.get(strategy)
+    settings["learning_rate"] = chosen.base_learning_rate(task)
+    values, reasons = chosen.advised(task, best.num_blocks)
+    settings.update(values)
     epochs = epochs_for(profile.examples, batch)
     settings["num_train_epochs"] = epochs
     steps = math.ceil(profile.examples / batch) * epochs
@@ -194,13 +162,6 @@ def starting_values(strategy: str, profile: DataProfile, best: ModelScore, task)
         f"{EPOCHS[0]}-{EPOCHS[1]} epochs"
     )
     return settings, reasons
-
-
-def layer_decay_for(num_blocks: int) -> float:
-    """LLRD factor whose lowest block gets :data:`LOWEST_BLOCK_SHARE` of the top block's rate."""
-    if num_blocks <= 1:
-        return 1.0
-    return round(LOWEST_BLOCK_SHARE ** (1 / (num_blocks - 1)), 2)
 
 
 def epochs_for(examples: int, batch: int) -> int:

@@ -27,6 +27,11 @@ class Knob:
     choices: tuple = ()
 
 
+# hftl advise's learning rate for a new head over the pretrained layers' (the transfer study's
+# arms, docs/transfer_study.md)
+ADVISED_HEAD_LR_MULTIPLIER = 10.0
+
+
 class Strategy:
     """A transfer-learning strategy. Subclasses set ``name`` and ``summary`` and override what
     they change.
@@ -70,6 +75,18 @@ class Strategy:
     def base_learning_rate(self, task) -> float:
         """The learning rate this strategy starts from on ``task`` (a registered Task)."""
         return task.learning_rate * self.learning_rate_scale
+
+    def advised(self, task, num_blocks: int) -> tuple[dict, dict]:
+        """What ``hftl advise`` starts this strategy with on ``task`` for a model of
+        ``num_blocks`` blocks, besides its learning rate (:meth:`base_learning_rate`) and the
+        epochs: ``(settings, {setting: why})``, with why the learning rate is what it is under
+        "learning_rate". By default the pretrained layers train at the base rate and the new
+        head at ADVISED_HEAD_LR_MULTIPLIER times it."""
+        return {"head_lr_multiplier": ADVISED_HEAD_LR_MULTIPLIER}, {
+            "learning_rate": f"the task's base rate {self.base_learning_rate(task):g} for the "
+            f"pretrained layers, {ADVISED_HEAD_LR_MULTIPLIER:g}x for the new head, which starts "
+            "from random"
+        }
 
     def check(self, args, selected: bool) -> None:
         """Validate ``args`` (a ``TransferTrainingArguments``); ``selected``: this is

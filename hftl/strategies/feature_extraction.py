@@ -75,6 +75,13 @@ class FeatureExtraction(Strategy):
     ranges = {"feature_cache_views": (1, True)}
     learning_rate_scale = 50.0  # only the new head trains: far larger steps than fine-tuning
 
+    def advised(self, task, num_blocks):
+        return {"linear_probe": True}, {
+            "learning_rate": f"{self.learning_rate_scale:g}x the task's base rate "
+            f"{task.learning_rate:g}: only the new head trains, from the linear probe fitted on "
+            "the features"
+        }
+
     def check(self, args, selected):
         if args.linear_probe and (not selected or not args.feature_cache):
             raise ValueError(

@@ -120,6 +120,13 @@ class Lora(Strategy):
         # adapters start at zero and need larger steps: the task's own multiplier (measured)
         return task.learning_rate * task.lora_lr_multiplier
 
+    def advised(self, task, num_blocks):
+        return {"lora_r": 8}, {
+            "learning_rate": f"{task.lora_lr_multiplier:g}x the task's base rate "
+            f"{task.learning_rate:g}: adapters start at zero and need larger steps (the transfer "
+            "study's LoRA arm)"
+        }
+
     def check(self, args, selected):
         if args.lora_r < 1:
             raise ValueError(f"lora_r must be >= 1, got {args.lora_r}")

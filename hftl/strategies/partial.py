@@ -1,6 +1,7 @@
 """``partial``: the top ``num_trainable_layers`` blocks and the head train; the rest is frozen."""
 
 import logging
+import math
 from dataclasses import dataclass, field
 
 from hftl.strategies.base import Knob, Strategy
@@ -58,6 +59,14 @@ class Partial(Strategy):
 
     def check_blocks(self, args, num_blocks, model_name):
         check_num_trainable_layers(args.num_trainable_layers, num_blocks, model_name)
+
+    def advised(self, task, num_blocks):
+        settings, reasons = super().advised(task, num_blocks)
+        settings["num_trainable_layers"] = max(1, math.ceil(num_blocks / 4))
+        reasons["num_trainable_layers"] = (
+            f"the top quarter of the {num_blocks} blocks, the most task-specific ones"
+        )
+        return settings, reasons
 
     def min_depth(self, num_blocks, *, num_trainable_layers=None, stage=0):
         check_num_trainable_layers(num_trainable_layers, num_blocks)
