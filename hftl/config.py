@@ -12,6 +12,7 @@ import argparse
 import difflib
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
@@ -253,6 +254,15 @@ class _RaisingParser(HfArgumentParser):
         raise ConfigError(message)
 
 
+def launch_precision() -> dict:
+    """``--bf16`` / ``--fp16`` as ``accelerate launch`` trains: a config's ``mixed_precision``
+    reaches the process as ACCELERATE_MIXED_PRECISION, and the Accelerator trains in it whatever
+    ``--bf16`` says, while DeepSpeed refuses TrainingArguments that disagree with it ("ds
+    bf16.enabled=True vs hf bf16=False"). A default only: the YAML and the command line decide."""
+    launched = os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
+    return {launched: True} if launched in ("bf16", "fp16") else {}
+
+
 def parse_config(
     dataclass_types: Sequence[type],
     args: Sequence[str] | None = None,
@@ -279,6 +289,8 @@ def parse_config(
             invalid combination; the message is a single line.
     """
     argv = list(sys.argv[1:] if args is None else args)
+    if any(issubclass(kind, TrainingArguments) for kind in dataclass_types):
+        defaults = {**launch_precision(), **(defaults or {})}
     config_path, argv = _pop_config_path(argv)
     parser = _RaisingParser(dataclass_types, prog=prog)
     if defaults:

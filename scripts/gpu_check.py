@@ -42,6 +42,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import re
 import signal
 import socket
 import subprocess
@@ -458,16 +459,44 @@ def launch_stage(name: str, paths: dict, work: Path, mode: str, timeout: float =
 
     steps, every, batch = LAUNCH[mode]
     out = work / f"launch-{name}"
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-               str(ROOT / "recipes" / "accelerate" / LAUNCH_CONFIGS[name]), "--num_processes", "1",
-               "--main_process_port", str(free_port()),
-               *(SMOKE_LAUNCH_FLAGS.get(name, []) if mode == "smoke" else []),
-               str(ROOT / "recipes" / "sentiment.py"), "--model_name_or_path", paths["text_model"],
-               "--train_file", paths["train_file"], "--validation_file", paths["validation_file"],
-               "--max_seq_length", str(paths["max_seq_length"]), "--output_dir", str(out),
-               "--max_steps", str(steps), "--save_steps", str(every), "--logging_steps", "5",
-               "--per_device_train_batch_size", str(batch), "--learning_rate", "5e-5",
-               "--report_to", "none", "--disable_tqdm", "true"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(ROOT / "recipes" / "accelerate" / LAUNCH_CONFIGS[name]),
+        "--num_processes",
+        "1",
+        "--main_process_port",
+        str(free_port()),
+        *(SMOKE_LAUNCH_FLAGS.get(name, []) if mode == "smoke" else []),
+        str(ROOT / "recipes" / "sentiment.py"),
+        "--model_name_or_path",
+        paths["text_model"],
+        "--train_file",
+        paths["train_file"],
+        "--validation_file",
+        paths["validation_file"],
+        "--max_seq_length",
+        str(paths["max_seq_length"]),
+        "--output_dir",
+        str(out),
+        "--max_steps",
+        str(steps),
+        "--save_steps",
+        str(every),
+        "--logging_steps",
+        "5",
+        "--per_device_train_batch_size",
+        str(batch),
+        "--learning_rate",
+        "5e-5",
+        "--report_to",
+        "none",
+        "--disable_tqdm",
+        "true",
+        *(["--use_cpu", "true"] if mode == "smoke" else []),
+    ]  # fmt: skip (the configs' bf16 on the CPU)
     log = work / f"launch-{name}.log"
     first = work / f"launch-{name}-first.log"
     marker = out / f"checkpoint-{every}" / CHECKPOINT_MARKER
@@ -494,19 +523,42 @@ def launch_stage(name: str, paths: dict, work: Path, mode: str, timeout: float =
             again.wait()
     second_s = time.perf_counter() - start
     train_log = (out / "train.log").read_text() if (out / "train.log").exists() else ""
-    resumed = next((line.split("resumed ", 1)[1].replace(str(out) + "/", "")
-                    for line in train_log.splitlines() if "resumed from" in line), None)  # fmt: skip
+    resumed = resumed_at(train_log)
     finished = (out / "run_info.json").exists()
     state = out / "trainer_state.json"
     step = json.loads(state.read_text())["global_step"] if state.exists() else None
-    ok = killed and again.returncode == 0 and finished and resumed is not None and step == steps
+    ok = killed and again.returncode == 0 and finished and resumed[0] == every and step == steps
     result = {"status": "passed" if ok else "failed", "killed_after_checkpoint": killed,
-              "checkpoint_files": kept, "resumed": resumed,
+              "checkpoint_files": kept, "resumed_at_step": resumed[0], "resumed": resumed[1],
               "final_step": step, "steps": steps, "exit": again.returncode, "first_s": first_s,
               "second_s": second_s}  # fmt: skip
     if not ok:
+        result["errors"] = (error_lines(first.read_text()), error_lines(log.read_text()))
         result["log_tail"] = (first.read_text()[-1500:], log.read_text()[-2500:])
     return result
+
+
+def resumed_at(train_log: str) -> tuple[int | None, str | None]:
+    """(the step the second command's Trainer resumed at, how): Trainer's "Resuming training
+    from checkpoint ... global step N" in the run's train.log; hftl reads the weights itself
+    ("read exactly") except under FSDP and DeepSpeed, whose checkpoints Trainer reads."""
+    lines = train_log.splitlines()
+    trainer = next((line for line in lines if "Resuming training from checkpoint" in line), "")
+    found = re.search(r"global step (\d+)", trainer)
+    if not found:
+        return None, None
+    exact = any("weights read exactly" in line for line in lines)
+    how = "hftl read the weights exactly" if exact else "Trainer read the checkpoint"
+    return int(found.group(1)), f"from checkpoint-{found.group(1)} at step {found.group(1)} ({how})"
+
+
+def error_lines(log: str, keep: int = 12) -> list[str]:
+    """The lines of a launch's log that say what went wrong in the rank (hftl's one-line errors,
+    exceptions), before the launcher's own report of the failed child."""
+    ours = log.split("ChildFailedError")[0]
+    found = [line.strip() for line in ours.splitlines()
+             if ("Error" in line or "error:" in line or "Exception" in line) and "Traceback" not in line]  # fmt: skip
+    return found[-keep:]
 
 
 # --------------------------------------------------------------------------------------------

@@ -182,3 +182,28 @@ def test_a_bare_flag_means_true_for_optional_bools_too(tmp_path):
     for flags, expected in cases.items():
         _, _, images, training, _ = parse_run_config("image-classification", [*base, *flags])
         assert (images.augmentation, training.channels_last) == expected, flags
+
+
+def test_a_launch_configs_precision_is_the_runs_default_and_flags_still_decide(
+    tmp_path, monkeypatch
+):
+    """`accelerate launch` with `mixed_precision: bf16` trains in bf16 whatever --bf16 says, and
+    DeepSpeed refuses TrainingArguments that disagree: the launch's precision is --bf16's default."""
+    from hftl.run import parse_run_config
+
+    base = ["--model_name_or_path", "m", "--train_dir", "d", "--output_dir", str(tmp_path),
+            "--use_cpu", "true"]  # fmt: skip
+
+    def precision(*flags):
+        training = parse_run_config("image-classification", [*base, *flags])[3]
+        return training.bf16, training.fp16
+
+    assert precision() == (False, False)  # not launched: full precision
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
+    assert precision() == (True, False)
+    assert precision("--bf16", "false") == (False, False)  # said on the command line: kept
+    config = tmp_path / "run.yaml"
+    config.write_text("bf16: false\n")
+    assert precision("--config", str(config)) == (False, False)  # said in the YAML: kept
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "fp16")
+    assert precision()[1] is True

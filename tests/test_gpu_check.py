@@ -48,6 +48,7 @@ def test_the_fsdp_launch_is_killed_after_a_checkpoint_and_resumed_from_it(smoke)
     steps, every, _ = gpu_check.LAUNCH["smoke"]
     assert fsdp["status"] == "passed", fsdp
     assert fsdp["killed_after_checkpoint"] and fsdp["final_step"] == steps
+    assert fsdp["resumed_at_step"] == every
     assert f"from checkpoint-{every} at step {every}" in fsdp["resumed"]
     deepspeed = smoke["launch"]["deepspeed_zero2"]
     if deepspeed["status"] == "skipped":  # not installed here: the report says why
