@@ -11,6 +11,15 @@ On the GPU machine (device tool: carry [".whl"]; about 6 minutes on one H100):
         --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site || exit
     PYTHONUNBUFFERED=1 python3 scripts/gpu_check.py --out $OUT 2>&1 | tee $OUT/log
 
+A rehearsal here, with the GPU image's Python and torch on the CPU (it found DeepSpeed's
+refusal of a launch without --bf16):
+
+    python3.12 -m venv /tmp/v312 && /tmp/v312/bin/pip install torch==2.11.0 torchvision==0.26.0 \
+        numpy pyarrow pandas pillow matplotlib psutil pyyaml regex safetensors tokenizers xxhash \
+        hf-xet charset-normalizer markupsafe ninja py-cpuinfo msgpack nvidia-ml-py einops
+    /tmp/v312/bin/python3 -m pip install ... --target /tmp/site .whl/*.whl   # as on the GPU
+    PYTHONPATH=/tmp/site /tmp/v312/bin/python3 scripts/gpu_check.py --smoke --out /tmp/out
+
 Here, after: ``python scripts/gpu_check.py --report DIR/gpu_results.json`` writes the GPU section
 of docs/benchmarks.md (several files: a rerun's ``--stages`` replace the first run's). ``--smoke``
 runs every stage on the CPU with tiny models (the suite does).
