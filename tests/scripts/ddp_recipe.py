@@ -46,3 +46,6 @@ torch.save(model.state_dict(), rank_dir / f"rank{rank}.pt")
         }
     )
 )
+# End the process group before the interpreter does: a gloo thread still running at exit can
+# abort the process after its work is done ("terminate called without an active exception").
+torch.distributed.destroy_process_group()

@@ -8,6 +8,8 @@ import json
 import sys
 from pathlib import Path
 
+import torch
+
 import hftl.tune
 from hftl.tune import tune
 
@@ -33,3 +35,6 @@ def recorded(task, argv, **kwargs):
 
 hftl.tune.run_task = recorded
 tune(task, argv, prog="ddp_tune.py")
+# End the process group before the interpreter does: a gloo thread still running at exit can
+# abort the process after its work is done ("terminate called without an active exception").
+torch.distributed.destroy_process_group()
