@@ -154,3 +154,24 @@ def test_a_budget_stops_the_study_and_the_strategy_is_searched_with_its_own_knob
     assert set(trial.params) == {"strategy", "learning_rate", "weight_decay", *knobs}
     best = yaml.safe_load((out / "best.yaml").read_text())
     assert best["strategy"] == strategy == trial_config(out, 0)["strategy"]
+
+
+def test_a_trial_stopped_by_ctrl_c_fails_and_its_values_are_queued_again(
+    images, tmp_path, monkeypatch
+):
+    import hftl.tune
+    from hftl.tune import tune
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(hftl.tune, "run_task", interrupted)
+    out = tmp_path / "study"
+    with pytest.raises(KeyboardInterrupt):
+        tune("image-classification", [*run_flags(images, out), "--n_trials", "2", "--no_advise"],
+             prog="hftl tune")  # fmt: skip
+    stopped, queued = open_study(out).trials
+    assert stopped.state.name == "FAIL" and queued.state.name == "WAITING"
+    # optuna keeps a queued trial's values as its fixed params until it is asked for
+    assert queued.system_attrs["fixed_params"] == stopped.params
+    assert queued.user_attrs["retry_of"] == stopped.number

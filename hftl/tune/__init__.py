@@ -229,8 +229,7 @@ def _run_trial(optuna, task, run_argv, output, number, values, study, trial, sha
         return
     except KeyboardInterrupt:  # as a kill: the same command runs these values again
         if study is not None:
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            study.enqueue_trial(trial.params, user_attrs={"retry_of": number})
+            _retry(optuna, study, number, trial.params)
         raise
     except BaseException:
         if study is not None:
@@ -340,13 +339,18 @@ def _open_study(optuna, output: Path, tune_args, strategies, seed: int, base: di
         )
     running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
     for trial in running:  # left by a killed run: failed, and its values tried again
-        study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
-        study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+        _retry(optuna, study, trial.number, trial.params)
         logger.info("tune: trial %d was cut short; its values run again", trial.number)
     if study.trials:
         logger.info("tune: continuing the study in %s (%d trials so far)", output / STUDY_FILE,
                     len(study.trials))  # fmt: skip
     return study
+
+
+def _retry(optuna, study, number: int, params: dict) -> None:
+    """A trial cut short (killed, or Ctrl-C): failed, and its values queued to run again."""
+    study.tell(number, state=optuna.trial.TrialState.FAIL)
+    study.enqueue_trial(params, user_attrs={"retry_of": number})
 
 
 def _resolved_config(output: Path, arguments) -> dict:
